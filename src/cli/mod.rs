@@ -1,0 +1,46 @@
+//! The command-line surface of `execgate` (see design.md, "Command-line surface").
+
+mod hooks;
+mod mcp;
+mod policy;
+mod run;
+mod sandbox;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// A per-command approval gate for an AI agent's sandboxed shell.
+#[derive(Debug, Parser)]
+#[command(name = "execgate", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a script in an intercepted, sandboxed shell.
+    Run(run::RunArgs),
+    /// Check commands against `.rules` files and test the files' examples.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Validate hooks.json files and run the PermissionRequest hooks once.
+    #[command(subcommand)]
+    Hooks(hooks::HooksCommand),
+    /// Inspect the sandbox this machine supports.
+    #[command(subcommand)]
+    Sandbox(sandbox::SandboxCommand),
+    /// Serve the MCP `shell` tool on stdin/stdout.
+    Mcp(mcp::McpArgs),
+}
+
+/// Runs the parsed command and returns the process exit status.
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Policy(cmd) => policy::run(cmd),
+        Command::Hooks(cmd) => hooks::run(cmd),
+        Command::Sandbox(cmd) => sandbox::run(cmd),
+        Command::Mcp(args) => mcp::run(args),
+    }
+}
