@@ -1,0 +1,463 @@
+//! The client side of the transport, blocking and allocation-free.
+//!
+//! Used by the execve wrapper and by the preload shim, which may run it in a child between
+//! `fork` and `exec` of a multithreaded program: so nothing here allocates, takes a lock or
+//! touches global state other than `errno`. Writes use `MSG_NOSIGNAL`, so a vanished
+//! server is an error to report, never a silent `SIGPIPE` death.
+
+use crate::{
+    encode_fds_frame, encode_request, encode_signal_frame, frame_len, handshake, ProtocolError,
+    ServerMessageRef, Sink, MAX_FDS,
+};
+use std::fmt;
+use std::os::fd::RawFd;
+
+/// Why a client could not get a verdict (every variant means: do not run the command).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientError {
+    /// The session socket variable is not set.
+    NoSocket,
+    /// The session socket variable does not name an open socket fd.
+    BadSocket,
+    /// A system call failed.
+    Io {
+        /// Which operation failed.
+        op: &'static str,
+        /// Its `errno`.
+        errno: i32,
+    },
+    /// The server closed the stream before answering.
+    ServerClosed,
+    /// The server sent something the protocol does not allow.
+    Protocol(ProtocolError),
+    /// The request is larger than a frame may be.
+    RequestTooLarge,
+    /// The server's frame does not fit the client's receive buffer.
+    ResponseTooLarge,
+    /// More fds to pass than one frame may carry.
+    TooManyFds,
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoSocket => write!(
+                f,
+                "{} is not set: not running inside an execgate session",
+                crate::SOCKET_ENV
+            ),
+            Self::BadSocket => write!(
+                f,
+                "{} does not name an open socket: the session's socket was closed",
+                crate::SOCKET_ENV
+            ),
+            Self::Io { op, errno } => {
+                write!(
+                    f,
+                    "{op} failed: {}",
+                    std::io::Error::from_raw_os_error(*errno)
+                )
+            }
+            Self::ServerClosed => write!(f, "the execgate server closed the connection"),
+            Self::Protocol(err) => write!(f, "protocol error: {err}"),
+            Self::RequestTooLarge => write!(
+                f,
+                "command too large to send ({} bytes max)",
+                crate::MAX_FRAME_LEN
+            ),
+            Self::ResponseTooLarge => write!(f, "server response too large"),
+            Self::TooManyFds => write!(f, "too many open fds to pass ({MAX_FDS} max)"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// Parses the value of [`crate::SOCKET_ENV`] and checks that it names an open socket.
+pub fn session_socket_from_env_value(value: Option<&[u8]>) -> Result<RawFd, ClientError> {
+    let value = value.ok_or(ClientError::NoSocket)?;
+    if value.is_empty() || value.len() > 9 || !value.iter().all(u8::is_ascii_digit) {
+        return Err(ClientError::BadSocket);
+    }
+    let fd = value
+        .iter()
+        .fold(0i32, |acc, d| acc * 10 + i32::from(d - b'0'));
+    // SAFETY: fstat only writes into the zeroed stat buffer we own.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(ClientError::BadSocket);
+    }
+    Ok(fd)
+}
+
+/// A per-exec stream connection to the server. Closes its fd when dropped.
+#[derive(Debug)]
+pub struct Connection {
+    fd: RawFd,
+}
+
+impl Connection {
+    /// Opens a stream to the server through the session's datagram socket `session_fd`.
+    pub fn open(session_fd: RawFd) -> Result<Self, ClientError> {
+        let mut pair = [-1; 2];
+        // SAFETY: socketpair writes two fds into `pair`.
+        let rc = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                0,
+                pair.as_mut_ptr(),
+            )
+        };
+        if rc != 0 {
+            return Err(ClientError::Io {
+                op: "socketpair",
+                errno: errno(),
+            });
+        }
+        let conn = Self { fd: pair[0] };
+        let sent = send_with_fds(session_fd, &handshake(), &[pair[1]], "send handshake");
+        // SAFETY: pair[1] is ours; the server holds its own copy once sent.
+        unsafe { libc::close(pair[1]) };
+        sent?;
+        Ok(conn)
+    }
+
+    /// Wraps an fd that already is a connection (e.g. one inherited across `exec`).
+    ///
+    /// # Safety
+    /// `fd` must be an open stream socket connected to the server, owned by the caller.
+    pub unsafe fn from_raw_fd(fd: RawFd) -> Self {
+        Self { fd }
+    }
+
+    /// The connection's fd.
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.fd
+    }
+
+    /// Gives up ownership of the fd without closing it.
+    pub fn into_raw_fd(self) -> RawFd {
+        let fd = self.fd;
+        std::mem::forget(self);
+        fd
+    }
+
+    /// Sends the exec request. argv and env entries are borrowed byte strings.
+    pub fn send_request<'a, A, E>(
+        &self,
+        program: &[u8],
+        argv: A,
+        cwd: &[u8],
+        env: E,
+    ) -> Result<(), ClientError>
+    where
+        A: Iterator<Item = &'a [u8]> + Clone,
+        E: Iterator<Item = &'a [u8]> + Clone,
+    {
+        let mut sink = FdSink {
+            fd: self.fd,
+            buf: [0; 8192],
+            len: 0,
+        };
+        match encode_request(&mut sink, program, argv, cwd, env)? {
+            Some(_) => sink.flush(),
+            None => Err(ClientError::RequestTooLarge),
+        }
+    }
+
+    /// Receives one server frame into `buf` and decodes it.
+    pub fn recv<'b>(&self, buf: &'b mut [u8]) -> Result<ServerMessageRef<'b>, ClientError> {
+        let mut header = [0u8; 4];
+        read_exact(self.fd, &mut header)?;
+        let len = frame_len(header).map_err(ClientError::Protocol)?;
+        let payload = buf.get_mut(..len).ok_or(ClientError::ResponseTooLarge)?;
+        read_exact(self.fd, payload)?;
+        ServerMessageRef::decode(payload).map_err(ClientError::Protocol)
+    }
+
+    /// Sends the fds an escalated process must inherit, each to land on its target number.
+    pub fn send_fds(&self, targets: &[i32], fds: &[RawFd]) -> Result<(), ClientError> {
+        if targets.len() != fds.len() || targets.len() > MAX_FDS {
+            return Err(ClientError::TooManyFds);
+        }
+        let mut frame = [0u8; 9 + 4 * MAX_FDS];
+        let len = encode_fds_frame(targets, &mut frame).ok_or(ClientError::TooManyFds)?;
+        send_with_fds(self.fd, &frame[..len], fds, "send fds")
+    }
+
+    /// Forwards a signal the client received. Async-signal-safe: may be called from a
+    /// signal handler.
+    pub fn send_signal(&self, signo: i32) -> Result<(), ClientError> {
+        write_all(self.fd, &encode_signal_frame(signo))
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // SAFETY: we own the fd.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+impl From<std::convert::Infallible> for ClientError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}
+
+/// A stack-buffered sink writing to a socket fd.
+struct FdSink {
+    fd: RawFd,
+    buf: [u8; 8192],
+    len: usize,
+}
+
+impl FdSink {
+    fn flush(&mut self) -> Result<(), ClientError> {
+        if self.len > 0 {
+            write_all(self.fd, &self.buf[..self.len])?;
+            self.len = 0;
+        }
+        Ok(())
+    }
+}
+
+impl Sink for FdSink {
+    type Error = ClientError;
+
+    fn put(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        if self.len + bytes.len() > self.buf.len() {
+            self.flush()?;
+        }
+        if bytes.len() >= self.buf.len() {
+            return write_all(self.fd, bytes);
+        }
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+        Ok(())
+    }
+}
+
+fn write_all(fd: RawFd, mut bytes: &[u8]) -> Result<(), ClientError> {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is a valid buffer of the given length.
+        let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            let e = errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            if e == libc::EPIPE || e == libc::ECONNRESET {
+                return Err(ClientError::ServerClosed);
+            }
+            return Err(ClientError::Io {
+                op: "send",
+                errno: e,
+            });
+        }
+        bytes = &bytes[n as usize..];
+    }
+    Ok(())
+}
+
+fn read_exact(fd: RawFd, mut buf: &mut [u8]) -> Result<(), ClientError> {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is a valid writable buffer of the given length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            let e = errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            if e == libc::ECONNRESET {
+                return Err(ClientError::ServerClosed);
+            }
+            return Err(ClientError::Io {
+                op: "read",
+                errno: e,
+            });
+        }
+        if n == 0 {
+            return Err(ClientError::ServerClosed);
+        }
+        buf = &mut buf[n as usize..];
+    }
+    Ok(())
+}
+
+/// Sends `bytes` on `sock` with `fds` attached as `SCM_RIGHTS` (to the first byte).
+fn send_with_fds(
+    sock: RawFd,
+    mut bytes: &[u8],
+    fds: &[RawFd],
+    op: &'static str,
+) -> Result<(), ClientError> {
+    const SPACE: usize = 16 + 4 * MAX_FDS + 8;
+    // u64 elements give the control buffer cmsghdr's alignment.
+    let mut control = [0u64; SPACE.div_ceil(8)];
+    let fd_bytes = std::mem::size_of_val(fds);
+    // SAFETY: CMSG_* compute sizes and pointers inside `control`, which is large enough for
+    // MAX_FDS fds (checked by callers) and properly aligned.
+    unsafe {
+        let mut iov = libc::iovec {
+            iov_base: bytes.as_ptr() as *mut libc::c_void,
+            iov_len: bytes.len(),
+        };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        if !fds.is_empty() {
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(fd_bytes as u32) as _;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(fd_bytes as u32) as _;
+            std::ptr::copy_nonoverlapping(
+                fds.as_ptr().cast::<u8>(),
+                libc::CMSG_DATA(cmsg),
+                fd_bytes,
+            );
+        }
+        loop {
+            let n = libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL);
+            if n < 0 {
+                let e = errno();
+                if e == libc::EINTR {
+                    continue;
+                }
+                if matches!(
+                    e,
+                    libc::EPIPE | libc::ECONNREFUSED | libc::ECONNRESET | libc::ENOTCONN
+                ) {
+                    return Err(ClientError::ServerClosed);
+                }
+                return Err(ClientError::Io { op, errno: e });
+            }
+            bytes = &bytes[n as usize..];
+            break;
+        }
+    }
+    // The fds went with the first byte; the rest of a stream frame is plain data.
+    write_all(sock, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ClientMessage, ExitStatus, ServerMessage, Verdict};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixDatagram;
+
+    #[test]
+    fn env_value_must_be_an_open_socket() {
+        assert_eq!(
+            session_socket_from_env_value(None),
+            Err(ClientError::NoSocket)
+        );
+        assert_eq!(
+            session_socket_from_env_value(Some(b"x1")),
+            Err(ClientError::BadSocket)
+        );
+        // fd 0 in the test harness is not a socket (or is closed).
+        let (a, _b) = UnixDatagram::pair().unwrap();
+        let value = a.as_raw_fd().to_string();
+        assert_eq!(
+            session_socket_from_env_value(Some(value.as_bytes())),
+            Ok(a.as_raw_fd())
+        );
+    }
+
+    #[test]
+    fn open_fails_closed_when_server_is_gone() {
+        let (a, b) = UnixDatagram::pair().unwrap();
+        drop(b);
+        let err = Connection::open(a.as_raw_fd()).unwrap_err();
+        assert_eq!(err, ClientError::ServerClosed);
+    }
+
+    #[test]
+    fn request_reaches_a_server_and_verdict_comes_back() {
+        use std::io::{Read, Write};
+        use std::os::fd::FromRawFd;
+        use std::os::unix::net::UnixStream;
+
+        let (client_dgram, server_dgram) = UnixDatagram::pair().unwrap();
+        let conn = Connection::open(client_dgram.as_raw_fd()).unwrap();
+
+        // Server side: receive the stream end with recvmsg.
+        let mut buf = [0u8; 64];
+        let mut control = [0u64; 8];
+        let stream_fd = unsafe {
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = std::mem::size_of_val(&control) as _;
+            let n = libc::recvmsg(server_dgram.as_raw_fd(), &mut msg, 0);
+            assert_eq!(n as usize, crate::HANDSHAKE_LEN);
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            assert_eq!((*cmsg).cmsg_type, libc::SCM_RIGHTS);
+            std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>())
+        };
+        assert_eq!(crate::parse_handshake(&buf[..crate::HANDSHAKE_LEN]), Ok(1));
+        let mut server = unsafe { UnixStream::from_raw_fd(stream_fd) };
+
+        let argv: [&[u8]; 2] = [b"ls", b"\xff"];
+        let env: [&[u8]; 1] = [b"A=1"];
+        conn.send_request(
+            b"/bin/ls",
+            argv.iter().copied(),
+            b"/tmp",
+            env.iter().copied(),
+        )
+        .unwrap();
+        let mut header = [0u8; 4];
+        server.read_exact(&mut header).unwrap();
+        let mut payload = vec![0u8; frame_len(header).unwrap()];
+        server.read_exact(&mut payload).unwrap();
+        match ClientMessage::decode(&payload).unwrap() {
+            ClientMessage::Request(req) => {
+                assert_eq!(req.program, b"/bin/ls");
+                assert_eq!(req.argv, vec![b"ls".to_vec(), b"\xff".to_vec()]);
+                assert_eq!(req.cwd, b"/tmp");
+                assert_eq!(req.env, vec![b"A=1".to_vec()]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+
+        server
+            .write_all(
+                &ServerMessage::Verdict(Verdict::Deny {
+                    reason: b"no".to_vec(),
+                })
+                .to_frame(),
+            )
+            .unwrap();
+        server
+            .write_all(&ServerMessage::Exited(ExitStatus::Signal(9)).to_frame())
+            .unwrap();
+        let mut rbuf = [0u8; 256];
+        assert_eq!(
+            conn.recv(&mut rbuf).unwrap(),
+            ServerMessageRef::Deny { reason: b"no" }
+        );
+        assert_eq!(
+            conn.recv(&mut rbuf).unwrap(),
+            ServerMessageRef::Exited(ExitStatus::Signal(9))
+        );
+        drop(server);
+        assert_eq!(conn.recv(&mut rbuf).unwrap_err(), ClientError::ServerClosed);
+    }
+}
