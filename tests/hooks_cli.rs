@@ -1,0 +1,392 @@
+//! `execgate hooks check` and `execgate hooks permission-request`, run as a user would.
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const ALLOW: &str = r#"{"hookSpecificOutput":{"hookEventName":"PermissionRequest","decision":{"behavior":"allow"}}}"#;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let fx = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir(fx.home()).unwrap();
+        fx
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// An empty HOME, so the user's own hooks never leak into a test.
+    fn home(&self) -> PathBuf {
+        self.path().join("home")
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn hooks_file(&self, name: &str, hooks: Value) -> PathBuf {
+        self.write(name, &json!({ "hooks": hooks }).to_string())
+    }
+
+    fn execgate(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_execgate"))
+            .args(args)
+            .current_dir(self.path())
+            .env("HOME", self.home())
+            .output()
+            .unwrap()
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+fn path_arg(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn check_lists_handlers_per_event_and_prints_warnings() {
+    let fx = Fixture::new();
+    let file = fx.hooks_file(
+        "hooks.json",
+        json!({
+            "PermissionRequest": [
+                {"matcher": "Bash", "hooks": [
+                    {"type": "command", "command": "sh guard.sh", "timeout": 30, "statusMessage": "Checking"},
+                    {"type": "command", "command": ""},
+                ]},
+                {"hooks": [{"type": "command", "command": "true"}]},
+            ],
+            "Stop": [{"hooks": [{"type": "command", "command": "echo bye"}]}],
+            "Bogus": [],
+        }),
+    );
+    let out = fx.execgate(&["hooks", "check", "--hooks", path_arg(&file)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let f = file.display();
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "{f}: ok (3 handlers)\n\
+             PermissionRequest:\n\
+             \x20 1. matcher \"Bash\", timeout 30s: sh guard.sh\n\
+             \x20    status message: Checking\n\
+             \x20    from {f}\n\
+             \x20 2. matcher (all tools), timeout 600s: true\n\
+             \x20    from {f}\n\
+             Stop:\n\
+             \x20 1. timeout 600s: echo bye\n\
+             \x20    from {f}\n\
+             warning: ignoring unknown hook event \"Bogus\" in {f}\n\
+             warning: skipping empty hook command in {f}\n"
+        )
+    );
+}
+
+#[test]
+fn check_exits_nonzero_and_names_line_and_column_of_a_broken_file() {
+    let fx = Fixture::new();
+    let good = fx.hooks_file(
+        "good.json",
+        json!({"PermissionRequest": [{"hooks": [{"type": "command", "command": "true"}]}]}),
+    );
+    let bad = fx.write(
+        "bad.json",
+        "{\"hooks\": {\n  \"PermissionRequest\": [}\n}\n",
+    );
+    let out = fx.execgate(&[
+        "hooks",
+        "check",
+        "--hooks",
+        path_arg(&good),
+        "--hooks",
+        path_arg(&bad),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&format!("{}: ok (1 handler)\n", good.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "error: {}:2:25: invalid JSON in hooks file: expected value\n",
+            bad.display()
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn permission_request_json_reports_runs_in_configured_order_and_the_fold() {
+    let fx = Fixture::new();
+    let file = fx.hooks_file(
+        "hooks.json",
+        json!({"PermissionRequest": [{"matcher": "Bash", "hooks": [
+            {"type": "command", "command": format!("printf '%s' '{ALLOW}'")},
+            {"type": "command", "command": "echo 'not on my watch' >&2; exit 2"},
+            {"type": "command", "command": "exit 7"},
+            {"type": "command", "command": "echo '{\"systemMessage\":\"fyi\"}'"},
+        ]}]}),
+    );
+    let out = fx.execgate(&[
+        "hooks",
+        "permission-request",
+        "--hooks",
+        path_arg(&file),
+        "--command",
+        "/usr/bin/git push",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let expected = json!({
+        "decision": "deny",
+        "message": "not on my watch",
+        "interrupt": false,
+        "runs": [
+            {"command": format!("printf '%s' '{ALLOW}'"), "status": "completed", "entries": []},
+            {"command": "echo 'not on my watch' >&2; exit 2", "status": "blocked",
+             "entries": [{"kind": "feedback", "text": "not on my watch"}]},
+            {"command": "exit 7", "status": "failed",
+             "entries": [{"kind": "error", "text": "hook exited with code 7"}]},
+            {"command": "echo '{\"systemMessage\":\"fyi\"}'", "status": "completed",
+             "entries": [{"kind": "warning", "text": "fyi"}]},
+        ],
+    });
+    let actual: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(actual, expected);
+    // Top-level keys come in the documented order.
+    assert!(stdout(&out).starts_with(
+        r#"{"decision":"deny","message":"not on my watch","interrupt":false,"runs":["#
+    ));
+}
+
+#[test]
+fn permission_request_with_no_decision_prints_null_decision() {
+    let fx = Fixture::new();
+    let file = fx.hooks_file(
+        "hooks.json",
+        json!({"PermissionRequest": [{"matcher": "Edit", "hooks": [{"type": "command", "command": "exit 2"}]}]}),
+    );
+    let out = fx.execgate(&[
+        "hooks",
+        "permission-request",
+        "--hooks",
+        path_arg(&file),
+        "--command",
+        "ls",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        stdout(&out),
+        "{\"decision\":null,\"message\":null,\"interrupt\":false,\"runs\":[]}\n"
+    );
+}
+
+#[test]
+fn permission_request_passes_command_description_and_cwd_to_the_hook() {
+    let fx = Fixture::new();
+    let work = fx.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let file = fx.hooks_file(
+        "hooks.json",
+        json!({"PermissionRequest": [{"hooks": [{"type": "command", "command": "cat > input.json"}]}]}),
+    );
+    let out = fx.execgate(&[
+        "hooks",
+        "permission-request",
+        "--hooks",
+        path_arg(&file),
+        "--command",
+        "/usr/bin/touch '/tmp/a b'",
+        "--description",
+        "make a file",
+        "--cwd",
+        path_arg(&work),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let input: Value =
+        serde_json::from_str(&std::fs::read_to_string(work.join("input.json")).unwrap()).unwrap();
+    assert_eq!(input["cwd"], path_arg(&work));
+    assert_eq!(input["hook_event_name"], "PermissionRequest");
+    assert_eq!(input["tool_name"], "Bash");
+    assert_eq!(input["permission_mode"], "default");
+    assert_eq!(input["transcript_path"], Value::Null);
+    assert_eq!(
+        input["tool_input"],
+        json!({"command": "/usr/bin/touch '/tmp/a b'", "description": "make a file"})
+    );
+    assert_eq!(input["session_id"].as_str().unwrap().len(), 36);
+}
+
+#[test]
+fn permission_request_text_output_shows_each_run_and_the_decision() {
+    let fx = Fixture::new();
+    let file = fx.hooks_file(
+        "hooks.json",
+        json!({"PermissionRequest": [{"hooks": [
+            {"type": "command", "command": "echo '{oops'", "statusMessage": "Asking the linter"},
+            {"type": "command", "command": format!("printf '%s' '{ALLOW}'")},
+        ]}]}),
+    );
+    let out = fx.execgate(&[
+        "hooks",
+        "permission-request",
+        "--hooks",
+        path_arg(&file),
+        "--command",
+        "ls",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "hook 1/2: failed: echo '{{oops'\n\
+             \x20 error: hook returned invalid permission-request JSON output\n\
+             hook 2/2: completed: printf '%s' '{ALLOW}'\n\
+             decision: allow\n"
+        )
+    );
+    assert_eq!(stderr(&out), "execgate: hook: Asking the linter\n");
+}
+
+#[test]
+fn permission_request_refuses_to_run_with_a_broken_hooks_file() {
+    let fx = Fixture::new();
+    let marker = fx.path().join("ran");
+    let good = fx.hooks_file(
+        "good.json",
+        json!({"PermissionRequest": [{"hooks": [{"type": "command", "command": format!("touch '{}'", marker.display())}]}]}),
+    );
+    let bad = fx.hooks_file("bad.json", json!({"PermissionRequest": {"not": "a list"}}));
+    let out = fx.execgate(&[
+        "hooks",
+        "permission-request",
+        "--hooks",
+        path_arg(&good),
+        "--hooks",
+        path_arg(&bad),
+        "--command",
+        "ls",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stdout(&out), "");
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!("execgate: {}:1:", bad.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("invalid hooks file: invalid type: map, expected a sequence"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1);
+    assert!(!marker.exists());
+}
+
+#[test]
+fn permission_request_rejects_a_missing_cwd() {
+    let fx = Fixture::new();
+    let out = fx.execgate(&[
+        "hooks",
+        "permission-request",
+        "--command",
+        "ls",
+        "--cwd",
+        "/nonexistent/dir",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "execgate: --cwd /nonexistent/dir: not a directory\n"
+    );
+}
+
+/// Copies the example hooks into `project/.execgate/`, where discovery finds them.
+fn example_project(fx: &Fixture) -> PathBuf {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hooks");
+    let project = fx.path().join("project");
+    std::fs::create_dir_all(project.join(".execgate")).unwrap();
+    for name in ["hooks.json", "guard.sh"] {
+        std::fs::copy(example.join(name), project.join(".execgate").join(name)).unwrap();
+    }
+    project
+}
+
+fn ask_example(fx: &Fixture, project: &Path, command: &str) -> Value {
+    let out = fx.execgate(&[
+        "hooks",
+        "permission-request",
+        "--command",
+        command,
+        "--cwd",
+        path_arg(project),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+#[test]
+fn example_hook_denies_force_push_with_its_stderr_reason() {
+    let fx = Fixture::new();
+    let project = example_project(&fx);
+    let outcome = ask_example(&fx, &project, "/usr/bin/git push --force origin main");
+    assert_eq!(outcome["decision"], "deny");
+    assert_eq!(
+        outcome["message"],
+        "force-pushing is not allowed here; push without --force"
+    );
+    assert_eq!(outcome["interrupt"], false);
+}
+
+#[test]
+fn example_hook_denies_rm_rf_root_and_ends_the_session() {
+    let fx = Fixture::new();
+    let project = example_project(&fx);
+    let outcome = ask_example(&fx, &project, "/usr/bin/rm -rf /");
+    assert_eq!(outcome["decision"], "deny");
+    assert_eq!(outcome["message"], "refusing to delete the filesystem");
+    assert_eq!(outcome["interrupt"], true);
+}
+
+#[test]
+fn example_hook_allows_git_status_and_is_silent_otherwise() {
+    let fx = Fixture::new();
+    let project = example_project(&fx);
+    assert_eq!(
+        ask_example(&fx, &project, "/usr/bin/git status")["decision"],
+        "allow"
+    );
+    let silent = ask_example(&fx, &project, "/usr/bin/npm publish");
+    assert_eq!(silent["decision"], Value::Null);
+    assert_eq!(silent["runs"][0]["status"], "completed");
+}
+
+#[test]
+fn example_hooks_file_checks_clean() {
+    let fx = Fixture::new();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hooks/hooks.json");
+    let out = fx.execgate(&["hooks", "check", "--hooks", path_arg(&example)]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!stdout(&out).contains("warning:"), "{}", stdout(&out));
+}
