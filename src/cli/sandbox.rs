@@ -1,13 +1,64 @@
-//! `execgate sandbox check`.
+//! `execgate sandbox check`: which sandbox backend a session would get here, and what it
+//! enforces. It prepares the sandbox exactly as a session would (including starting a
+//! trivial process in it), so a refusal here is the refusal `execgate run` would give.
 
-use clap::Subcommand;
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use execgate_sandbox::{BackendChoice, Sandbox, SandboxMode, SandboxPolicy};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// `execgate sandbox` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum SandboxCommand {}
+pub enum SandboxCommand {
+    /// Show which backend is active and what it enforces (EXECGATE_SANDBOX_BACKEND
+    /// forces bubblewrap or landlock).
+    Check(CheckArgs),
+}
+
+/// Arguments of `execgate sandbox check` (the same sandbox flags as `execgate run`).
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// read-only | workspace-write | danger-full-access
+    #[arg(long, value_name = "MODE", default_value = "workspace-write", value_parser = parse_mode)]
+    sandbox: SandboxMode,
+    /// Extra writable root for workspace-write (repeatable).
+    #[arg(long = "writable-root", value_name = "DIR")]
+    writable_roots: Vec<PathBuf>,
+    /// Allow network access inside the sandbox.
+    #[arg(long)]
+    network: bool,
+    /// Working directory of the session (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<PathBuf>,
+    /// Accept that the Landlock backend cannot keep .git, .execgate, .codex and loaded
+    /// rules files read-only inside writable roots.
+    #[arg(long)]
+    allow_unprotected_landlock: bool,
+}
+
+fn parse_mode(s: &str) -> Result<SandboxMode, String> {
+    s.parse()
+        .map_err(|e: execgate_sandbox::SandboxError| e.to_string())
+}
 
 /// Runs an `execgate sandbox` subcommand.
 pub fn run(cmd: SandboxCommand) -> anyhow::Result<ExitCode> {
-    match cmd {}
+    match cmd {
+        SandboxCommand::Check(args) => check(args),
+    }
+}
+
+fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let cwd = match args.cwd {
+        Some(dir) => dir,
+        None => std::env::current_dir().context("cannot read the current directory")?,
+    };
+    let mut policy = SandboxPolicy::new(args.sandbox, cwd);
+    policy.writable_roots = args.writable_roots;
+    policy.network = args.network;
+    policy.allow_unprotected_landlock = args.allow_unprotected_landlock;
+    let sandbox = Sandbox::prepare(&policy, BackendChoice::Auto)?;
+    print!("{}", sandbox.describe());
+    Ok(ExitCode::SUCCESS)
 }

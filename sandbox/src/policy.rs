@@ -1,0 +1,161 @@
+//! What the caller asks the sandbox to enforce, before any path is resolved.
+
+use crate::SandboxError;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// How much of the filesystem the sandboxed shell may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxMode {
+    /// Everything readable; nothing writable but `/dev/null`-like devices.
+    ReadOnly,
+    /// Everything readable; the working directory, extra roots and the temp dir writable.
+    WorkspaceWrite,
+    /// No sandbox at all (interception still applies).
+    DangerFullAccess,
+}
+
+impl SandboxMode {
+    /// The command-line spelling (`read-only`, `workspace-write`, `danger-full-access`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxMode::ReadOnly => "read-only",
+            SandboxMode::WorkspaceWrite => "workspace-write",
+            SandboxMode::DangerFullAccess => "danger-full-access",
+        }
+    }
+}
+
+impl fmt::Display for SandboxMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SandboxMode {
+    type Err = SandboxError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "read-only" => Ok(SandboxMode::ReadOnly),
+            "workspace-write" => Ok(SandboxMode::WorkspaceWrite),
+            "danger-full-access" => Ok(SandboxMode::DangerFullAccess),
+            other => Err(SandboxError::InvalidMode(other.to_owned())),
+        }
+    }
+}
+
+/// The sandbox a session asks for. Paths need not be canonical; [`crate::Sandbox::prepare`]
+/// resolves them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxPolicy {
+    /// Filesystem mode.
+    pub mode: SandboxMode,
+    /// Extra writable roots (`--writable-root`), used in `workspace-write` only.
+    pub writable_roots: Vec<PathBuf>,
+    /// Whether IP networking is allowed (`--network`).
+    pub network: bool,
+    /// Files and directories that stay read-only even inside writable roots: every rules
+    /// and hooks file the session loaded. `.git` (and the git dir a `.git` file names),
+    /// `.execgate` and `.codex` at the top of each writable root are always added.
+    pub protected_paths: Vec<PathBuf>,
+    /// The shell's working directory; writable in `workspace-write`.
+    pub cwd: PathBuf,
+    /// The temporary directory made writable in `workspace-write` (`$TMPDIR` or `/tmp` from
+    /// [`SandboxPolicy::new`]); `None` keeps no temporary directory writable.
+    pub tmpdir: Option<PathBuf>,
+    /// Accept that the Landlock backend leaves protected paths inside writable roots
+    /// writable (`--allow-unprotected-landlock`); without it Landlock refuses to start.
+    pub allow_unprotected_landlock: bool,
+}
+
+impl SandboxPolicy {
+    /// A policy with no extra roots, network off, no loaded files, and `$TMPDIR` (or `/tmp`)
+    /// as the temporary directory.
+    pub fn new(mode: SandboxMode, cwd: impl Into<PathBuf>) -> Self {
+        SandboxPolicy {
+            mode,
+            writable_roots: Vec::new(),
+            network: false,
+            protected_paths: Vec::new(),
+            cwd: cwd.into(),
+            tmpdir: Some(std::env::temp_dir()),
+            allow_unprotected_landlock: false,
+        }
+    }
+}
+
+/// Which backend to use. `Auto` honours `EXECGATE_SANDBOX_BACKEND`, then prefers
+/// bubblewrap and falls back to Landlock when bubblewrap cannot start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// `EXECGATE_SANDBOX_BACKEND` if set, else bubblewrap, else Landlock.
+    #[default]
+    Auto,
+    /// bubblewrap only; refuse if it cannot start.
+    Bubblewrap,
+    /// Landlock only; refuse if the kernel lacks it.
+    Landlock,
+}
+
+impl BackendChoice {
+    /// The environment variable that forces a backend when the choice is `Auto`.
+    pub const ENV_VAR: &'static str = "EXECGATE_SANDBOX_BACKEND";
+
+    /// Parses a backend name as accepted in `EXECGATE_SANDBOX_BACKEND`
+    /// (`bubblewrap`/`bwrap`, `landlock`, `auto`).
+    pub fn parse(name: &str) -> Result<Self, SandboxError> {
+        match name {
+            "auto" => Ok(BackendChoice::Auto),
+            "bubblewrap" | "bwrap" => Ok(BackendChoice::Bubblewrap),
+            "landlock" => Ok(BackendChoice::Landlock),
+            other => Err(SandboxError::InvalidBackend(other.to_owned())),
+        }
+    }
+
+    /// Resolves `Auto` against `EXECGATE_SANDBOX_BACKEND`; explicit choices are kept.
+    pub(crate) fn resolve_env(self) -> Result<Self, SandboxError> {
+        if self != BackendChoice::Auto {
+            return Ok(self);
+        }
+        match std::env::var_os(Self::ENV_VAR) {
+            None => Ok(BackendChoice::Auto),
+            Some(value) if value.is_empty() => Ok(BackendChoice::Auto),
+            Some(value) => match value.to_str() {
+                Some(name) => Self::parse(name),
+                None => Err(SandboxError::InvalidBackend(
+                    value.to_string_lossy().into_owned(),
+                )),
+            },
+        }
+    }
+}
+
+/// The backend a prepared sandbox uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// No sandbox (`danger-full-access`).
+    None,
+    /// A bubblewrap mount, PID and (without network) network namespace, plus seccomp.
+    Bubblewrap,
+    /// Landlock applied in the child just before exec, plus seccomp.
+    Landlock,
+}
+
+impl Backend {
+    /// Lower-case name for messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::None => "none",
+            Backend::Bubblewrap => "bubblewrap",
+            Backend::Landlock => "landlock",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
