@@ -129,6 +129,57 @@ impl Connection {
         Ok(conn)
     }
 
+    /// Opens a stream to the server and sends the exec request on it: the same as
+    /// [`Connection::open`] followed by [`Connection::send_request`], but the request is
+    /// written before the handshake whenever the socket buffer takes it, so the server finds
+    /// it waiting when it accepts the stream and is woken once per exec instead of twice.
+    /// A request larger than the buffer is finished after the handshake, as usual.
+    pub fn open_with_request<'a, A, E>(
+        session_fd: RawFd,
+        program: &[u8],
+        argv: A,
+        cwd: &[u8],
+        env: E,
+    ) -> Result<Self, ClientError>
+    where
+        A: Iterator<Item = &'a [u8]> + Clone,
+        E: Iterator<Item = &'a [u8]> + Clone,
+    {
+        let mut pair = [-1; 2];
+        // SAFETY: socketpair writes two fds into `pair`.
+        let rc = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                0,
+                pair.as_mut_ptr(),
+            )
+        };
+        if rc != 0 {
+            return Err(ClientError::Io {
+                op: "socketpair",
+                errno: errno(),
+            });
+        }
+        let conn = Self { fd: pair[0] };
+        let mut sink = FdSink {
+            fd: conn.fd,
+            buf: [0; 8192],
+            len: 0,
+            pending: Some(PendingHandshake {
+                session: session_fd,
+                peer: pair[1],
+            }),
+        };
+        match encode_request(&mut sink, program, argv, cwd, env)? {
+            Some(_) => sink.flush()?,
+            // Nothing was written: the server never hears of this stream.
+            None => return Err(ClientError::RequestTooLarge),
+        }
+        sink.send_handshake()?;
+        Ok(conn)
+    }
+
     /// Wraps an fd that already is a connection (e.g. one inherited across `exec`).
     ///
     /// # Safety
@@ -165,6 +216,7 @@ impl Connection {
             fd: self.fd,
             buf: [0; 8192],
             len: 0,
+            pending: None,
         };
         match encode_request(&mut sink, program, argv, cwd, env)? {
             Some(_) => sink.flush(),
@@ -217,15 +269,86 @@ struct FdSink {
     fd: RawFd,
     buf: [u8; 8192],
     len: usize,
+    /// The handshake not sent yet ([`Connection::open_with_request`]): until it is, writes
+    /// must not block, since the server cannot read this stream before it has the other end.
+    pending: Option<PendingHandshake>,
+}
+
+/// A handshake to send on `session` with the stream's other end, `peer`, attached.
+struct PendingHandshake {
+    session: RawFd,
+    peer: RawFd,
 }
 
 impl FdSink {
     fn flush(&mut self) -> Result<(), ClientError> {
         if self.len > 0 {
-            write_all(self.fd, &self.buf[..self.len])?;
+            let len = self.len;
             self.len = 0;
+            write_stream(self.fd, &mut self.pending, &self.buf[..len])?;
         }
         Ok(())
+    }
+
+    /// Sends the pending handshake, if any.
+    fn send_handshake(&mut self) -> Result<(), ClientError> {
+        send_handshake(&mut self.pending)
+    }
+}
+
+/// Writes `bytes` to the stream `fd`; while a handshake is pending, without blocking, and
+/// once the buffer is full, after sending the handshake.
+fn write_stream(
+    fd: RawFd,
+    pending: &mut Option<PendingHandshake>,
+    mut bytes: &[u8],
+) -> Result<(), ClientError> {
+    if pending.is_some() {
+        while !bytes.is_empty() {
+            // SAFETY: `bytes` is a valid buffer of the given length.
+            let n = unsafe {
+                libc::send(
+                    fd,
+                    bytes.as_ptr().cast(),
+                    bytes.len(),
+                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 {
+                match errno() {
+                    libc::EINTR => continue,
+                    libc::EAGAIN => break,
+                    e => return Err(send_error(e)),
+                }
+            }
+            bytes = &bytes[n as usize..];
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        // The buffer is full: hand the stream over, then finish with blocking writes.
+        send_handshake(pending)?;
+    }
+    write_all(fd, bytes)
+}
+
+/// Sends a pending handshake (if any) and closes our copy of the peer end.
+fn send_handshake(pending: &mut Option<PendingHandshake>) -> Result<(), ClientError> {
+    if let Some(p) = pending.take() {
+        let sent = send_with_fds(p.session, &handshake(), &[p.peer], "send handshake");
+        // SAFETY: the peer end is ours; the server holds its own copy once sent.
+        unsafe { libc::close(p.peer) };
+        sent?;
+    }
+    Ok(())
+}
+
+impl Drop for FdSink {
+    fn drop(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            // SAFETY: an unsent peer end is ours alone.
+            unsafe { libc::close(pending.peer) };
+        }
     }
 }
 
@@ -237,11 +360,22 @@ impl Sink for FdSink {
             self.flush()?;
         }
         if bytes.len() >= self.buf.len() {
-            return write_all(self.fd, bytes);
+            return write_stream(self.fd, &mut self.pending, bytes);
         }
         self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
         self.len += bytes.len();
         Ok(())
+    }
+}
+
+fn send_error(e: i32) -> ClientError {
+    if e == libc::EPIPE || e == libc::ECONNRESET {
+        ClientError::ServerClosed
+    } else {
+        ClientError::Io {
+            op: "send",
+            errno: e,
+        }
     }
 }
 
@@ -254,13 +388,7 @@ fn write_all(fd: RawFd, mut bytes: &[u8]) -> Result<(), ClientError> {
             if e == libc::EINTR {
                 continue;
             }
-            if e == libc::EPIPE || e == libc::ECONNRESET {
-                return Err(ClientError::ServerClosed);
-            }
-            return Err(ClientError::Io {
-                op: "send",
-                errno: e,
-            });
+            return Err(send_error(e));
         }
         bytes = &bytes[n as usize..];
     }
@@ -380,6 +508,103 @@ mod tests {
         let (a, b) = UnixDatagram::pair().unwrap();
         drop(b);
         let err = Connection::open(a.as_raw_fd()).unwrap_err();
+        assert_eq!(err, ClientError::ServerClosed);
+    }
+
+    /// Server side of a test: the stream end that came with the handshake datagram.
+    fn accept(server_dgram: &UnixDatagram) -> std::os::unix::net::UnixStream {
+        use std::os::fd::FromRawFd;
+        let mut buf = [0u8; 64];
+        let mut control = [0u64; 8];
+        // SAFETY: recvmsg into our own buffers; the received fd becomes the stream's.
+        unsafe {
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = std::mem::size_of_val(&control) as _;
+            let n = libc::recvmsg(server_dgram.as_raw_fd(), &mut msg, 0);
+            assert_eq!(n as usize, crate::HANDSHAKE_LEN);
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            assert_eq!((*cmsg).cmsg_type, libc::SCM_RIGHTS);
+            let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>());
+            std::os::unix::net::UnixStream::from_raw_fd(fd)
+        }
+    }
+
+    fn read_request(stream: &mut std::os::unix::net::UnixStream) -> crate::ExecRequest {
+        use std::io::Read;
+        let mut header = [0u8; 4];
+        stream.read_exact(&mut header).unwrap();
+        let mut payload = vec![0u8; frame_len(header).unwrap()];
+        stream.read_exact(&mut payload).unwrap();
+        match ClientMessage::decode(&payload).unwrap() {
+            ClientMessage::Request(req) => req,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn request_written_before_the_handshake_is_waiting_for_the_server() {
+        let (client_dgram, server_dgram) = UnixDatagram::pair().unwrap();
+        let argv: [&[u8]; 2] = [b"ls", b"\xff"];
+        let env: [&[u8]; 1] = [b"A=1"];
+        // Returns before the server reads anything: the request sits in the socket buffer.
+        let conn = Connection::open_with_request(
+            client_dgram.as_raw_fd(),
+            b"/bin/ls",
+            argv.iter().copied(),
+            b"/tmp",
+            env.iter().copied(),
+        )
+        .unwrap();
+        let mut server = accept(&server_dgram);
+        let req = read_request(&mut server);
+        assert_eq!(req.program, b"/bin/ls");
+        assert_eq!(req.argv, vec![b"ls".to_vec(), b"\xff".to_vec()]);
+        assert_eq!(req.env, vec![b"A=1".to_vec()]);
+        drop(conn);
+    }
+
+    #[test]
+    fn request_larger_than_the_socket_buffer_is_finished_after_the_handshake() {
+        let (client_dgram, server_dgram) = UnixDatagram::pair().unwrap();
+        let big = vec![b'x'; 4 << 20];
+        let server = std::thread::spawn(move || {
+            let mut stream = accept(&server_dgram);
+            read_request(&mut stream)
+        });
+        let argv: [&[u8]; 2] = [b"echo", &big];
+        let conn = Connection::open_with_request(
+            client_dgram.as_raw_fd(),
+            b"/bin/echo",
+            argv.iter().copied(),
+            b"/",
+            [].into_iter(),
+        )
+        .unwrap();
+        let req = server.join().unwrap();
+        assert_eq!(req.argv[1], big);
+        drop(conn);
+    }
+
+    #[test]
+    fn open_with_request_fails_closed_when_server_is_gone() {
+        let (a, b) = UnixDatagram::pair().unwrap();
+        drop(b);
+        let argv: [&[u8]; 1] = [b"true"];
+        let err = Connection::open_with_request(
+            a.as_raw_fd(),
+            b"/bin/true",
+            argv.iter().copied(),
+            b"/",
+            [].into_iter(),
+        )
+        .unwrap_err();
         assert_eq!(err, ClientError::ServerClosed);
     }
 

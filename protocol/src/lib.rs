@@ -36,6 +36,7 @@
 
 #[cfg(unix)]
 pub mod client;
+pub mod display;
 
 use std::fmt;
 
@@ -68,6 +69,11 @@ pub const WRAPPER_ENV: &str = "EXEC_WRAPPER";
 
 /// Legacy name of [`WRAPPER_ENV`], read by shells patched the Codex way.
 pub const LEGACY_WRAPPER_ENV: &str = "BASH_EXEC_WRAPPER";
+
+/// Environment variable the preload shim sets when it execs the wrapper to carry out an
+/// escalation: the fd number of the stream on which Escalate was already received. The
+/// wrapper removes it and continues at the "send fds" step.
+pub const ESCALATION_FD_ENV: &str = "EXECGATE_ESCALATION_FD";
 
 /// Exit status a client uses when a command is denied or cannot be decided.
 pub const DENIED_EXIT_CODE: i32 = 126;

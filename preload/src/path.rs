@@ -1,0 +1,88 @@
+//! The `PATH` search of `execvp`, `execvpe`, `execlp` and `posix_spawnp`, done by the shim
+//! so that the program it decides is the one that will run. Same rules as glibc: an empty
+//! `PATH` entry is the working directory, `PATH` unset means `/bin:/usr/bin`, candidates
+//! failing with `ENOENT`, `ENOTDIR`, `ESTALE`, `ENODEV`, `ETIMEDOUT` or `EACCES` are skipped,
+//! and `EACCES` is reported if nothing was found but something was not executable.
+
+use crate::gate;
+use crate::sys::{self, CArray, PathBuf};
+use libc::c_int;
+use std::ffi::CStr;
+
+/// What trying one candidate gave.
+pub enum Step {
+    /// Finished (the hook's return value).
+    Done(c_int),
+    /// This candidate failed with this errno.
+    Failed(c_int),
+}
+
+/// Tries `file` in each `PATH` directory; the first [`Step::Done`] wins. `Err(errno)` when
+/// no candidate did.
+pub fn search(file: &[u8], mut attempt: impl FnMut(&PathBuf) -> Step) -> Result<c_int, c_int> {
+    if file.len() > libc::NAME_MAX as usize {
+        return Err(libc::ENAMETOOLONG);
+    }
+    // SAFETY: getenv reads the environment without locking or allocating; the string lives
+    // until the environment is changed, which this thread is not doing.
+    let path = unsafe {
+        let value = libc::getenv(c"PATH".as_ptr());
+        if value.is_null() {
+            &b"/bin:/usr/bin"[..]
+        } else {
+            CStr::from_ptr(value).to_bytes()
+        }
+    };
+    let mut got_eacces = false;
+    let mut candidate = PathBuf::new();
+    for dir in path.split(|&b| b == b':') {
+        candidate.clear();
+        let fits =
+            candidate.push(dir) && (dir.is_empty() || candidate.push(b"/")) && candidate.push(file);
+        if !fits {
+            continue;
+        }
+        match attempt(&candidate) {
+            Step::Done(value) => return Ok(value),
+            Step::Failed(libc::EACCES) => got_eacces = true,
+            Step::Failed(
+                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT,
+            ) => {}
+            Step::Failed(errno) => return Err(errno),
+        }
+    }
+    Err(if got_eacces {
+        libc::EACCES
+    } else {
+        libc::ENOENT
+    })
+}
+
+/// `execvpe(file, argv, envp)`: search, then decide and exec the program found.
+///
+/// # Safety
+/// As for `execvpe`.
+pub unsafe fn execvpe(file: *const libc::c_char, argv: CArray, envp: CArray) -> c_int {
+    if file.is_null() {
+        sys::set_errno(libc::EFAULT);
+        return -1;
+    }
+    let name = CStr::from_ptr(file).to_bytes();
+    if name.is_empty() {
+        sys::set_errno(libc::ENOENT);
+        return -1;
+    }
+    if name.contains(&b'/') {
+        return gate::execve_path(file, argv, envp, true);
+    }
+    let found = search(name, |candidate| {
+        // Returns only when the exec failed (or the candidate does not qualify).
+        gate::execve_path(candidate.as_ptr(), argv, envp, true);
+        Step::Failed(sys::errno())
+    });
+    sys::set_errno(match found {
+        Ok(_) => libc::ENOENT,
+        Err(errno) => errno,
+    });
+    -1
+}

@@ -1,0 +1,183 @@
+//! What the shim learns from the process's environment when it is loaded: the session socket
+//! and the wrapper path.
+//!
+//! Captured once, at load time, from the environment the process started with: a program
+//! may clear its environment before exec'ing (`env -i cmd`), and that exec must still be
+//! decided. The work is a scan of the environment block and one `fstat`; nothing else runs
+//! at load time.
+
+use crate::sys::{self, CArray, CStrings, PATH_MAX};
+use execgate_protocol::client::ClientError;
+use execgate_protocol::{LEGACY_WRAPPER_ENV, SOCKET_ENV, WRAPPER_ENV};
+use libc::{c_char, c_int};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+
+/// The session socket as found at load time.
+#[derive(Clone, Copy)]
+enum Socket {
+    /// `EXECGATE_SOCKET` was not set.
+    Missing,
+    /// It was set but did not name an open socket.
+    Bad,
+    /// It named this socket (fd number and identity).
+    Open { fd: c_int, dev: u64, ino: u64 },
+}
+
+struct Captured {
+    socket: Socket,
+    /// The wrapper path, NUL-terminated; `wrapper_len == 0` when unset.
+    wrapper: [u8; PATH_MAX],
+    wrapper_len: usize,
+}
+
+/// Written only by [`init`], which the dynamic loader runs before any code of the program
+/// (and so before any of our hooks can be called); read-only afterwards.
+struct Shared(UnsafeCell<Captured>);
+
+// SAFETY: see `Shared`: a single write before any concurrent access.
+unsafe impl Sync for Shared {}
+
+static CAPTURED: Shared = Shared(UnsafeCell::new(Captured {
+    socket: Socket::Missing,
+    wrapper: [0; PATH_MAX],
+    wrapper_len: 0,
+}));
+
+fn captured() -> &'static Captured {
+    // SAFETY: see `Shared`.
+    unsafe { &*CAPTURED.0.get() }
+}
+
+extern "C" {
+    static environ: CArray;
+}
+
+/// Runs when the library is loaded (glibc passes `argc, argv, envp` to `.init_array`
+/// functions). A hand-written `.init_array` entry rather than the `ctor` crate: it is three
+/// lines, and it keeps the shim's dependencies to `libc` and the protocol crate.
+#[used]
+#[link_section = ".init_array"]
+static INIT: unsafe extern "C" fn(c_int, CArray, CArray) = init;
+
+unsafe extern "C" fn init(_argc: c_int, _argv: CArray, envp: CArray) {
+    let envp = if envp.is_null() { environ } else { envp };
+    let mut socket = None;
+    let mut wrapper = None;
+    let mut legacy = None;
+    for entry in CStrings::new(envp) {
+        if let Some(v) = value_of(entry, SOCKET_ENV) {
+            socket = Some(v);
+        } else if let Some(v) = value_of(entry, WRAPPER_ENV) {
+            wrapper = Some(v);
+        } else if let Some(v) = value_of(entry, LEGACY_WRAPPER_ENV) {
+            legacy = Some(v);
+        }
+    }
+    let state = &mut *CAPTURED.0.get();
+    state.socket = match socket {
+        None => Socket::Missing,
+        Some(value) => open_socket(value),
+    };
+    let wrapper = wrapper.filter(|w| !w.is_empty()).or(legacy);
+    if let Some(path) = wrapper {
+        if let Some(slot) = state.wrapper.get_mut(..path.len()) {
+            if path.len() < PATH_MAX {
+                slot.copy_from_slice(path);
+                state.wrapper_len = path.len();
+            }
+        }
+    }
+}
+
+fn value_of<'a>(entry: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    entry.strip_prefix(name.as_bytes())?.strip_prefix(b"=")
+}
+
+fn open_socket(value: &[u8]) -> Socket {
+    if value.is_empty() || value.len() > 9 || !value.iter().all(u8::is_ascii_digit) {
+        return Socket::Bad;
+    }
+    let fd = value
+        .iter()
+        .fold(0i32, |acc, d| acc * 10 + i32::from(d - b'0'));
+    match sys::fstat(fd) {
+        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFSOCK => Socket::Open {
+            fd,
+            dev: st.st_dev,
+            ino: st.st_ino,
+        },
+        _ => Socket::Bad,
+    }
+}
+
+/// The session socket's fd, checked (one `fstat`) to still be the socket found at load
+/// time: a closed fd whose number was reused must not receive our handshake.
+pub fn session_fd() -> Result<c_int, ClientError> {
+    match captured().socket {
+        Socket::Missing => Err(ClientError::NoSocket),
+        Socket::Bad => Err(ClientError::BadSocket),
+        Socket::Open { fd, dev, ino } => match sys::fstat(fd) {
+            Ok(st) if st.st_dev == dev && st.st_ino == ino => Ok(fd),
+            _ => Err(ClientError::BadSocket),
+        },
+    }
+}
+
+/// The session socket's fd if it is still open as that socket (for `close_range`).
+pub fn live_session_fd() -> Option<c_int> {
+    match captured().socket {
+        Socket::Open { .. } => session_fd().ok(),
+        _ => None,
+    }
+}
+
+/// The wrapper path (`EXEC_WRAPPER`, else `BASH_EXEC_WRAPPER`) and its NUL-terminated form.
+pub fn wrapper() -> Option<(&'static [u8], *const c_char)> {
+    let state = captured();
+    let path = state.wrapper.get(..state.wrapper_len)?;
+    if path.is_empty() {
+        return None;
+    }
+    Some((path, state.wrapper.as_ptr().cast()))
+}
+
+/// Identity of the wrapper binary, looked up on first need: 0 unknown, 1 known, 2 absent.
+static WRAPPER_ID_STATE: AtomicU8 = AtomicU8::new(0);
+static WRAPPER_DEV: AtomicU64 = AtomicU64::new(0);
+static WRAPPER_INO: AtomicU64 = AtomicU64::new(0);
+
+/// Whether the file `path` (described by `st`) is the wrapper binary: same path as
+/// `EXEC_WRAPPER`, or the same file under another name. Such an exec is passed straight
+/// through, because the wrapper decides it itself.
+pub fn is_wrapper(path: &[u8], st: &libc::stat) -> bool {
+    let Some((wrapper, wrapper_c)) = wrapper() else {
+        return false;
+    };
+    if path == wrapper {
+        return true;
+    }
+    let (dev, ino) = match WRAPPER_ID_STATE.load(Ordering::Acquire) {
+        1 => (
+            WRAPPER_DEV.load(Ordering::Relaxed),
+            WRAPPER_INO.load(Ordering::Relaxed),
+        ),
+        2 => return false,
+        _ => {
+            // SAFETY: the captured wrapper path is NUL-terminated.
+            match unsafe { sys::stat(wrapper_c) } {
+                Ok(w) => {
+                    WRAPPER_DEV.store(w.st_dev, Ordering::Relaxed);
+                    WRAPPER_INO.store(w.st_ino, Ordering::Relaxed);
+                    WRAPPER_ID_STATE.store(1, Ordering::Release);
+                    (w.st_dev, w.st_ino)
+                }
+                Err(_) => {
+                    WRAPPER_ID_STATE.store(2, Ordering::Relaxed);
+                    return false;
+                }
+            }
+        }
+    };
+    st.st_dev == dev && st.st_ino == ino
+}
