@@ -1,4 +1,36 @@
 //! The Starlark `.rules` policy language: load rule files, validate their examples, and
 //! evaluate a command to allow / prompt / forbidden with the rules that matched.
 //!
-//! Pure library: no I/O beyond reading rule files.
+//! Pure library: no I/O beyond reading rule files. Rule files written for the Codex CLI
+//! (`prefix_rule`, `host_executable`, `network_rule`) load and decide identically, and
+//! [`Evaluation::to_codex_json`] prints what `codex execpolicy check` prints.
+//!
+//! ```
+//! use execgate_execpolicy::{CheckOptions, Decision, Policy};
+//!
+//! let policy = Policy::from_source(
+//!     "example.rules",
+//!     r#"prefix_rule(pattern = ["git", "push"], decision = "prompt", match = ["git push origin"])"#,
+//! )?;
+//! let evaluation = policy.check(&["git", "push", "origin"], &CheckOptions::default());
+//! assert_eq!(evaluation.decision, Some(Decision::Prompt));
+//! assert_eq!(evaluation.matched[0].source.line, 1);
+//! # Ok::<(), execgate_execpolicy::PolicyError>(())
+//! ```
+
+#![warn(missing_docs)]
+
+mod decision;
+mod error;
+mod loader;
+mod paths;
+mod policy;
+mod render;
+mod rule;
+
+pub use decision::Decision;
+pub use error::{PolicyError, RuleError};
+pub use loader::{ExampleKind, ExampleOutcome, PolicyLoader};
+pub use policy::{CheckOptions, Evaluation, Policy, RuleMatch};
+pub use render::{render_prefix_rule, RenderError};
+pub use rule::{NetworkProtocol, NetworkRule, PatternToken, PrefixRule, SourceLocation};

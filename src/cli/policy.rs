@@ -1,13 +1,168 @@
-//! `execgate policy check|test`.
+//! `execgate policy check|test`: evaluate a command against `.rules` files, and run the
+//! files' `match` / `not_match` examples.
 
-use clap::Subcommand;
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use execgate_execpolicy::{CheckOptions, ExampleOutcome, Policy, PolicyLoader};
+use serde::Serialize;
 
 /// `execgate policy` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum PolicyCommand {}
+pub enum PolicyCommand {
+    /// Print the rules matching a command and the resulting decision, as JSON (the same JSON
+    /// as `codex execpolicy check`).
+    Check(CheckArgs),
+    /// Run every `match` / `not_match` example of the rules files and report each one.
+    Test(TestArgs),
+}
+
+/// Arguments of `execgate policy check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// A `.rules` file (repeatable; files merge in the order given).
+    #[arg(short = 'r', long = "rules", value_name = "FILE", required = true)]
+    rules: Vec<PathBuf>,
+    /// Pretty-print the JSON.
+    #[arg(long)]
+    pretty: bool,
+    /// Let an absolute program path fall back to rules for its basename, gated by
+    /// `host_executable(...)`.
+    #[arg(long)]
+    resolve_host_executables: bool,
+    /// The command to check: program, then its arguments.
+    #[arg(
+        value_name = "CMD",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    command: Vec<OsString>,
+}
+
+/// Arguments of `execgate policy test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// A `.rules` file (repeatable; files merge in the order given).
+    #[arg(short = 'r', long = "rules", value_name = "FILE", required = true)]
+    rules: Vec<PathBuf>,
+    /// Print one JSON object with every example's outcome instead of text.
+    #[arg(long)]
+    json: bool,
+}
 
 /// Runs an `execgate policy` subcommand.
 pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
-    match cmd {}
+    match cmd {
+        PolicyCommand::Check(args) => check(args),
+        PolicyCommand::Test(args) => test(args),
+    }
+}
+
+fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let policy = Policy::from_files(&args.rules)?;
+    let argv: Vec<&[u8]> = args
+        .command
+        .iter()
+        .map(|arg| arg.as_encoded_bytes())
+        .collect();
+    let evaluation = policy.check(
+        &argv,
+        &CheckOptions {
+            resolve_host_executables: args.resolve_host_executables,
+        },
+    );
+    let json = evaluation
+        .to_codex_json(args.pretty)
+        .context("cannot render the evaluation as JSON")?;
+    print_line(&json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct TestReport<'a> {
+    passed: usize,
+    failed: usize,
+    examples: Vec<ExampleJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct ExampleJson<'a> {
+    file: &'a str,
+    line: u32,
+    column: u32,
+    pattern: &'a str,
+    kind: &'static str,
+    example: &'a [String],
+    passed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure: Option<&'a str>,
+}
+
+fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
+    let mut loader = PolicyLoader::new().collect_examples();
+    for path in &args.rules {
+        loader.add_file(path)?;
+    }
+    let (_policy, outcomes) = loader.finish_with_examples();
+    let failed = outcomes.iter().filter(|o| !o.passed()).count();
+    let passed = outcomes.len() - failed;
+    if args.json {
+        let report = TestReport {
+            passed,
+            failed,
+            examples: outcomes.iter().map(example_json).collect(),
+        };
+        let json = serde_json::to_string(&report).context("cannot render the report as JSON")?;
+        print_line(&json)?;
+    } else {
+        let mut text = String::new();
+        for outcome in &outcomes {
+            text.push_str(&describe(outcome));
+            text.push('\n');
+        }
+        text.push_str(&format!("{passed} passed, {failed} failed"));
+        print_line(&text)?;
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn example_json(outcome: &ExampleOutcome) -> ExampleJson<'_> {
+    ExampleJson {
+        file: &outcome.rule.file,
+        line: outcome.rule.line,
+        column: outcome.rule.column,
+        pattern: &outcome.pattern,
+        kind: outcome.kind.as_str(),
+        example: &outcome.example,
+        passed: outcome.passed(),
+        failure: outcome.failure.as_deref(),
+    }
+}
+
+fn describe(outcome: &ExampleOutcome) -> String {
+    match &outcome.failure {
+        None => format!(
+            "ok {}: {} `{}`",
+            outcome.rule,
+            outcome.kind.as_str(),
+            outcome.example_text()
+        ),
+        Some(failure) => format!("FAIL {}: {failure}", outcome.rule),
+    }
+}
+
+fn print_line(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")
+        .and_then(|()| stdout.flush())
+        .context("cannot write to stdout")
 }
