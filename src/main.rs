@@ -3,7 +3,12 @@
 //! Each subcommand lives in its own module under `cli/`; this file only parses the command
 //! line and dispatches.
 
+mod approver;
 mod cli;
+mod pipeline;
+mod report;
+mod safe_commands;
+mod session_runner;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -1,2 +1,39 @@
 //! The escalation server: session setup (socket, environment, shell spawn), the server side
 //! of the wire protocol, and execution of escalated commands outside the sandbox.
+//!
+//! A [`Session`] is a shell whose every `execve` is sent to this server, which asks an
+//! [`EscalationPolicy`] for a [`Verdict`]: Run (the shell's process execs in place), Escalate
+//! (the server runs the program itself, wired to the caller's fds) or Deny. What happened is
+//! reported one way, as [`ExecEvent`]s on a channel.
+//!
+//! The server never trusts its clients: frames are size-checked before anything is
+//! allocated, anything malformed closes only that client's stream (the client then fails
+//! closed), and every client is served by its own task, so a stalled client blocks nobody.
+//! Dropping a [`Session`] kills the shell's process group and every escalated process group.
+//!
+//! Must be used inside a Tokio runtime (multi-threaded or current-thread, with I/O and
+//! time enabled). Linux only for now.
+
+#![deny(missing_docs)]
+
+mod env;
+mod event;
+mod policy;
+#[cfg(target_os = "linux")]
+mod serve;
+#[cfg(target_os = "linux")]
+mod session;
+#[cfg(target_os = "linux")]
+mod spawn;
+#[cfg(target_os = "linux")]
+mod stream;
+
+/// The attribute to implement [`EscalationPolicy`] with an `async fn` (re-exported, so
+/// implementors need no dependency of their own).
+pub use async_trait::async_trait;
+pub use env::{is_injection_var, INJECTION_VARS, INJECTION_VAR_PREFIXES};
+pub use event::ExecEvent;
+pub use execgate_protocol::{ExecRequest, ExitStatus, Verdict};
+pub use policy::{EscalationPolicy, ExecContext, SessionControl};
+#[cfg(target_os = "linux")]
+pub use session::{DirectLauncher, Interception, Launcher, Session, SessionBuilder, SessionError};

@@ -1,0 +1,48 @@
+//! What the server reports about each exec, one way, for logs and result summaries.
+
+use execgate_protocol::{ExecRequest, ExitStatus, Verdict};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One step in the life of an intercepted exec. Every event carries the exec's `id`
+/// (unique within a session, in arrival order), so a consumer can join them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecEvent {
+    /// The policy decided a request.
+    Decided {
+        /// The exec's id.
+        id: u64,
+        /// The request as the client sent it.
+        request: Arc<ExecRequest>,
+        /// The program the policy judged: the request's path with symlinks resolved.
+        program: PathBuf,
+        /// The verdict sent back.
+        verdict: Verdict,
+    },
+    /// An escalated process was started.
+    Started {
+        /// The exec's id.
+        id: u64,
+        /// Its pid (also its process group id).
+        pid: i32,
+    },
+    /// An escalated process could not be started.
+    SpawnFailed {
+        /// The exec's id.
+        id: u64,
+        /// The `errno` of the failure, 0 when there is none.
+        errno: i32,
+        /// What failed.
+        message: String,
+    },
+    /// An escalated process ended.
+    Exited {
+        /// The exec's id.
+        id: u64,
+        /// How it ended.
+        status: ExitStatus,
+        /// Time from start to exit.
+        duration: Duration,
+    },
+}

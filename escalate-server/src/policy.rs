@@ -1,0 +1,144 @@
+//! The seam between the transport and whoever decides: rules, hooks, a person or a test.
+
+use async_trait::async_trait;
+use execgate_protocol::{ExecRequest, Verdict};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Decides every exec of a session.
+///
+/// Called concurrently, once per exec, from the task serving that exec; a slow decision
+/// (a person thinking) delays only that exec.
+#[async_trait]
+pub trait EscalationPolicy: Send + Sync + 'static {
+    /// The verdict for one exec.
+    async fn decide(&self, exec: &ExecContext) -> Verdict;
+}
+
+/// Everything a policy knows about one exec.
+#[derive(Debug, Clone)]
+pub struct ExecContext {
+    /// The exec's id, unique within the session (matches the [`crate::ExecEvent`]s).
+    pub id: u64,
+    /// The request exactly as the client sent it (raw bytes).
+    pub request: Arc<ExecRequest>,
+    /// The program with symlinks resolved: the file an Escalate verdict executes. When the
+    /// server cannot open the program (e.g. it exists only inside the sandbox), this is the
+    /// request's path as sent, and an escalation of it fails.
+    pub program: PathBuf,
+    /// The session the exec belongs to.
+    pub session: SessionControl,
+}
+
+/// A handle on the session an exec belongs to, for policies and hooks that must end it.
+#[derive(Debug, Clone)]
+pub struct SessionControl {
+    pub(crate) shared: Arc<crate::policy::Shared>,
+}
+
+impl SessionControl {
+    /// Ends the whole session: kills the shell's process group and every escalated process
+    /// group, and records `reason` (see `Session::interrupted`).
+    pub fn interrupt(&self, reason: impl Into<String>) {
+        self.shared.interrupt(reason.into());
+    }
+
+    /// The reason given to the first [`SessionControl::interrupt`], if any.
+    pub fn interrupted(&self) -> Option<String> {
+        self.shared.interrupted()
+    }
+}
+
+/// State shared by a session, its server tasks and its control handles.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    state: std::sync::Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The shell's process group, once spawned.
+    shell_pgid: Option<i32>,
+    /// Process groups of escalated processes that may still have members.
+    escalated: std::collections::HashSet<i32>,
+    /// Set once the session is over: new escalations are refused.
+    ended: bool,
+    interrupted: Option<String>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock leaves plain data behind; keep going.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn set_shell_pgid(&self, pgid: i32) {
+        self.lock().shell_pgid = Some(pgid);
+    }
+
+    /// Records an escalated process group; false (and the caller must kill it) when the
+    /// session already ended.
+    pub(crate) fn add_escalated(&self, pgid: i32) -> bool {
+        let mut state = self.lock();
+        if state.ended {
+            return false;
+        }
+        state.escalated.insert(pgid);
+        true
+    }
+
+    /// Forgets an escalated group once its leader was reaped and no member is left.
+    pub(crate) fn escalated_leader_exited(&self, pgid: i32) {
+        let mut state = self.lock();
+        if !group_alive(pgid) {
+            state.escalated.remove(&pgid);
+        }
+    }
+
+    pub(crate) fn has_ended(&self) -> bool {
+        self.lock().ended
+    }
+
+    /// Kills the shell's group and every escalated group.
+    pub(crate) fn kill_all(&self, end: bool) {
+        let mut state = self.lock();
+        if end {
+            state.ended = true;
+        }
+        if let Some(pgid) = state.shell_pgid {
+            kill_group(pgid, libc::SIGKILL);
+        }
+        for &pgid in &state.escalated {
+            kill_group(pgid, libc::SIGKILL);
+        }
+    }
+
+    fn interrupt(&self, reason: String) {
+        {
+            let mut state = self.lock();
+            state.interrupted.get_or_insert(reason);
+        }
+        self.kill_all(true);
+    }
+
+    pub(crate) fn interrupted(&self) -> Option<String> {
+        self.lock().interrupted.clone()
+    }
+}
+
+/// Sends `signo` to process group `pgid`.
+pub(crate) fn kill_group(pgid: i32, signo: i32) {
+    if pgid > 1 {
+        // SAFETY: kill(2) with a negative pid addresses the group; no memory involved.
+        unsafe { libc::kill(-pgid, signo) };
+    }
+}
+
+fn group_alive(pgid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    pgid > 1
+        && (unsafe { libc::kill(-pgid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH))
+}

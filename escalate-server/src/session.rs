@@ -1,0 +1,360 @@
+//! A session: the intercepted shell, its socket, and the server task that answers it.
+
+use crate::event::ExecEvent;
+use crate::policy::{EscalationPolicy, SessionControl, Shared};
+use crate::serve::{accept_loop, Server};
+use execgate_protocol::{LEGACY_WRAPPER_ENV, SOCKET_ENV, WRAPPER_ENV};
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinHandle;
+
+/// How the shell's execs are routed to the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Interception {
+    /// A shell patched for `EXEC_WRAPPER` execs `wrapper` in place of every program.
+    PatchedShell {
+        /// The `execgate-execve-wrapper` binary.
+        wrapper: PathBuf,
+    },
+    /// A stock shell with the preload shim (`LD_PRELOAD`); the shim execs `wrapper` to carry
+    /// out escalations.
+    Preload {
+        /// `libexecgate_preload.so`.
+        shim: PathBuf,
+        /// The `execgate-execve-wrapper` binary.
+        wrapper: PathBuf,
+    },
+}
+
+/// Builds the command that starts the session's shell. The seam where a sandbox wraps the
+/// shell (e.g. `bwrap ... -- shell args`).
+///
+/// The session then adds the environment, working directory, stdio and process group to
+/// the returned command, so a launcher must pass its environment and fds (the session
+/// socket is an inherited fd named by `EXECGATE_SOCKET`) through to the shell.
+pub trait Launcher: Send + Sync {
+    /// A command that runs `program` with `args`.
+    fn command(&self, program: &Path, args: &[OsString]) -> io::Result<std::process::Command>;
+}
+
+/// Runs the shell directly, unsandboxed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DirectLauncher;
+
+impl Launcher for DirectLauncher {
+    fn command(&self, program: &Path, args: &[OsString]) -> io::Result<std::process::Command> {
+        let mut cmd = std::process::Command::new(program);
+        cmd.args(args);
+        Ok(cmd)
+    }
+}
+
+/// Why a session could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Not called from inside a Tokio runtime.
+    #[error("an execgate session must be started inside a Tokio runtime")]
+    NoRuntime,
+    /// The session's socket could not be set up.
+    #[error("cannot create the session socket: {0}")]
+    Socket(#[source] io::Error),
+    /// The shell could not be started.
+    #[error("cannot start the shell {shell}: {source}")]
+    Spawn {
+        /// The shell program.
+        shell: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Configures and starts a [`Session`].
+pub struct SessionBuilder {
+    shell: PathBuf,
+    args: Vec<OsString>,
+    cwd: Option<PathBuf>,
+    env: BTreeMap<OsString, OsString>,
+    interception: Interception,
+    launcher: Arc<dyn Launcher>,
+    stdin: Option<Stdio>,
+    stdout: Option<Stdio>,
+    stderr: Option<Stdio>,
+    events: Option<UnboundedSender<ExecEvent>>,
+}
+
+impl SessionBuilder {
+    /// A session running `shell` with `interception`; it starts with this process's
+    /// environment and working directory, inherited stdio and no arguments.
+    pub fn new(shell: impl Into<PathBuf>, interception: Interception) -> Self {
+        Self {
+            shell: shell.into(),
+            args: Vec::new(),
+            cwd: None,
+            env: std::env::vars_os().collect(),
+            interception,
+            launcher: Arc::new(DirectLauncher),
+            stdin: None,
+            stdout: None,
+            stderr: None,
+            events: None,
+        }
+    }
+
+    /// Appends one argument for the shell.
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Appends arguments for the shell.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// The shell's working directory.
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    /// Sets an environment variable for the shell.
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+
+    /// Removes an environment variable from the shell's environment.
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+        self.env.remove(key.as_ref());
+        self
+    }
+
+    /// Starts the shell with an empty environment (plus what later `env` calls and the
+    /// session itself add).
+    pub fn env_clear(mut self) -> Self {
+        self.env.clear();
+        self
+    }
+
+    /// Wraps the shell's start, e.g. in a sandbox. Default: [`DirectLauncher`].
+    pub fn launcher(mut self, launcher: Arc<dyn Launcher>) -> Self {
+        self.launcher = launcher;
+        self
+    }
+
+    /// The shell's stdin (default: inherited).
+    pub fn stdin(mut self, stdio: Stdio) -> Self {
+        self.stdin = Some(stdio);
+        self
+    }
+
+    /// The shell's stdout (default: inherited). Escalated commands write where the shell's
+    /// fds point, so a piped stdout captures their output too.
+    pub fn stdout(mut self, stdio: Stdio) -> Self {
+        self.stdout = Some(stdio);
+        self
+    }
+
+    /// The shell's stderr (default: inherited).
+    pub fn stderr(mut self, stdio: Stdio) -> Self {
+        self.stderr = Some(stdio);
+        self
+    }
+
+    /// Sends an [`ExecEvent`] for every decision, escalated start and exit to `events`.
+    pub fn events(mut self, events: UnboundedSender<ExecEvent>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// The environment the shell gets: the builder's, plus the session's variables.
+    fn shell_env(&self, socket_fd: i32) -> BTreeMap<OsString, OsString> {
+        let mut env = self.env.clone();
+        env.insert(SOCKET_ENV.into(), socket_fd.to_string().into());
+        let wrapper = match &self.interception {
+            Interception::PatchedShell { wrapper } => wrapper,
+            Interception::Preload { shim, wrapper } => {
+                let mut preload = shim.as_os_str().to_os_string();
+                if let Some(existing) = env.get(OsStr::new("LD_PRELOAD")) {
+                    if !existing.is_empty() {
+                        preload.push(":");
+                        preload.push(existing);
+                    }
+                }
+                env.insert("LD_PRELOAD".into(), preload);
+                wrapper
+            }
+        };
+        env.insert(WRAPPER_ENV.into(), wrapper.into());
+        env.insert(LEGACY_WRAPPER_ENV.into(), wrapper.into());
+        env
+    }
+
+    /// Starts the server and the shell. Must be called inside a Tokio runtime.
+    pub fn spawn(self, policy: Arc<dyn EscalationPolicy>) -> Result<Session, SessionError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| SessionError::NoRuntime)?;
+        let _enter = runtime.enter();
+        let (server_end, shell_end) = datagram_pair().map_err(SessionError::Socket)?;
+        let shell_fd = shell_end.as_raw_fd();
+        let mut cmd = self
+            .launcher
+            .command(&self.shell, &self.args)
+            .map_err(|source| SessionError::Spawn {
+                shell: self.shell.clone(),
+                source,
+            })?;
+        cmd.env_clear().envs(self.shell_env(shell_fd));
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
+        cmd.process_group(0);
+        // SAFETY: fcntl is async-signal-safe; it makes the shell's end of the socket survive
+        // exec (it is close-on-exec everywhere else).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::fcntl(shell_fd, libc::F_SETFD, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut cmd = tokio::process::Command::from(cmd);
+        cmd.stdin(self.stdin.unwrap_or_else(Stdio::inherit));
+        cmd.stdout(self.stdout.unwrap_or_else(Stdio::inherit));
+        cmd.stderr(self.stderr.unwrap_or_else(Stdio::inherit));
+        let shared = Arc::new(Shared::default());
+        let server = Arc::new(Server {
+            policy,
+            shared: Arc::clone(&shared),
+            events: self.events,
+            next_id: AtomicU64::new(0),
+        });
+        let socket = crate::stream::register(server_end).map_err(SessionError::Socket)?;
+        let task = tokio::spawn(accept_loop(socket, server));
+        let child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(source) => {
+                task.abort();
+                return Err(SessionError::Spawn {
+                    shell: self.shell,
+                    source,
+                });
+            }
+        };
+        drop(shell_end);
+        let pid = child.id().map_or(0, |pid| pid as i32);
+        shared.set_shell_pgid(pid);
+        Ok(Session {
+            child,
+            pid,
+            shared,
+            task,
+        })
+    }
+}
+
+/// A datagram socketpair, both ends close-on-exec, the server's end non-blocking.
+fn datagram_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut pair = [-1; 2];
+    // SAFETY: socketpair writes two new fds into `pair`.
+    let rc = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            0,
+            pair.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds are fresh and ours.
+    let (server, shell) = unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) };
+    // SAFETY: fcntl on our own fd.
+    unsafe {
+        let flags = libc::fcntl(server.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 || libc::fcntl(server.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((server, shell))
+}
+
+/// A running intercepted shell and its server. Dropping it kills the shell's process group
+/// and every escalated process group, and stops serving.
+pub struct Session {
+    child: Child,
+    pid: i32,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl Session {
+    /// The shell's pid (also its process group id).
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// A handle to interrupt the session from elsewhere.
+    pub fn control(&self) -> SessionControl {
+        SessionControl {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Takes the shell's stdin, when it was configured as piped.
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.child.stdin.take()
+    }
+
+    /// Takes the shell's stdout, when it was configured as piped.
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+        self.child.stdout.take()
+    }
+
+    /// Takes the shell's stderr, when it was configured as piped.
+    pub fn take_stderr(&mut self) -> Option<ChildStderr> {
+        self.child.stderr.take()
+    }
+
+    /// Waits for the shell to exit and returns its status. Escalated processes it left in
+    /// the background keep running (and being served) until the session is dropped.
+    pub async fn wait(&mut self) -> io::Result<std::process::ExitStatus> {
+        self.child.wait().await
+    }
+
+    /// Kills the shell's process group and every escalated process group; the session keeps
+    /// serving whatever is left until it is dropped.
+    pub fn kill(&self) {
+        self.shared.kill_all(false);
+    }
+
+    /// Why the session was interrupted by a policy ([`SessionControl::interrupt`]), if it
+    /// was.
+    pub fn interrupted(&self) -> Option<String> {
+        self.shared.interrupted()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.shared.kill_all(true);
+        self.task.abort();
+    }
+}

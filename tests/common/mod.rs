@@ -1,0 +1,3 @@
+pub mod preload;
+pub mod session;
+pub mod shells;

@@ -1,0 +1,875 @@
+//! End-to-end tests of the preload shim (`libexecgate_preload.so`): Debian's own bash, dash
+//! and zsh, and the dynamically linked programs they start (`env`, `xargs`, `find`, `make`,
+//! python), run in a real session of the escalation server with a deterministic test policy.
+//!
+//! The test policy records every request and decides from the argv alone: a first argument
+//! `forbidden` is denied, any argument `escalate-me` is escalated, everything else runs.
+
+mod common;
+
+use common::preload::{preload_shim, wrapper};
+use execgate_escalate_server::{
+    EscalationPolicy, ExecContext, ExecRequest, Interception, SessionBuilder, Verdict,
+};
+use std::ffi::OsStr;
+use std::fs;
+use std::future::Future;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+
+const DENY_REASON: &str = "test policy says no";
+
+#[derive(Default)]
+struct TestPolicy {
+    seen: Mutex<Vec<ExecRequest>>,
+}
+
+impl TestPolicy {
+    fn verdict(request: &ExecRequest) -> Verdict {
+        if request.argv.get(1).is_some_and(|a| a == b"forbidden") {
+            Verdict::Deny {
+                reason: DENY_REASON.into(),
+            }
+        } else if request.argv.iter().any(|a| a == b"escalate-me") {
+            Verdict::Escalate
+        } else {
+            Verdict::Run
+        }
+    }
+}
+
+// Written out rather than with `#[async_trait]`: the root package does not depend on it.
+impl EscalationPolicy for TestPolicy {
+    fn decide<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        exec: &'life1 ExecContext,
+    ) -> Pin<Box<dyn Future<Output = Verdict> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        let request = ExecRequest::clone(&exec.request);
+        let verdict = Self::verdict(&request);
+        self.seen.lock().unwrap().push(request);
+        Box::pin(async move { verdict })
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Shell {
+    Bash,
+    Dash,
+    Zsh,
+}
+
+impl Shell {
+    fn path(self) -> &'static Path {
+        Path::new(match self {
+            Shell::Bash => "/bin/bash",
+            Shell::Dash => "/bin/dash",
+            Shell::Zsh => "/usr/bin/zsh",
+        })
+    }
+}
+
+/// Raw bytes that print readably in assertion failures.
+#[derive(Clone, PartialEq, Eq)]
+struct Bytes(Vec<u8>);
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "b\"{}\"", self.0.escape_ascii())
+    }
+}
+
+/// What one session produced.
+#[derive(Debug)]
+struct Outcome {
+    status: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    requests: Vec<ExecRequest>,
+}
+
+impl Outcome {
+    /// `(program, argv, cwd)` of every request, in arrival order.
+    fn execs(&self) -> Vec<(Bytes, Vec<Bytes>, Bytes)> {
+        self.requests
+            .iter()
+            .map(|r| {
+                (
+                    Bytes(r.program.clone()),
+                    r.argv.iter().cloned().map(Bytes).collect(),
+                    Bytes(r.cwd.clone()),
+                )
+            })
+            .collect()
+    }
+
+    fn text(bytes: &[u8]) -> String {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+}
+
+/// A scratch directory (canonical, as `getcwd` reports it) with a `sub/` directory.
+struct Scratch {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = tempfile::tempdir().expect("create temp dir");
+        let path = fs::canonicalize(dir.path()).expect("canonicalize temp dir");
+        fs::create_dir(path.join("sub")).expect("create sub");
+        Scratch { _dir: dir, path }
+    }
+
+    fn file(&self, name: &str, contents: &str, mode: u32) -> PathBuf {
+        let path = self.path.join(name);
+        fs::write(&path, contents).expect("write fixture");
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod fixture");
+        path
+    }
+
+    fn bytes(&self, rel: &str) -> Vec<u8> {
+        self.path.join(rel).as_os_str().as_bytes().to_vec()
+    }
+
+    fn dir(&self) -> Vec<u8> {
+        self.path.as_os_str().as_bytes().to_vec()
+    }
+}
+
+/// Runs `script` with `shell -c` in a preload-shim session in `dir`, with `PATH=/usr/bin:/bin`
+/// and the extra `env`.
+fn run(shell: &Path, script: &str, dir: &Path, env: &[(&str, &OsStr)]) -> Outcome {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let policy = Arc::new(TestPolicy::default());
+        let interception = Interception::Preload {
+            shim: preload_shim(),
+            wrapper: wrapper(),
+        };
+        let mut builder = SessionBuilder::new(shell, interception)
+            .arg("-c")
+            .arg(script)
+            .cwd(dir)
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            builder = builder.env(key, value);
+        }
+        let mut session = builder.spawn(policy.clone()).expect("start session");
+        let mut stdout = session.take_stdout().expect("stdout");
+        let mut stderr = session.take_stderr().expect("stderr");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let all = async {
+            let (o, e, status) = tokio::join!(
+                stdout.read_to_end(&mut out),
+                stderr.read_to_end(&mut err),
+                session.wait()
+            );
+            o.expect("read stdout");
+            e.expect("read stderr");
+            status.expect("wait for shell")
+        };
+        let status = tokio::time::timeout(Duration::from_secs(60), all)
+            .await
+            .expect("session finished within 60 s");
+        let requests = policy.seen.lock().unwrap().clone();
+        Outcome {
+            status: status.code(),
+            stdout: out,
+            stderr: err,
+            requests,
+        }
+    })
+}
+
+fn argv(parts: &[&str]) -> Vec<Bytes> {
+    parts.iter().map(|p| b(p)).collect()
+}
+
+fn b(s: &str) -> Bytes {
+    Bytes(s.as_bytes().to_vec())
+}
+
+fn assert_ok(outcome: &Outcome) {
+    assert_eq!(
+        outcome.status,
+        Some(0),
+        "stderr: {}",
+        Outcome::text(&outcome.stderr)
+    );
+    assert_eq!(Outcome::text(&outcome.stderr), "");
+}
+
+// ---- Shell behaviour (each test runs with bash, dash and zsh) ----
+
+fn execs_reach_the_server_with_absolute_path_exact_argv_and_cwd(shell: Shell) {
+    let scratch = Scratch::new();
+    let arg = OsStr::from_bytes(b"\xff\xfe-not-utf8");
+    let outcome = run(
+        shell.path(),
+        r#"cd sub && cat /dev/null && /bin/echo "$ARG" 'two  words'"#,
+        &scratch.path,
+        &[("ARG", arg)],
+    );
+    assert_ok(&outcome);
+    assert_eq!(outcome.stdout, b"\xff\xfe-not-utf8 two  words\n");
+    let sub = Bytes(scratch.bytes("sub"));
+    assert_eq!(
+        outcome.execs(),
+        vec![
+            (b("/usr/bin/cat"), argv(&["cat", "/dev/null"]), sub.clone()),
+            (
+                b("/bin/echo"),
+                vec![
+                    b("/bin/echo"),
+                    Bytes(arg.as_bytes().to_vec()),
+                    b("two  words")
+                ],
+                sub
+            ),
+        ]
+    );
+    let env = &outcome.requests[1].env;
+    assert!(
+        env.contains(&b"ARG=\xff\xfe-not-utf8".to_vec()),
+        "request env lacks ARG: {env:?}"
+    );
+}
+
+fn relative_program_path_is_joined_to_the_working_directory(shell: Shell) {
+    let scratch = Scratch::new();
+    scratch.file("tool", "#!/bin/sh\nexec /bin/echo tool \"$@\"\n", 0o755);
+    let outcome = run(shell.path(), "./tool x", &scratch.path, &[]);
+    assert_ok(&outcome);
+    assert_eq!(outcome.stdout, b"tool x\n");
+    let dir = Bytes(scratch.dir());
+    assert_eq!(
+        outcome.execs(),
+        vec![
+            (
+                Bytes(scratch.bytes("tool")),
+                argv(&["./tool", "x"]),
+                dir.clone()
+            ),
+            (b("/bin/echo"), argv(&["/bin/echo", "tool", "x"]), dir),
+        ]
+    );
+}
+
+fn denied_command_prints_the_reason_and_exits_126(shell: Shell) {
+    let scratch = Scratch::new();
+    let outcome = run(
+        shell.path(),
+        "/bin/echo forbidden 'a b'; echo \"status=$?\"",
+        &scratch.path,
+        &[],
+    );
+    assert_eq!(outcome.status, Some(0));
+    assert_eq!(Outcome::text(&outcome.stdout), "status=126\n");
+    assert_eq!(
+        Outcome::text(&outcome.stderr),
+        format!("execgate: denied: /bin/echo forbidden 'a b': {DENY_REASON}\n")
+    );
+    assert_eq!(outcome.requests.len(), 1);
+}
+
+fn set_e_stops_at_a_denied_command(shell: Shell) {
+    let scratch = Scratch::new();
+    let outcome = run(
+        shell.path(),
+        "set -e; /bin/echo forbidden; /bin/echo not-reached",
+        &scratch.path,
+        &[],
+    );
+    assert_eq!(outcome.status, Some(126));
+    assert_eq!(Outcome::text(&outcome.stdout), "");
+    assert_eq!(outcome.requests.len(), 1);
+}
+
+fn escalated_command_runs_through_the_wrapper(shell: Shell) {
+    let scratch = Scratch::new();
+    let outcome = run(
+        shell.path(),
+        "/bin/echo escalate-me; /bin/sh -c 'exit 7' escalate-me; echo \"status=$?\"",
+        &scratch.path,
+        &[],
+    );
+    assert_ok(&outcome);
+    assert_eq!(Outcome::text(&outcome.stdout), "escalate-me\nstatus=7\n");
+    // Decided once each: the shim's exec of the wrapper is not a new request.
+    assert_eq!(
+        outcome
+            .execs()
+            .into_iter()
+            .map(|(program, ..)| program)
+            .collect::<Vec<_>>(),
+        vec![b("/bin/echo"), b("/bin/sh")]
+    );
+}
+
+fn exec_of_the_wrapper_binary_is_decided_once(shell: Shell) {
+    let scratch = Scratch::new();
+    let outcome = run(
+        shell.path(),
+        r#""$EXEC_WRAPPER" /bin/echo echo once"#,
+        &scratch.path,
+        &[],
+    );
+    assert_ok(&outcome);
+    assert_eq!(outcome.stdout, b"once\n");
+    assert_eq!(
+        outcome.execs(),
+        vec![(
+            b("/bin/echo"),
+            argv(&["echo", "once"]),
+            Bytes(scratch.dir())
+        )]
+    );
+}
+
+fn env_dash_i_child_is_still_decided(shell: Shell) {
+    let scratch = Scratch::new();
+    let outcome = run(shell.path(), "env -i /bin/echo clean", &scratch.path, &[]);
+    assert_ok(&outcome);
+    assert_eq!(outcome.stdout, b"clean\n");
+    let dir = Bytes(scratch.dir());
+    assert_eq!(
+        outcome.execs(),
+        vec![
+            (
+                b("/usr/bin/env"),
+                argv(&["env", "-i", "/bin/echo", "clean"]),
+                dir.clone()
+            ),
+            (b("/bin/echo"), argv(&["/bin/echo", "clean"]), dir),
+        ]
+    );
+    assert_eq!(outcome.requests[1].env, Vec::<Vec<u8>>::new());
+}
+
+fn execvp_path_search_decides_the_program_found(shell: Shell) {
+    let scratch = Scratch::new();
+    let outcome = run(shell.path(), "env echo found", &scratch.path, &[]);
+    assert_ok(&outcome);
+    assert_eq!(outcome.stdout, b"found\n");
+    assert_eq!(
+        outcome.execs()[1],
+        (
+            b("/usr/bin/echo"),
+            argv(&["echo", "found"]),
+            Bytes(scratch.dir())
+        )
+    );
+}
+
+fn script_without_shebang_runs_with_sh_after_execvp(shell: Shell) {
+    let scratch = Scratch::new();
+    scratch.file("plain", "/bin/echo from-plain\n", 0o755);
+    let outcome = run(shell.path(), "env ./plain", &scratch.path, &[]);
+    assert_ok(&outcome);
+    assert_eq!(outcome.stdout, b"from-plain\n");
+    let dir = Bytes(scratch.dir());
+    assert_eq!(
+        outcome.execs(),
+        vec![
+            (b("/usr/bin/env"), argv(&["env", "./plain"]), dir.clone()),
+            (
+                Bytes(scratch.bytes("plain")),
+                argv(&["./plain"]),
+                dir.clone()
+            ),
+            (b("/bin/echo"), argv(&["/bin/echo", "from-plain"]), dir),
+        ]
+    );
+}
+
+fn pipelines_subshells_substitutions_and_background_jobs_are_decided(shell: Shell) {
+    let scratch = Scratch::new();
+    let script = "f() { /bin/echo in-function; }; f; \
+                  /bin/echo piped | cat; \
+                  (/bin/echo in-subshell); \
+                  x=$(/bin/echo substituted); /bin/echo \"$x\"; \
+                  /bin/echo background & wait; \
+                  exec /bin/echo exec-builtin";
+    let outcome = run(shell.path(), script, &scratch.path, &[]);
+    assert_ok(&outcome);
+    let mut echoed: Vec<Vec<Bytes>> = program_of(&outcome, "/bin/echo");
+    echoed.sort_by(|a, b| a[1].0.cmp(&b[1].0));
+    assert_eq!(
+        echoed,
+        vec![
+            argv(&["/bin/echo", "background"]),
+            argv(&["/bin/echo", "exec-builtin"]),
+            argv(&["/bin/echo", "in-function"]),
+            argv(&["/bin/echo", "in-subshell"]),
+            argv(&["/bin/echo", "piped"]),
+            argv(&["/bin/echo", "substituted"]),
+            argv(&["/bin/echo", "substituted"]),
+        ]
+    );
+    assert_eq!(program_of(&outcome, "/usr/bin/cat"), vec![argv(&["cat"])]);
+    assert_eq!(
+        Outcome::text(&outcome.stdout),
+        "in-function\npiped\nin-subshell\nsubstituted\nbackground\nexec-builtin\n"
+    );
+}
+
+fn escalated_command_gets_the_callers_fds(shell: Shell) {
+    let scratch = Scratch::new();
+    let script = "/bin/sh -c 'cat; echo to-three >&3' escalate-me 3>out.txt <<EOF\n\
+                  from-stdin\n\
+                  EOF\n\
+                  /bin/cat out.txt";
+    let outcome = run(shell.path(), script, &scratch.path, &[]);
+    assert_ok(&outcome);
+    assert_eq!(Outcome::text(&outcome.stdout), "from-stdin\nto-three\n");
+}
+
+fn escalated_signal_death_gives_128_plus_signal(shell: Shell) {
+    let scratch = Scratch::new();
+    let outcome = run(
+        shell.path(),
+        "/bin/sh -c 'kill -9 $$' escalate-me; echo \"status=$?\"",
+        &scratch.path,
+        &[],
+    );
+    assert_eq!(outcome.status, Some(0));
+    assert_eq!(Outcome::text(&outcome.stdout), "status=137\n");
+}
+
+fn script_without_shebang_run_by_the_shell_has_its_commands_decided(shell: Shell) {
+    let scratch = Scratch::new();
+    scratch.file("plain", "/bin/echo from-plain\n", 0o755);
+    let outcome = run(
+        shell.path(),
+        "./plain; echo \"status=$?\"",
+        &scratch.path,
+        &[],
+    );
+    assert_ok(&outcome);
+    assert_eq!(Outcome::text(&outcome.stdout), "from-plain\nstatus=0\n");
+    assert_eq!(
+        outcome.execs()[0],
+        (
+            Bytes(scratch.bytes("plain")),
+            argv(&["./plain"]),
+            Bytes(scratch.dir())
+        )
+    );
+    assert_eq!(
+        program_of(&outcome, "/bin/echo"),
+        vec![argv(&["/bin/echo", "from-plain"])]
+    );
+}
+
+fn missing_session_socket_fails_closed(shell: Shell) {
+    let outcome = run_without_server(shell, None);
+    assert_eq!(Outcome::text(&outcome.stdout), "status=126\n");
+    assert_eq!(
+        Outcome::text(&outcome.stderr),
+        "execgate: cannot run /bin/echo: EXECGATE_SOCKET is not set: not running inside an \
+         execgate session\n"
+    );
+}
+
+fn server_gone_fails_closed(shell: Shell) {
+    let (ours, theirs) = UnixDatagram::pair().expect("socketpair");
+    drop(theirs);
+    let outcome = run_without_server(shell, Some(ours));
+    assert_eq!(Outcome::text(&outcome.stdout), "status=126\n");
+    assert_eq!(
+        Outcome::text(&outcome.stderr),
+        "execgate: cannot run /bin/echo: the execgate server closed the connection\n"
+    );
+}
+
+/// A server that answers the first request with a frame of an unknown message type: a
+/// Python peer on the real socket (receives the stream end with `SCM_RIGHTS`).
+const BAD_FRAME_PEER: &str = r#"
+import array, socket, struct
+s = socket.socket(fileno=0)
+_, ancillary, _, _ = s.recvmsg(64, socket.CMSG_SPACE(4))
+fds = array.array('i')
+fds.frombytes(ancillary[0][2][:4])
+c = socket.socket(fileno=fds[0])
+(n,) = struct.unpack('<I', c.recv(4, socket.MSG_WAITALL))
+c.recv(n, socket.MSG_WAITALL)
+c.sendall(struct.pack('<I', 1) + b'\x7f')
+"#;
+
+fn malformed_verdict_fails_closed(shell: Shell) {
+    let (ours, theirs) = UnixDatagram::pair().expect("socketpair");
+    let mut peer = Command::new("/usr/bin/python3")
+        .args(["-c", BAD_FRAME_PEER])
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        .spawn()
+        .expect("start the bad-frame peer");
+    let outcome = run_without_server(shell, Some(ours));
+    assert!(peer.wait().expect("wait for peer").success());
+    assert_eq!(Outcome::text(&outcome.stdout), "status=126\n");
+    assert_eq!(
+        Outcome::text(&outcome.stderr),
+        "execgate: cannot run /bin/echo: protocol error: unexpected message tag 0x7f\n"
+    );
+}
+
+macro_rules! per_shell {
+    ($($name:ident),* $(,)?) => {
+        mod bash {
+            $( #[test] fn $name() { super::$name(super::Shell::Bash) } )*
+        }
+        mod dash {
+            $( #[test] fn $name() { super::$name(super::Shell::Dash) } )*
+        }
+        mod zsh {
+            $( #[test] fn $name() { super::$name(super::Shell::Zsh) } )*
+        }
+    };
+}
+
+per_shell!(
+    execs_reach_the_server_with_absolute_path_exact_argv_and_cwd,
+    relative_program_path_is_joined_to_the_working_directory,
+    denied_command_prints_the_reason_and_exits_126,
+    set_e_stops_at_a_denied_command,
+    escalated_command_runs_through_the_wrapper,
+    exec_of_the_wrapper_binary_is_decided_once,
+    env_dash_i_child_is_still_decided,
+    execvp_path_search_decides_the_program_found,
+    script_without_shebang_runs_with_sh_after_execvp,
+    script_without_shebang_run_by_the_shell_has_its_commands_decided,
+    pipelines_subshells_substitutions_and_background_jobs_are_decided,
+    escalated_command_gets_the_callers_fds,
+    escalated_signal_death_gives_128_plus_signal,
+    missing_session_socket_fails_closed,
+    server_gone_fails_closed,
+    malformed_verdict_fails_closed,
+);
+
+// ---- Dynamically linked children of the shell ----
+
+/// The argv of every request for `program`, in arrival order.
+fn program_of(outcome: &Outcome, program: &str) -> Vec<Vec<Bytes>> {
+    outcome
+        .execs()
+        .into_iter()
+        .filter(|(p, ..)| p.0 == program.as_bytes())
+        .map(|(_, argv, _)| argv)
+        .collect()
+}
+
+#[test]
+fn xargs_execs_are_decided() {
+    let scratch = Scratch::new();
+    let outcome = run(
+        Shell::Bash.path(),
+        "printf 'a\\nb\\n' | xargs /bin/echo",
+        &scratch.path,
+        &[],
+    );
+    assert_ok(&outcome);
+    assert_eq!(outcome.stdout, b"a b\n");
+    assert_eq!(
+        program_of(&outcome, "/bin/echo"),
+        vec![argv(&["/bin/echo", "a", "b"])]
+    );
+    assert_eq!(program_of(&outcome, "/usr/bin/xargs").len(), 1);
+}
+
+#[test]
+fn parallel_execs_are_each_decided_once() {
+    let scratch = Scratch::new();
+    let outcome = run(
+        Shell::Bash.path(),
+        "seq 64 | xargs -P 64 -n 1 /bin/echo",
+        &scratch.path,
+        &[],
+    );
+    assert_ok(&outcome);
+    let mut lines: Vec<u32> = Outcome::text(&outcome.stdout)
+        .lines()
+        .map(|l| l.parse().expect("a number"))
+        .collect();
+    lines.sort_unstable();
+    assert_eq!(lines, (1..=64).collect::<Vec<_>>());
+    let mut echoed: Vec<u32> = program_of(&outcome, "/bin/echo")
+        .iter()
+        .map(|argv| {
+            String::from_utf8_lossy(&argv[1].0)
+                .parse()
+                .expect("a number")
+        })
+        .collect();
+    echoed.sort_unstable();
+    assert_eq!(echoed, (1..=64).collect::<Vec<_>>());
+}
+
+#[test]
+fn find_exec_is_decided() {
+    let scratch = Scratch::new();
+    scratch.file("marker", "", 0o644);
+    let outcome = run(
+        Shell::Bash.path(),
+        "find . -name marker -exec /bin/echo found {} \\;",
+        &scratch.path,
+        &[],
+    );
+    assert_ok(&outcome);
+    assert_eq!(outcome.stdout, b"found ./marker\n");
+    assert_eq!(
+        program_of(&outcome, "/bin/echo"),
+        vec![argv(&["/bin/echo", "found", "./marker"])]
+    );
+}
+
+#[test]
+fn find_exec_of_a_denied_command_is_refused() {
+    let scratch = Scratch::new();
+    scratch.file("marker", "", 0o644);
+    let outcome = run(
+        Shell::Bash.path(),
+        "find . -name marker -exec /bin/echo forbidden {} \\; ; echo \"status=$?\"",
+        &scratch.path,
+        &[],
+    );
+    // A failing `-exec` command only makes the test false: find itself succeeds.
+    assert_eq!(Outcome::text(&outcome.stdout), "status=0\n");
+    assert_eq!(
+        Outcome::text(&outcome.stderr),
+        format!("execgate: denied: /bin/echo forbidden ./marker: {DENY_REASON}\n")
+    );
+}
+
+#[test]
+fn make_recipes_are_decided() {
+    let scratch = Scratch::new();
+    scratch.file(
+        "Makefile",
+        "all:\n\t/bin/echo made\n\t/bin/echo 'with shell' | cat\n",
+        0o644,
+    );
+    let outcome = run(Shell::Bash.path(), "make -s", &scratch.path, &[]);
+    assert_ok(&outcome);
+    assert_eq!(outcome.stdout, b"made\nwith shell\n");
+    assert_eq!(
+        program_of(&outcome, "/bin/echo"),
+        vec![
+            argv(&["/bin/echo", "made"]),
+            argv(&["/bin/echo", "with shell"])
+        ]
+    );
+    assert_eq!(program_of(&outcome, "/usr/bin/cat").len(), 1);
+}
+
+#[test]
+fn python_subprocess_is_decided() {
+    let scratch = Scratch::new();
+    // subprocess closes every fd above 2 before exec (close_fds=True) and uses vfork.
+    let script = "import subprocess; subprocess.run(['/bin/echo', 'py'], check=True); \
+                  subprocess.run(['echo', 'viapath'], check=True)";
+    let outcome = run(
+        Shell::Bash.path(),
+        &format!("/usr/bin/python3 -c \"{script}\""),
+        &scratch.path,
+        &[],
+    );
+    assert_ok(&outcome);
+    assert_eq!(outcome.stdout, b"py\nviapath\n");
+    assert_eq!(
+        program_of(&outcome, "/bin/echo"),
+        vec![argv(&["/bin/echo", "py"])]
+    );
+    assert_eq!(
+        program_of(&outcome, "/usr/bin/echo"),
+        vec![argv(&["echo", "viapath"])]
+    );
+}
+
+#[test]
+fn python_posix_spawn_is_decided_by_the_wrapper() {
+    let scratch = Scratch::new();
+    let script = "import os; \
+                  p = os.posix_spawn('/bin/echo', ['echo', 'spawned'], os.environ); \
+                  q = os.posix_spawnp('echo', ['echo', 'spawnedp'], os.environ); \
+                  r = os.posix_spawn('/bin/echo', ['echo', 'forbidden'], os.environ); \
+                  print([os.waitstatus_to_exitcode(os.waitpid(x, 0)[1]) for x in (p, q, r)])";
+    let outcome = run(
+        Shell::Bash.path(),
+        &format!("/usr/bin/python3 -c \"{script}\""),
+        &scratch.path,
+        &[],
+    );
+    assert_eq!(outcome.status, Some(0));
+    let stdout = Outcome::text(&outcome.stdout);
+    assert!(stdout.contains("spawned\n"), "{stdout}");
+    assert!(stdout.contains("spawnedp\n"), "{stdout}");
+    assert!(stdout.ends_with("[0, 0, 126]\n"), "{stdout}");
+    assert_eq!(
+        Outcome::text(&outcome.stderr),
+        format!("execgate: denied: /bin/echo forbidden: {DENY_REASON}\n")
+    );
+    assert_eq!(
+        program_of(&outcome, "/bin/echo"),
+        vec![argv(&["echo", "spawned"]), argv(&["echo", "forbidden"])]
+    );
+    assert_eq!(
+        program_of(&outcome, "/usr/bin/echo"),
+        vec![argv(&["echo", "spawnedp"])]
+    );
+}
+
+#[test]
+fn python_fexecve_is_decided_with_the_files_path() {
+    let scratch = Scratch::new();
+    let script = "import os; fd = os.open('/usr/bin/echo', os.O_RDONLY); \
+                  os.execve(fd, ['echo', 'via-fd'], os.environ)";
+    let outcome = run(
+        Shell::Bash.path(),
+        &format!("/usr/bin/python3 -c \"{script}\""),
+        &scratch.path,
+        &[],
+    );
+    assert_ok(&outcome);
+    assert_eq!(outcome.stdout, b"via-fd\n");
+    assert_eq!(
+        program_of(&outcome, "/usr/bin/echo"),
+        vec![argv(&["echo", "via-fd"])]
+    );
+}
+
+/// `execl`, `execlp` and `execle` are C variadic functions: exercised from C, with more
+/// arguments than fit in registers.
+const EXECL_PROGRAM: &str = r#"
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static void run(int which) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        char *envp[] = { "ONLY=this", NULL };
+        if (which == 0) execl("/bin/echo", "echo", "1", "2", "3", "4", "5", "6", "7", "8", (char *)NULL);
+        if (which == 1) execlp("echo", "echo", "from-execlp", (char *)NULL);
+        if (which == 2) execle("/usr/bin/env", "env", (char *)NULL, envp);
+        _exit(99);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+}
+int main(void) { run(0); run(1); run(2); return 0; }
+"#;
+
+#[test]
+fn execl_execlp_and_execle_are_decided() {
+    let scratch = Scratch::new();
+    let source = scratch.file("execl.c", EXECL_PROGRAM, 0o644);
+    let status = Command::new("cc")
+        .arg("-o")
+        .arg(scratch.path.join("execl"))
+        .arg(&source)
+        .status()
+        .expect("run cc");
+    assert!(status.success(), "cc failed");
+    let outcome = run(Shell::Bash.path(), "./execl", &scratch.path, &[]);
+    assert_ok(&outcome);
+    assert_eq!(
+        Outcome::text(&outcome.stdout),
+        "1 2 3 4 5 6 7 8\nfrom-execlp\nONLY=this\n"
+    );
+    assert_eq!(
+        program_of(&outcome, "/bin/echo"),
+        vec![argv(&["echo", "1", "2", "3", "4", "5", "6", "7", "8"])]
+    );
+    assert_eq!(
+        program_of(&outcome, "/usr/bin/echo"),
+        vec![argv(&["echo", "from-execlp"])]
+    );
+    let env_requests: Vec<&ExecRequest> = outcome
+        .requests
+        .iter()
+        .filter(|r| r.program == b"/usr/bin/env")
+        .collect();
+    assert_eq!(env_requests.len(), 1);
+    assert_eq!(env_requests[0].env, vec![b"ONLY=this".to_vec()]);
+}
+
+#[test]
+fn posix_spawn_keeps_the_callers_file_actions() {
+    let scratch = Scratch::new();
+    let script = "import os; \
+                  actions = [(os.POSIX_SPAWN_OPEN, 1, 'out.txt', os.O_WRONLY | os.O_CREAT, 0o644)]; \
+                  p = os.posix_spawn('/bin/echo', ['echo', 'to-file'], os.environ, file_actions=actions); \
+                  print(os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]))";
+    let outcome = run(
+        Shell::Bash.path(),
+        &format!("/usr/bin/python3 -c \"{script}\"; /bin/cat out.txt"),
+        &scratch.path,
+        &[],
+    );
+    assert_ok(&outcome);
+    assert_eq!(Outcome::text(&outcome.stdout), "0\nto-file\n");
+}
+
+#[test]
+fn posix_spawn_of_a_missing_program_reports_enoent_without_asking() {
+    let scratch = Scratch::new();
+    let script = "import os\ntry:\n    os.posix_spawn('/nonexistent/x', ['x'], os.environ)\n\
+                  except FileNotFoundError:\n    print('enoent')";
+    let outcome = run(
+        Shell::Bash.path(),
+        &format!("/usr/bin/python3 -c \"{script}\""),
+        &scratch.path,
+        &[],
+    );
+    assert_ok(&outcome);
+    assert_eq!(outcome.stdout, b"enoent\n");
+    assert_eq!(outcome.requests.len(), 1, "only python itself is decided");
+}
+
+// ---- Faults, without a server ----
+
+/// Runs `/bin/echo hi; echo "status=$?"` with the shim and `socket` as the session socket,
+/// or no `EXECGATE_SOCKET` at all.
+fn run_without_server(shell: Shell, socket: Option<UnixDatagram>) -> Outcome {
+    let mut cmd = Command::new(shell.path());
+    cmd.args(["-c", "/bin/echo hi; echo \"status=$?\""])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        // bash sources ~/.bashrc when its stdin is a socket (the "run by sshd" guess).
+        .env("HOME", "/nonexistent")
+        .env("LD_PRELOAD", preload_shim())
+        .env("EXEC_WRAPPER", wrapper())
+        .stdin(Stdio::null());
+    if let Some(socket) = socket {
+        // The socket is inherited as the shell's stdin (fd 0), which `-c` leaves unused.
+        cmd.env("EXECGATE_SOCKET", "0")
+            .stdin(Stdio::from(OwnedFd::from(socket)));
+    }
+    let output = cmd.output().expect("run shell");
+    Outcome {
+        status: output.status.code(),
+        stdout: output.stdout,
+        stderr: output.stderr,
+        requests: Vec::new(),
+    }
+}

@@ -1,0 +1,631 @@
+//! End-to-end tests of `execgate run`: real shells, the real sandbox, real hook scripts and
+//! a real pty for the approver.
+
+mod common;
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A workspace and a home directory for one test.
+struct Env {
+    _tmp: tempfile::TempDir,
+    work: PathBuf,
+    home: PathBuf,
+}
+
+impl Env {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let work = tmp.path().join("work");
+        let home = tmp.path().join("home");
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::create_dir_all(&home).unwrap();
+        Self {
+            work: work.canonicalize().unwrap(),
+            home: home.canonicalize().unwrap(),
+            _tmp: tmp,
+        }
+    }
+
+    fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.work.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// `execgate run` with the test's HOME, cwd and the freshly built shells and shim.
+    fn command(&self, args: &[&str]) -> Command {
+        let zsh = common::shells::patched_zsh();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_execgate"));
+        cmd.arg("run")
+            .args(args)
+            .current_dir(&self.work)
+            .env("HOME", &self.home)
+            .env("EXECGATE_SHELLS_DIR", zsh.parent().unwrap())
+            .env("EXECGATE_PRELOAD", common::preload::preload_shim())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = self.command(args);
+        // No controlling terminal: the approver is unavailable.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        cmd.output().unwrap()
+    }
+
+    fn run_json(&self, args: &[&str]) -> (Value, Output) {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): stdout={} stderr={}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (json, out)
+    }
+}
+
+const RULES: &str = r#"
+prefix_rule(pattern = ["date"], decision = "allow")
+prefix_rule(pattern = ["touch"], decision = "prompt", justification = "touch needs a look")
+prefix_rule(pattern = ["rm", ["-rf", "-fr"]], decision = "forbidden", justification = "no recursive deletes")
+"#;
+
+/// (program basename, decision, verdict, source) of every exec, sorted.
+fn verdicts(report: &Value) -> Vec<(String, String, String, String)> {
+    let mut out: Vec<_> = report["execs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let program = e["program"].as_str().unwrap();
+            (
+                Path::new(program)
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+                e["decision"].as_str().unwrap().to_owned(),
+                e["verdict"].as_str().unwrap().to_owned(),
+                e["source"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn v(name: &str, decision: &str, verdict: &str, source: &str) -> (String, String, String, String) {
+    (name.into(), decision.into(), verdict.into(), source.into())
+}
+
+#[test]
+fn mixed_script_gets_exact_verdicts_in_json_and_audit_log() {
+    let env = Env::new();
+    let rules = env.write(".execgate/rules/test.rules", RULES);
+    let audit = env.work.join("audit.jsonl");
+    let script = "date +%Y | tr 0-9 x; (rm -rf gone); touch t1 || echo touch-denied; \
+                  echo abc | cat | wc -c; echo end";
+    let (report, out) = env.run_json(&[
+        "--rules",
+        rules.to_str().unwrap(),
+        "--audit-log",
+        audit.to_str().unwrap(),
+        script,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(report["exit_code"], 0);
+    assert_eq!(report["timed_out"], false);
+    assert_eq!(report["interrupted"], false);
+    assert_eq!(report["stdout"], "xxxx\ntouch-denied\n4\nend\n");
+    let stderr = report["stderr"].as_str().unwrap();
+    assert!(
+        stderr.contains("execgate: denied: /usr/bin/rm -rf gone: no recursive deletes\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("execgate: denied: /usr/bin/touch t1: approval required; no approver available\n"),
+        "{stderr}"
+    );
+    assert_eq!(
+        verdicts(&report),
+        vec![
+            v("cat", "unmatched", "run", "policy"),
+            v("date", "allow", "escalate", "policy"),
+            v("rm", "forbidden", "deny", "policy"),
+            v("touch", "prompt", "deny", "user"),
+            v("tr", "unmatched", "run", "policy"),
+            v("wc", "unmatched", "run", "policy"),
+        ]
+    );
+    assert!(!env.work.join("t1").exists());
+    let date = report["execs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["program"] == "/usr/bin/date")
+        .unwrap();
+    assert_eq!(date["exit_code"], 0);
+    assert_eq!(date["argv"], serde_json::json!(["date", "+%Y"]));
+    assert_eq!(date["cwd"], env.work.to_str().unwrap());
+    let forbidden = report["execs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["decision"] == "forbidden")
+        .unwrap();
+    assert_eq!(forbidden["rule"], format!("{}:4", rules.display()));
+    assert_eq!(forbidden["justification"], "no recursive deletes");
+    assert_eq!(forbidden["exit_code"], 126);
+
+    // The audit log: one complete line per decision, plus one per escalated exit.
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 7, "{text}");
+    assert_eq!(lines.iter().filter(|l| l["event"] == "decided").count(), 6);
+    let exited: Vec<&Value> = lines.iter().filter(|l| l["event"] == "exited").collect();
+    assert_eq!(exited.len(), 1);
+    assert_eq!(exited[0]["program"], "/usr/bin/date");
+    assert_eq!(exited[0]["exit_code"], 0);
+    let session = lines[0]["session"].as_str().unwrap();
+    assert!(lines.iter().all(|l| l["session"] == session));
+}
+
+#[test]
+fn audit_log_appends_across_sessions() {
+    let env = Env::new();
+    let rules = env.write("r.rules", RULES);
+    let audit = env.work.join("audit.jsonl");
+    for _ in 0..2 {
+        let out = env.run(&[
+            "--rules",
+            rules.to_str().unwrap(),
+            "--audit-log",
+            audit.to_str().unwrap(),
+            "/bin/true",
+        ]);
+        assert_eq!(out.status.code(), Some(0));
+    }
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_ne!(lines[0]["session"], lines[1]["session"]);
+}
+
+#[test]
+fn default_output_streams_through_and_exit_status_is_the_shells() {
+    let env = Env::new();
+    let rules = env.write("r.rules", RULES);
+    let out = env.run(&[
+        "--rules",
+        rules.to_str().unwrap(),
+        "echo out; echo err >&2; rm -rf x; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "err\nexecgate: denied: /usr/bin/rm -rf x: no recursive deletes\n"
+    );
+}
+
+const HOOK: &str = r#"#!/bin/sh
+input=$(cat)
+case "$input" in
+  *hook-allow*) echo '{"hookSpecificOutput":{"hookEventName":"PermissionRequest","decision":{"behavior":"allow"}}}' ;;
+  *hook-deny*) echo '{"hookSpecificOutput":{"hookEventName":"PermissionRequest","decision":{"behavior":"deny","message":"hook says no"}}}' ;;
+  *hook-stop*) echo '{"hookSpecificOutput":{"hookEventName":"PermissionRequest","decision":{"behavior":"deny","message":"hook stops it","interrupt":true}}}' ;;
+  *hook-broken*) echo broken >&2; exit 3 ;;
+  *) ;;
+esac
+"#;
+
+fn hook_env() -> (Env, PathBuf, PathBuf) {
+    let env = Env::new();
+    let rules = env.write("r.rules", RULES);
+    let script = env.write("hook.sh", HOOK);
+    let hooks = env.write(
+        "hooks.json",
+        &format!(
+            r#"{{"hooks":{{"PermissionRequest":[{{"matcher":"Bash","hooks":[{{"type":"command","command":"sh {}"}}]}}]}}}}"#,
+            script.display()
+        ),
+    );
+    (env, rules, hooks)
+}
+
+fn run_with_hook(env: &Env, rules: &Path, hooks: &Path, script: &str) -> (Value, Output) {
+    env.run_json(&[
+        "--rules",
+        rules.to_str().unwrap(),
+        "--hooks",
+        hooks.to_str().unwrap(),
+        script,
+    ])
+}
+
+#[test]
+fn hook_allow_escalates() {
+    let (env, rules, hooks) = hook_env();
+    let (report, _) = run_with_hook(&env, &rules, &hooks, "touch hook-allow");
+    assert_eq!(verdicts(&report), vec![v("touch", "prompt", "escalate", "hook")]);
+    assert_eq!(report["exit_code"], 0);
+    assert!(env.work.join("hook-allow").exists());
+}
+
+#[test]
+fn hook_deny_denies_with_its_message() {
+    let (env, rules, hooks) = hook_env();
+    let (report, _) = run_with_hook(&env, &rules, &hooks, "touch hook-deny; echo after");
+    assert_eq!(verdicts(&report), vec![v("touch", "prompt", "deny", "hook")]);
+    assert_eq!(report["execs"][0]["justification"], "hook says no");
+    assert_eq!(report["stdout"], "after\n");
+    assert!(report["stderr"]
+        .as_str()
+        .unwrap()
+        .contains("execgate: denied: /usr/bin/touch hook-deny: hook says no\n"));
+    assert!(!env.work.join("hook-deny").exists());
+}
+
+#[test]
+fn hook_deny_with_interrupt_ends_the_session() {
+    let (env, rules, hooks) = hook_env();
+    let (report, out) = run_with_hook(
+        &env,
+        &rules,
+        &hooks,
+        "touch hook-stop; echo not-reached; touch never",
+    );
+    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(report["exit_code"], 130);
+    assert_eq!(report["interrupted"], true);
+    assert_eq!(verdicts(&report), vec![v("touch", "prompt", "deny", "hook")]);
+    assert!(!report["stdout"].as_str().unwrap().contains("not-reached"));
+}
+
+#[test]
+fn silent_and_broken_hooks_fall_through_to_the_approver() {
+    let (env, rules, hooks) = hook_env();
+    for arg in ["hook-silent", "hook-broken"] {
+        let (report, _) = run_with_hook(&env, &rules, &hooks, &format!("touch {arg}"));
+        assert_eq!(verdicts(&report), vec![v("touch", "prompt", "deny", "user")], "{arg}");
+        assert_eq!(
+            report["execs"][0]["justification"],
+            "approval required; no approver available"
+        );
+    }
+}
+
+#[test]
+fn approval_mode_never_denies_prompts_naming_the_rule() {
+    let env = Env::new();
+    let rules = env.write("r.rules", RULES);
+    let (report, _) = env.run_json(&[
+        "--approval",
+        "never",
+        "--rules",
+        rules.to_str().unwrap(),
+        "touch x; touch y2",
+    ]);
+    let execs = report["execs"].as_array().unwrap();
+    assert_eq!(execs.len(), 2);
+    for e in execs {
+        assert_eq!(e["verdict"], "deny");
+        assert_eq!(e["source"], "approval-mode");
+        assert_eq!(
+            e["justification"],
+            format!(
+                "approval required by rule {}:3; approval mode is never",
+                rules.display()
+            )
+        );
+    }
+}
+
+#[test]
+fn approval_mode_untrusted_asks_for_unmatched_commands_unless_known_safe() {
+    let env = Env::new();
+    let rules = env.write("r.rules", RULES);
+    let (report, _) = env.run_json(&[
+        "--approval",
+        "untrusted",
+        "--rules",
+        rules.to_str().unwrap(),
+        "ls >/dev/null; mkdir d",
+    ]);
+    assert_eq!(
+        verdicts(&report),
+        vec![
+            v("ls", "unmatched", "run", "policy"),
+            v("mkdir", "unmatched", "deny", "user"),
+        ]
+    );
+    assert!(!env.work.join("d").exists());
+}
+
+#[test]
+fn approval_mode_on_request_runs_unmatched_commands_in_the_sandbox() {
+    let env = Env::new();
+    let rules = env.write("r.rules", RULES);
+    let (report, _) = env.run_json(&["--rules", rules.to_str().unwrap(), "mkdir d"]);
+    assert_eq!(verdicts(&report), vec![v("mkdir", "unmatched", "run", "policy")]);
+    assert!(env.work.join("d").is_dir());
+}
+
+#[test]
+fn bad_rules_file_stops_run_before_the_shell_starts() {
+    let env = Env::new();
+    let rules = env.write("bad.rules", "prefix_rule(pattern = [])\n");
+    let out = env.run(&["--rules", rules.to_str().unwrap(), "touch started"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!("execgate: {}:1:", rules.display())),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(!env.work.join("started").exists());
+}
+
+#[test]
+fn bad_hooks_file_stops_run_before_the_shell_starts() {
+    let env = Env::new();
+    let hooks = env.write("hooks.json", "{\"hooks\": {\n  \"PermissionRequest\": [}\n");
+    let out = env.run(&["--hooks", hooks.to_str().unwrap(), "touch started"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!("execgate: {}:2:", hooks.display())),
+        "{stderr}"
+    );
+    assert!(!env.work.join("started").exists());
+}
+
+#[test]
+fn timeout_kills_the_whole_session_including_escalated_processes() {
+    let env = Env::new();
+    let rules = env.write("r.rules", "prefix_rule(pattern = [\"sleep\", \"31.25\"], decision = \"allow\")\n");
+    let started = Instant::now();
+    let (report, out) = env.run_json(&[
+        "--rules",
+        rules.to_str().unwrap(),
+        "--timeout",
+        "1",
+        "sleep 31.25 & sleep 32.5; echo not-reached",
+    ]);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(124));
+    assert_eq!(report["timed_out"], true);
+    assert_eq!(report["exit_code"], 124);
+    assert_eq!(report["stdout"], "");
+    // Neither the escalated nor the sandboxed sleep survives.
+    std::thread::sleep(Duration::from_millis(300));
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    assert!(!ps.contains("sleep 31.25"), "{ps}");
+    assert!(!ps.contains("sleep 32.5"), "{ps}");
+}
+
+// ---- the approver, through a real pty -------------------------------------------------
+
+/// `execgate run` with a pty as its controlling terminal; stdout/stderr captured.
+struct PtyRun {
+    master: std::fs::File,
+    child: std::process::Child,
+}
+
+impl PtyRun {
+    fn start(env: &Env, args: &[&str]) -> Self {
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let slave: OwnedFd = pty.slave;
+        let slave_fd = slave.as_raw_fd();
+        let mut cmd = env.command(args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setsid() < 0 || libc::ioctl(slave_fd, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap();
+        drop(slave);
+        let master = unsafe { std::fs::File::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(pty.master)) };
+        Self { master, child }
+    }
+
+    /// Reads the terminal until `needle` shows up; returns everything read.
+    fn expect(&mut self, needle: &str) -> String {
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            let mut poll = [nix::poll::PollFd::new(
+                std::os::fd::AsFd::as_fd(&self.master),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            if nix::poll::poll(&mut poll, nix::poll::PollTimeout::from(200u16)).unwrap() == 0 {
+                continue;
+            }
+            let n = self.master.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&seen).contains(needle) {
+                return String::from_utf8_lossy(&seen).into_owned();
+            }
+        }
+        panic!("never saw {needle:?}; got {:?}", String::from_utf8_lossy(&seen));
+    }
+
+    fn answer(&mut self, text: &str) {
+        self.master.write_all(text.as_bytes()).unwrap();
+    }
+
+    fn finish(self) -> (Value, Output) {
+        let out = self.child.wait_with_output().unwrap();
+        let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {} / {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (json, out)
+    }
+}
+
+const PROMPT_END: &str = "deny and end the session: ";
+
+#[test]
+fn approver_y_runs_once_outside_the_sandbox() {
+    let env = Env::new();
+    let rules = env.write("r.rules", RULES);
+    let mut run = PtyRun::start(&env, &["--json", "--rules", rules.to_str().unwrap(), "touch yes-file"]);
+    let shown = run.expect(PROMPT_END);
+    assert!(shown.contains("command: /usr/bin/touch yes-file"), "{shown}");
+    assert!(shown.contains(&format!("cwd:     {}", env.work.display())), "{shown}");
+    assert!(shown.contains(&format!("rule:    {}:3", rules.display())), "{shown}");
+    assert!(shown.contains("reason:  touch needs a look"), "{shown}");
+    run.answer("y\n");
+    let (report, out) = run.finish();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(verdicts(&report), vec![v("touch", "prompt", "escalate", "user")]);
+    assert!(env.work.join("yes-file").exists());
+}
+
+#[test]
+fn approver_s_allows_the_prefix_for_the_rest_of_the_session() {
+    let env = Env::new();
+    let rules = env.write("r.rules", RULES);
+    let mut run = PtyRun::start(
+        &env,
+        &["--json", "--rules", rules.to_str().unwrap(), "touch s1; touch s2"],
+    );
+    run.expect(PROMPT_END);
+    run.answer("s\n");
+    let (report, _) = run.finish();
+    assert_eq!(
+        verdicts(&report),
+        vec![
+            v("touch", "prompt", "escalate", "user"),
+            v("touch", "prompt", "escalate", "user"),
+        ]
+    );
+    assert!(env.work.join("s1").exists() && env.work.join("s2").exists());
+}
+
+#[test]
+fn approver_a_writes_a_rule_the_next_session_honours() {
+    let env = Env::new();
+    env.write(".execgate/rules/project.rules", RULES);
+    let mut run = PtyRun::start(&env, &["--json", "touch a1"]);
+    run.expect(PROMPT_END);
+    run.answer("a\n");
+    let (report, _) = run.finish();
+    assert_eq!(verdicts(&report), vec![v("touch", "prompt", "escalate", "user")]);
+    let approved = env.home.join(".config/execgate/rules/approved.rules");
+    let text = std::fs::read_to_string(&approved).unwrap();
+    assert!(text.contains("# Added by execgate on "), "{text}");
+    assert!(text.contains("prefix_rule(pattern=[\"touch\"], decision=\"allow\")\n"), "{text}");
+
+    // Next session: discovery loads the approvals file; no prompt (no terminal at all).
+    let (report, _) = env.run_json(&["touch a2"]);
+    assert_eq!(verdicts(&report), vec![v("touch", "prompt", "escalate", "policy")]);
+    assert_eq!(report["execs"][0]["rule"], format!("{}:3", approved.display()));
+    assert!(env.work.join("a2").exists());
+    // A forbidden rule still wins over a saved approval.
+    let (report, _) = env.run_json(&["rm -rf a2"]);
+    assert_eq!(verdicts(&report), vec![v("rm", "forbidden", "deny", "policy")]);
+}
+
+#[test]
+fn approver_n_denies() {
+    let env = Env::new();
+    let rules = env.write("r.rules", RULES);
+    let mut run = PtyRun::start(
+        &env,
+        &["--json", "--rules", rules.to_str().unwrap(), "touch no-file; echo after"],
+    );
+    run.expect(PROMPT_END);
+    run.answer("n\n");
+    let (report, _) = run.finish();
+    assert_eq!(verdicts(&report), vec![v("touch", "prompt", "deny", "user")]);
+    assert_eq!(report["execs"][0]["justification"], "denied by the user");
+    assert_eq!(report["stdout"], "after\n");
+    assert!(!env.work.join("no-file").exists());
+}
+
+#[test]
+fn approver_x_denies_and_ends_the_session() {
+    let env = Env::new();
+    let rules = env.write("r.rules", RULES);
+    let mut run = PtyRun::start(
+        &env,
+        &["--json", "--rules", rules.to_str().unwrap(), "touch x-file; echo after"],
+    );
+    run.expect(PROMPT_END);
+    run.answer("x\n");
+    let (report, out) = run.finish();
+    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(report["interrupted"], true);
+    assert_eq!(report["stdout"], "");
+    assert!(!env.work.join("x-file").exists());
+}
+
+#[test]
+fn concurrent_prompts_are_asked_one_at_a_time() {
+    let env = Env::new();
+    let rules = env.write("r.rules", RULES);
+    let mut run = PtyRun::start(
+        &env,
+        &["--json", "--rules", rules.to_str().unwrap(), "touch p1 | touch p2"],
+    );
+    let first = run.expect(PROMPT_END);
+    assert_eq!(first.matches("approval needed").count(), 1, "{first}");
+    run.answer("y\n");
+    run.expect(PROMPT_END);
+    run.answer("n\n");
+    let (report, _) = run.finish();
+    assert_eq!(
+        verdicts(&report),
+        vec![
+            v("touch", "prompt", "deny", "user"),
+            v("touch", "prompt", "escalate", "user"),
+        ]
+    );
+}
+
+#[test]
+fn timeout_does_not_count_time_waiting_for_a_person() {
+    let env = Env::new();
+    let rules = env.write("r.rules", RULES);
+    let mut run = PtyRun::start(
+        &env,
+        &["--json", "--timeout", "2", "--rules", rules.to_str().unwrap(), "touch slow; echo finished"],
+    );
+    run.expect(PROMPT_END);
+    std::thread::sleep(Duration::from_secs(3));
+    run.answer("y\n");
+    let (report, out) = run.finish();
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(report["timed_out"], false);
+    assert_eq!(report["stdout"], "finished\n");
+}
