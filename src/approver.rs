@@ -53,7 +53,10 @@ pub enum Unavailable {
 pub trait Approver: Send + Sync {
     /// Asks about one command. Callers may ask concurrently; implementations ask one at a
     /// time.
-    fn ask<'a>(&'a self, request: &'a ApprovalRequest) -> BoxFuture<'a, Result<Choice, Unavailable>>;
+    fn ask<'a>(
+        &'a self,
+        request: &'a ApprovalRequest,
+    ) -> BoxFuture<'a, Result<Choice, Unavailable>>;
 }
 
 /// An approver nobody stands behind: every question is answered "unavailable".
@@ -63,7 +66,10 @@ pub struct NoApprover {
 }
 
 impl Approver for NoApprover {
-    fn ask<'a>(&'a self, _request: &'a ApprovalRequest) -> BoxFuture<'a, Result<Choice, Unavailable>> {
+    fn ask<'a>(
+        &'a self,
+        _request: &'a ApprovalRequest,
+    ) -> BoxFuture<'a, Result<Choice, Unavailable>> {
         Box::pin(async move { Err(Unavailable::NoApprover(self.reason.clone())) })
     }
 }
@@ -137,7 +143,8 @@ pub fn parse_answer(line: &str, can_remember: bool) -> Option<Choice> {
 }
 
 fn ask_on_tty(request: &ApprovalRequest) -> Result<Choice, Unavailable> {
-    let unavailable = |e: std::io::Error| Unavailable::NoApprover(format!("cannot use /dev/tty: {e}"));
+    let unavailable =
+        |e: std::io::Error| Unavailable::NoApprover(format!("cannot use /dev/tty: {e}"));
     let tty = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -158,14 +165,21 @@ fn ask_on_tty(request: &ApprovalRequest) -> Result<Choice, Unavailable> {
         if let Some(choice) = parse_answer(&line, request.can_remember) {
             return Ok(choice);
         }
-        let keys = if request.can_remember { "y/s/a/n/x" } else { "y/s/n/x" };
+        let keys = if request.can_remember {
+            "y/s/a/n/x"
+        } else {
+            "y/s/n/x"
+        };
         out.write_all(format!("please answer {keys}: ").as_bytes())
             .map_err(unavailable)?;
     }
 }
 
 impl Approver for TerminalApprover {
-    fn ask<'a>(&'a self, request: &'a ApprovalRequest) -> BoxFuture<'a, Result<Choice, Unavailable>> {
+    fn ask<'a>(
+        &'a self,
+        request: &'a ApprovalRequest,
+    ) -> BoxFuture<'a, Result<Choice, Unavailable>> {
         Box::pin(async move {
             let _one_at_a_time = self.lock.lock().await;
             let _quiet = match &self.output_gate {

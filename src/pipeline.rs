@@ -185,7 +185,11 @@ impl Pipeline {
                 });
                 Decided {
                     verdict: deny(&reason),
-                    note: note(PolicyDecision::Forbidden, VerdictSource::Policy, Some(reason)),
+                    note: note(
+                        PolicyDecision::Forbidden,
+                        VerdictSource::Policy,
+                        Some(reason),
+                    ),
                 }
             }
             Some(Decision::Prompt) if self.saved_approval(&evaluation).is_some() => {
@@ -204,8 +208,14 @@ impl Pipeline {
             }
             Some(Decision::Prompt) => {
                 let prefix = rule.map(|r| r.matched_prefix.clone()).unwrap_or_default();
-                self.approve(exec, PolicyDecision::Prompt, prefix, location, justification)
-                    .await
+                self.approve(
+                    exec,
+                    PolicyDecision::Prompt,
+                    prefix,
+                    location,
+                    justification,
+                )
+                .await
             }
             None => {
                 if self.approval == ApprovalMode::Untrusted

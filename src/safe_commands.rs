@@ -27,14 +27,20 @@ const SYSTEM_DIRS: &[&str] = &["/bin", "/usr/bin", "/sbin", "/usr/sbin", "/usr/l
 
 /// Programs that only read and print whatever their arguments.
 const ALWAYS_SAFE: &[&str] = &[
-    "basename", "cat", "cut", "date", "dirname", "echo", "egrep", "expr", "false", "fgrep",
-    "file", "grep", "head", "hostname", "id", "ls", "nl", "printf", "pwd", "readlink",
-    "realpath", "stat", "tail", "tr", "true", "uname", "wc", "which", "whoami",
+    "basename", "cat", "cut", "date", "dirname", "echo", "egrep", "expr", "false", "fgrep", "file",
+    "grep", "head", "hostname", "id", "ls", "nl", "printf", "pwd", "readlink", "realpath", "stat",
+    "tail", "tr", "true", "uname", "wc", "which", "whoami",
 ];
 
 /// Read-only git subcommands.
 const GIT_READ_ONLY: &[&str] = &[
-    "blame", "diff", "log", "ls-files", "rev-parse", "show", "status",
+    "blame",
+    "diff",
+    "log",
+    "ls-files",
+    "rev-parse",
+    "show",
+    "status",
 ];
 
 /// True when `program` (absolute, canonical) called with `argv` is on the known-safe list.
@@ -62,8 +68,15 @@ pub fn is_known_safe(program: &Path, argv: &[Vec<u8>]) -> bool {
         "find" => !args.iter().any(|a| {
             matches!(
                 *a,
-                "-exec" | "-execdir" | "-ok" | "-okdir" | "-delete" | "-fls" | "-fprint"
-                    | "-fprint0" | "-fprintf"
+                "-exec"
+                    | "-execdir"
+                    | "-ok"
+                    | "-okdir"
+                    | "-delete"
+                    | "-fls"
+                    | "-fprint"
+                    | "-fprint0"
+                    | "-fprintf"
             )
         }),
         "sort" => !args.iter().any(|a| {
@@ -149,7 +162,10 @@ mod tests {
     #[test]
     fn find_with_exec_or_delete_is_not_safe() {
         assert!(safe("/usr/bin/find", &["find", ".", "-name", "*.rs"]));
-        assert!(!safe("/usr/bin/find", &["find", ".", "-exec", "rm", "{}", ";"]));
+        assert!(!safe(
+            "/usr/bin/find",
+            &["find", ".", "-exec", "rm", "{}", ";"]
+        ));
         assert!(!safe("/usr/bin/find", &["find", ".", "-delete"]));
     }
 
@@ -174,7 +190,10 @@ mod tests {
         assert!(safe("/usr/bin/git", &["git", "status"]));
         assert!(safe("/usr/bin/git", &["git", "log", "--oneline"]));
         assert!(!safe("/usr/bin/git", &["git", "push"]));
-        assert!(!safe("/usr/bin/git", &["git", "-c", "core.pager=sh", "log"]));
+        assert!(!safe(
+            "/usr/bin/git",
+            &["git", "-c", "core.pager=sh", "log"]
+        ));
         assert!(!safe("/usr/bin/git", &["git", "diff", "--ext-diff"]));
     }
 

@@ -57,9 +57,8 @@ impl Install {
             .parent()
             .context("the execgate binary has no parent folder")?
             .to_path_buf();
-        let from_env = |name: &str, default: PathBuf| {
-            std::env::var_os(name).map_or(default, PathBuf::from)
-        };
+        let from_env =
+            |name: &str, default: PathBuf| std::env::var_os(name).map_or(default, PathBuf::from);
         // target/debug/execgate -> target/shells; <prefix>/bin/execgate -> <prefix>/lib/execgate/shells
         let shells_default = dir
             .parent()
@@ -234,7 +233,10 @@ struct ClockedApprover {
 }
 
 impl Approver for ClockedApprover {
-    fn ask<'a>(&'a self, request: &'a ApprovalRequest) -> BoxFuture<'a, Result<Choice, Unavailable>> {
+    fn ask<'a>(
+        &'a self,
+        request: &'a ApprovalRequest,
+    ) -> BoxFuture<'a, Result<Choice, Unavailable>> {
         Box::pin(async move {
             self.clock.begin();
             let answer = self.inner.ask(request).await;
@@ -477,7 +479,13 @@ pub async fn run_session(config: RunConfig) -> anyhow::Result<RunOutcome> {
 
     let flag = if config.login { "-lc" } else { "-c" };
     let piped = config.output != OutputMode::Inherit;
-    let stdio = || if piped { Stdio::piped() } else { Stdio::inherit() };
+    let stdio = || {
+        if piped {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        }
+    };
     let builder = SessionBuilder::new(&config.shell.shell, config.shell.interception.clone())
         .args([OsString::from(flag), OsString::from(&config.script)])
         .cwd(sandbox.cwd())
@@ -565,7 +573,11 @@ pub async fn run_session(config: RunConfig) -> anyhow::Result<RunOutcome> {
     Ok(RunOutcome {
         report: RunReport {
             exit_code,
-            signal: if interrupted || timed_out { None } else { signal },
+            signal: if interrupted || timed_out {
+                None
+            } else {
+                signal
+            },
             stdout: String::from_utf8_lossy(&captured.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&captured.stderr).into_owned(),
             timed_out,

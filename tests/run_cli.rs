@@ -139,7 +139,9 @@ fn mixed_script_gets_exact_verdicts_in_json_and_audit_log() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("execgate: denied: /usr/bin/touch t1: approval required; no approver available\n"),
+        stderr.contains(
+            "execgate: denied: /usr/bin/touch t1: approval required; no approver available\n"
+        ),
         "{stderr}"
     );
     assert_eq!(
@@ -175,7 +177,10 @@ fn mixed_script_gets_exact_verdicts_in_json_and_audit_log() {
 
     // The audit log: one complete line per decision, plus one per escalated exit.
     let text = std::fs::read_to_string(&audit).unwrap();
-    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 7, "{text}");
     assert_eq!(lines.iter().filter(|l| l["event"] == "decided").count(), 6);
     let exited: Vec<&Value> = lines.iter().filter(|l| l["event"] == "exited").collect();
@@ -202,7 +207,10 @@ fn audit_log_appends_across_sessions() {
         assert_eq!(out.status.code(), Some(0));
     }
     let text = std::fs::read_to_string(&audit).unwrap();
-    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2);
     assert_ne!(lines[0]["session"], lines[1]["session"]);
 }
@@ -263,7 +271,10 @@ fn run_with_hook(env: &Env, rules: &Path, hooks: &Path, script: &str) -> (Value,
 fn hook_allow_escalates() {
     let (env, rules, hooks) = hook_env();
     let (report, _) = run_with_hook(&env, &rules, &hooks, "touch hook-allow");
-    assert_eq!(verdicts(&report), vec![v("touch", "prompt", "escalate", "hook")]);
+    assert_eq!(
+        verdicts(&report),
+        vec![v("touch", "prompt", "escalate", "hook")]
+    );
     assert_eq!(report["exit_code"], 0);
     assert!(env.work.join("hook-allow").exists());
 }
@@ -272,7 +283,10 @@ fn hook_allow_escalates() {
 fn hook_deny_denies_with_its_message() {
     let (env, rules, hooks) = hook_env();
     let (report, _) = run_with_hook(&env, &rules, &hooks, "touch hook-deny; echo after");
-    assert_eq!(verdicts(&report), vec![v("touch", "prompt", "deny", "hook")]);
+    assert_eq!(
+        verdicts(&report),
+        vec![v("touch", "prompt", "deny", "hook")]
+    );
     assert_eq!(report["execs"][0]["justification"], "hook says no");
     assert_eq!(report["stdout"], "after\n");
     assert!(report["stderr"]
@@ -294,7 +308,10 @@ fn hook_deny_with_interrupt_ends_the_session() {
     assert_eq!(out.status.code(), Some(130));
     assert_eq!(report["exit_code"], 130);
     assert_eq!(report["interrupted"], true);
-    assert_eq!(verdicts(&report), vec![v("touch", "prompt", "deny", "hook")]);
+    assert_eq!(
+        verdicts(&report),
+        vec![v("touch", "prompt", "deny", "hook")]
+    );
     assert!(!report["stdout"].as_str().unwrap().contains("not-reached"));
 }
 
@@ -303,7 +320,11 @@ fn silent_and_broken_hooks_fall_through_to_the_approver() {
     let (env, rules, hooks) = hook_env();
     for arg in ["hook-silent", "hook-broken"] {
         let (report, _) = run_with_hook(&env, &rules, &hooks, &format!("touch {arg}"));
-        assert_eq!(verdicts(&report), vec![v("touch", "prompt", "deny", "user")], "{arg}");
+        assert_eq!(
+            verdicts(&report),
+            vec![v("touch", "prompt", "deny", "user")],
+            "{arg}"
+        );
         assert_eq!(
             report["execs"][0]["justification"],
             "approval required; no approver available"
@@ -363,7 +384,10 @@ fn approval_mode_on_request_runs_unmatched_commands_in_the_sandbox() {
     let env = Env::new();
     let rules = env.write("r.rules", RULES);
     let (report, _) = env.run_json(&["--rules", rules.to_str().unwrap(), "mkdir d"]);
-    assert_eq!(verdicts(&report), vec![v("mkdir", "unmatched", "run", "policy")]);
+    assert_eq!(
+        verdicts(&report),
+        vec![v("mkdir", "unmatched", "run", "policy")]
+    );
     assert!(env.work.join("d").is_dir());
 }
 
@@ -399,7 +423,10 @@ fn bad_hooks_file_stops_run_before_the_shell_starts() {
 #[test]
 fn timeout_kills_the_whole_session_including_escalated_processes() {
     let env = Env::new();
-    let rules = env.write("r.rules", "prefix_rule(pattern = [\"sleep\", \"31.25\"], decision = \"allow\")\n");
+    let rules = env.write(
+        "r.rules",
+        "prefix_rule(pattern = [\"sleep\", \"31.25\"], decision = \"allow\")\n",
+    );
     let started = Instant::now();
     let (report, out) = env.run_json(&[
         "--rules",
@@ -446,7 +473,8 @@ impl PtyRun {
         }
         let child = cmd.spawn().unwrap();
         drop(slave);
-        let master = unsafe { std::fs::File::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(pty.master)) };
+        let master =
+            unsafe { std::fs::File::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(pty.master)) };
         Self { master, child }
     }
 
@@ -472,7 +500,10 @@ impl PtyRun {
                 return String::from_utf8_lossy(&seen).into_owned();
             }
         }
-        panic!("never saw {needle:?}; got {:?}", String::from_utf8_lossy(&seen));
+        panic!(
+            "never saw {needle:?}; got {:?}",
+            String::from_utf8_lossy(&seen)
+        );
     }
 
     fn answer(&mut self, text: &str) {
@@ -498,16 +529,36 @@ const PROMPT_END: &str = "deny and end the session: ";
 fn approver_y_runs_once_outside_the_sandbox() {
     let env = Env::new();
     let rules = env.write("r.rules", RULES);
-    let mut run = PtyRun::start(&env, &["--json", "--rules", rules.to_str().unwrap(), "touch yes-file"]);
+    let mut run = PtyRun::start(
+        &env,
+        &[
+            "--json",
+            "--rules",
+            rules.to_str().unwrap(),
+            "touch yes-file",
+        ],
+    );
     let shown = run.expect(PROMPT_END);
-    assert!(shown.contains("command: /usr/bin/touch yes-file"), "{shown}");
-    assert!(shown.contains(&format!("cwd:     {}", env.work.display())), "{shown}");
-    assert!(shown.contains(&format!("rule:    {}:3", rules.display())), "{shown}");
+    assert!(
+        shown.contains("command: /usr/bin/touch yes-file"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("cwd:     {}", env.work.display())),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("rule:    {}:3", rules.display())),
+        "{shown}"
+    );
     assert!(shown.contains("reason:  touch needs a look"), "{shown}");
     run.answer("y\n");
     let (report, out) = run.finish();
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(verdicts(&report), vec![v("touch", "prompt", "escalate", "user")]);
+    assert_eq!(
+        verdicts(&report),
+        vec![v("touch", "prompt", "escalate", "user")]
+    );
     assert!(env.work.join("yes-file").exists());
 }
 
@@ -517,7 +568,12 @@ fn approver_s_allows_the_prefix_for_the_rest_of_the_session() {
     let rules = env.write("r.rules", RULES);
     let mut run = PtyRun::start(
         &env,
-        &["--json", "--rules", rules.to_str().unwrap(), "touch s1; touch s2"],
+        &[
+            "--json",
+            "--rules",
+            rules.to_str().unwrap(),
+            "touch s1; touch s2",
+        ],
     );
     run.expect(PROMPT_END);
     run.answer("s\n");
@@ -540,20 +596,35 @@ fn approver_a_writes_a_rule_the_next_session_honours() {
     run.expect(PROMPT_END);
     run.answer("a\n");
     let (report, _) = run.finish();
-    assert_eq!(verdicts(&report), vec![v("touch", "prompt", "escalate", "user")]);
+    assert_eq!(
+        verdicts(&report),
+        vec![v("touch", "prompt", "escalate", "user")]
+    );
     let approved = env.home.join(".config/execgate/rules/approved.rules");
     let text = std::fs::read_to_string(&approved).unwrap();
     assert!(text.contains("# Added by execgate on "), "{text}");
-    assert!(text.contains("prefix_rule(pattern=[\"touch\"], decision=\"allow\")\n"), "{text}");
+    assert!(
+        text.contains("prefix_rule(pattern=[\"touch\"], decision=\"allow\")\n"),
+        "{text}"
+    );
 
     // Next session: discovery loads the approvals file; no prompt (no terminal at all).
     let (report, _) = env.run_json(&["touch a2"]);
-    assert_eq!(verdicts(&report), vec![v("touch", "prompt", "escalate", "policy")]);
-    assert_eq!(report["execs"][0]["rule"], format!("{}:3", approved.display()));
+    assert_eq!(
+        verdicts(&report),
+        vec![v("touch", "prompt", "escalate", "policy")]
+    );
+    assert_eq!(
+        report["execs"][0]["rule"],
+        format!("{}:3", approved.display())
+    );
     assert!(env.work.join("a2").exists());
     // A forbidden rule still wins over a saved approval.
     let (report, _) = env.run_json(&["rm -rf a2"]);
-    assert_eq!(verdicts(&report), vec![v("rm", "forbidden", "deny", "policy")]);
+    assert_eq!(
+        verdicts(&report),
+        vec![v("rm", "forbidden", "deny", "policy")]
+    );
 }
 
 #[test]
@@ -562,12 +633,20 @@ fn approver_n_denies() {
     let rules = env.write("r.rules", RULES);
     let mut run = PtyRun::start(
         &env,
-        &["--json", "--rules", rules.to_str().unwrap(), "touch no-file; echo after"],
+        &[
+            "--json",
+            "--rules",
+            rules.to_str().unwrap(),
+            "touch no-file; echo after",
+        ],
     );
     run.expect(PROMPT_END);
     run.answer("n\n");
     let (report, _) = run.finish();
-    assert_eq!(verdicts(&report), vec![v("touch", "prompt", "deny", "user")]);
+    assert_eq!(
+        verdicts(&report),
+        vec![v("touch", "prompt", "deny", "user")]
+    );
     assert_eq!(report["execs"][0]["justification"], "denied by the user");
     assert_eq!(report["stdout"], "after\n");
     assert!(!env.work.join("no-file").exists());
@@ -579,7 +658,12 @@ fn approver_x_denies_and_ends_the_session() {
     let rules = env.write("r.rules", RULES);
     let mut run = PtyRun::start(
         &env,
-        &["--json", "--rules", rules.to_str().unwrap(), "touch x-file; echo after"],
+        &[
+            "--json",
+            "--rules",
+            rules.to_str().unwrap(),
+            "touch x-file; echo after",
+        ],
     );
     run.expect(PROMPT_END);
     run.answer("x\n");
@@ -596,7 +680,12 @@ fn concurrent_prompts_are_asked_one_at_a_time() {
     let rules = env.write("r.rules", RULES);
     let mut run = PtyRun::start(
         &env,
-        &["--json", "--rules", rules.to_str().unwrap(), "touch p1 | touch p2"],
+        &[
+            "--json",
+            "--rules",
+            rules.to_str().unwrap(),
+            "touch p1 | touch p2",
+        ],
     );
     let first = run.expect(PROMPT_END);
     assert_eq!(first.matches("approval needed").count(), 1, "{first}");
@@ -619,7 +708,14 @@ fn timeout_does_not_count_time_waiting_for_a_person() {
     let rules = env.write("r.rules", RULES);
     let mut run = PtyRun::start(
         &env,
-        &["--json", "--timeout", "2", "--rules", rules.to_str().unwrap(), "touch slow; echo finished"],
+        &[
+            "--json",
+            "--timeout",
+            "2",
+            "--rules",
+            rules.to_str().unwrap(),
+            "touch slow; echo finished",
+        ],
     );
     run.expect(PROMPT_END);
     std::thread::sleep(Duration::from_secs(3));

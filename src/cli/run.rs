@@ -17,8 +17,10 @@ use std::time::Duration;
 
 /// Arguments of `execgate run`.
 #[derive(Debug, Args)]
-#[command(after_help = "Exit status: the shell's own; 130 when a hook or a person ended the \
-session; 124 on timeout; 2 when execgate could not start the session.")]
+#[command(
+    after_help = "Exit status: the shell's own; 130 when a hook or a person ended the \
+session; 124 on timeout; 2 when execgate could not start the session."
+)]
 pub struct RunArgs {
     /// Shell to run SCRIPT with: zsh, bash, sh or a path. Default: our patched zsh if built,
     /// else the system bash with the preload shim.
@@ -73,7 +75,11 @@ pub struct RunArgs {
 }
 
 /// Loads the rules: explicit files, or discovery.
-pub fn load_policy(explicit: &[PathBuf], cwd: &Path, home: Option<&Path>) -> anyhow::Result<(Arc<Policy>, Vec<PathBuf>)> {
+pub fn load_policy(
+    explicit: &[PathBuf],
+    cwd: &Path,
+    home: Option<&Path>,
+) -> anyhow::Result<(Arc<Policy>, Vec<PathBuf>)> {
     let files = if explicit.is_empty() {
         discover_rules(cwd, home)
     } else {
@@ -85,7 +91,11 @@ pub fn load_policy(explicit: &[PathBuf], cwd: &Path, home: Option<&Path>) -> any
 }
 
 /// Loads the hooks: explicit files, or discovery. Warnings go to stderr.
-pub fn load_hooks(explicit: &[PathBuf], cwd: &Path, home: Option<&Path>) -> anyhow::Result<(Arc<HooksConfig>, Vec<PathBuf>)> {
+pub fn load_hooks(
+    explicit: &[PathBuf],
+    cwd: &Path,
+    home: Option<&Path>,
+) -> anyhow::Result<(Arc<HooksConfig>, Vec<PathBuf>)> {
     let files = if explicit.is_empty() {
         HooksConfig::discover(cwd, home)
     } else {
@@ -99,7 +109,9 @@ pub fn load_hooks(explicit: &[PathBuf], cwd: &Path, home: Option<&Path>) -> anyh
 }
 
 fn home_dir() -> Option<PathBuf> {
-    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
 }
 
 /// Runs `execgate run`.
