@@ -456,7 +456,12 @@ pub async fn run_session(config: RunConfig) -> anyhow::Result<RunOutcome> {
         user_rules_file: config.user_rules_file.clone(),
         is_sandbox_writable: {
             let sandbox = Arc::clone(&sandbox);
-            Box::new(move |p: &Path| sandbox.is_sandbox_writable(p))
+            // Without a sandbox everything already runs with full access, so escalation
+            // lets nothing out and invariant 3 has nothing to guard.
+            Box::new(move |p: &Path| {
+                sandbox.backend() != execgate_sandbox::Backend::None
+                    && sandbox.is_sandbox_writable(p)
+            })
         },
         session_id: config.session_id.clone(),
         turn_id: uuid::Uuid::new_v4().to_string(),

@@ -725,3 +725,99 @@ fn timeout_does_not_count_time_waiting_for_a_person() {
     assert_eq!(report["timed_out"], false);
     assert_eq!(report["stdout"], "finished\n");
 }
+
+// ---- the sandbox and escalation together (issue 5) -------------------------------------
+
+/// A folder outside every writable root (not under /tmp, which workspace-write opens).
+fn outside_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("execgate-outside-")
+        .tempdir_in("/var/tmp")
+        .unwrap()
+}
+
+#[test]
+fn escalated_command_writes_outside_the_workspace_but_run_cannot() {
+    let env = Env::new();
+    let outside_tmp = outside_dir();
+    let outside = outside_tmp.path().canonicalize().unwrap();
+    let rules = env.home.join("r.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"touch\", \"escalated\"], decision = \"allow\")\n",
+    )
+    .unwrap();
+    let script = format!(
+        "cd {0} 2>/dev/null; touch {0}/sandboxed || echo sandboxed-write-failed; \
+         cd {0} && touch escalated",
+        outside.display()
+    );
+    // `touch escalated` runs in cwd `outside`, outside the sandbox.
+    let (report, out) = env.run_json(&["--rules", rules.to_str().unwrap(), &script]);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(report["stdout"], "sandboxed-write-failed\n");
+    assert!(!outside.join("sandboxed").exists());
+    assert!(outside.join("escalated").exists());
+    assert_eq!(
+        verdicts(&report),
+        vec![
+            v("touch", "allow", "escalate", "policy"),
+            v("touch", "unmatched", "run", "policy"),
+        ]
+    );
+}
+
+#[test]
+fn interception_works_inside_the_sandbox_in_every_mode_and_backend() {
+    let rules_text = "prefix_rule(pattern = [\"date\"], decision = \"allow\")\n\
+                      prefix_rule(pattern = [\"rm\", \"-rf\"], decision = \"forbidden\")\n";
+    for backend in ["bubblewrap", "landlock"] {
+        for mode in ["read-only", "workspace-write", "danger-full-access"] {
+            let env = Env::new();
+            let rules = env.home.join("r.rules");
+            std::fs::write(&rules, rules_text).unwrap();
+            let out = {
+                let mut cmd = env.command(&[
+                    "--json",
+                    "--sandbox",
+                    mode,
+                    "--rules",
+                    rules.to_str().unwrap(),
+                    "date +%Y >/dev/null; rm -rf x; touch made; /bin/true",
+                ]);
+                if backend == "landlock" {
+                    // The rules file lies under /tmp, a writable root Landlock cannot carve
+                    // it out of; its refusal without this flag is tested in the sandbox crate.
+                    cmd.arg("--allow-unprotected-landlock");
+                }
+                cmd.env("EXECGATE_SANDBOX_BACKEND", backend);
+                unsafe {
+                    cmd.pre_exec(|| {
+                        libc::setsid();
+                        Ok(())
+                    });
+                }
+                cmd.output().unwrap()
+            };
+            let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+                panic!("{backend}/{mode}: {}", String::from_utf8_lossy(&out.stderr))
+            });
+            assert_eq!(
+                verdicts(&report),
+                vec![
+                    v("date", "allow", "escalate", "policy"),
+                    v("rm", "forbidden", "deny", "policy"),
+                    v("touch", "unmatched", "run", "policy"),
+                    v("true", "unmatched", "run", "policy"),
+                ],
+                "{backend}/{mode}"
+            );
+            // The sandboxed touch may write the workspace except in read-only mode.
+            assert_eq!(
+                env.work.join("made").exists(),
+                mode != "read-only",
+                "{backend}/{mode}"
+            );
+        }
+    }
+}

@@ -32,7 +32,9 @@ fn main() -> anyhow::Result<()> {
     loop {
         match args.next() {
             Some(a) if a == "--shim" => {
-                shim = Some(PathBuf::from(args.next().ok_or_else(|| anyhow::anyhow!(usage))?))
+                shim = Some(PathBuf::from(
+                    args.next().ok_or_else(|| anyhow::anyhow!(usage))?,
+                ))
             }
             Some(a) if a == "--" => break,
             _ => anyhow::bail!(usage),

@@ -26,7 +26,8 @@ pub enum Interception {
         wrapper: PathBuf,
     },
     /// A stock shell with the preload shim (`LD_PRELOAD`); the shim execs `wrapper` to carry
-    /// out escalations.
+    /// out escalations. `EXEC_WRAPPER` is set too, so a patched shell here has both entry
+    /// points active (each exec is still decided once).
     Preload {
         /// `libexecgate_preload.so`.
         shim: PathBuf,
