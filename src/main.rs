@@ -5,6 +5,7 @@
 
 mod approver;
 mod cli;
+mod mcp;
 mod pipeline;
 mod report;
 mod safe_commands;

@@ -175,10 +175,8 @@ pub struct RunOutcome {
     /// The `run --json` object.
     pub report: RunReport,
     /// stdout and stderr interleaved in arrival order (when captured).
-    #[allow(dead_code)] // read by the MCP `shell` tool
     pub combined: Vec<u8>,
     /// Wall time of the session.
-    #[allow(dead_code)] // read by the MCP `shell` tool
     pub duration: Duration,
 }
 

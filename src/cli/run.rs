@@ -108,10 +108,34 @@ pub fn load_hooks(
     Ok((Arc::new(hooks), files))
 }
 
-fn home_dir() -> Option<PathBuf> {
+/// `$HOME`, when set and not empty.
+pub fn home_dir() -> Option<PathBuf> {
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
         .map(PathBuf::from)
+}
+
+/// The sandbox mode named by `--sandbox` (`workspace-write` for anything unknown).
+pub fn sandbox_mode(name: &str) -> SandboxMode {
+    match name {
+        "read-only" => SandboxMode::ReadOnly,
+        "danger-full-access" => SandboxMode::DangerFullAccess,
+        _ => SandboxMode::WorkspaceWrite,
+    }
+}
+
+/// What the sandbox keeps read-only: every loaded rules and hooks file, and the user's
+/// approvals file.
+pub fn protected_paths(
+    rule_files: &[PathBuf],
+    hook_files: &[PathBuf],
+    home: Option<&Path>,
+) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = rule_files.iter().chain(hook_files).cloned().collect();
+    if let Some(user_rules) = user_rules_file(home) {
+        paths.push(user_rules);
+    }
+    paths
 }
 
 /// Runs `execgate run`.
@@ -129,19 +153,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let install = Install::locate()?;
     let shell = install.shell(args.shell.as_deref())?;
 
-    let mode = match args.sandbox.as_str() {
-        "read-only" => SandboxMode::ReadOnly,
-        "danger-full-access" => SandboxMode::DangerFullAccess,
-        _ => SandboxMode::WorkspaceWrite,
-    };
-    let mut sandbox_policy = SandboxPolicy::new(mode, &cwd);
+    let mut sandbox_policy = SandboxPolicy::new(sandbox_mode(&args.sandbox), &cwd);
     sandbox_policy.writable_roots = args.writable_roots.clone();
     sandbox_policy.network = args.network;
     sandbox_policy.allow_unprotected_landlock = args.allow_unprotected_landlock;
-    sandbox_policy.protected_paths = rule_files.iter().chain(&hook_files).cloned().collect();
-    if let Some(user_rules) = user_rules_file(home.as_deref()) {
-        sandbox_policy.protected_paths.push(user_rules);
-    }
+    sandbox_policy.protected_paths = protected_paths(&rule_files, &hook_files, home.as_deref());
     let sandbox = Sandbox::prepare(&sandbox_policy, BackendChoice::Auto)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     if args.verbose {

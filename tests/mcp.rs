@@ -1,0 +1,901 @@
+//! End-to-end tests of `execgate mcp`: the server runs as a child process on stdio, driven by
+//! the rmcp client (and, when installed, by the MCP Inspector's CLI), with real shells, the
+//! real sandbox and real rules.
+
+mod common;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ClientNotification,
+    ClientRequest, CustomNotification, CustomRequest, ElicitRequestParams, ElicitResult,
+    ElicitationAction, ElicitationCapability, Implementation, ProgressNotificationParam,
+    ProtocolVersion, Request, ServerResult,
+};
+use rmcp::service::{NotificationContext, PeerRequestOptions, RequestContext, RunningService};
+use rmcp::transport::TokioChildProcess;
+use rmcp::{ClientHandler, ErrorData as McpError, RoleClient, ServiceExt};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const RULES: &str = r#"
+prefix_rule(pattern = ["date"], decision = "allow")
+prefix_rule(pattern = ["touch"], decision = "prompt", justification = "touch needs a look")
+prefix_rule(pattern = ["rm", ["-rf", "-fr"]], decision = "forbidden", justification = "no recursive deletes")
+prefix_rule(pattern = ["sleep", "31.5"], decision = "allow")
+prefix_rule(pattern = ["sleep", "31.75"], decision = "allow")
+prefix_rule(pattern = ["sleep", "31.625"], decision = "allow")
+"#;
+
+/// A workspace, a home and a rules file for one test.
+struct Env {
+    _tmp: tempfile::TempDir,
+    work: PathBuf,
+    home: PathBuf,
+    rules: PathBuf,
+}
+
+impl Env {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let work = tmp.path().join("work");
+        let home = tmp.path().join("home");
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::create_dir_all(&home).unwrap();
+        let rules = tmp.path().join("test.rules");
+        std::fs::write(&rules, RULES).unwrap();
+        Self {
+            work: work.canonicalize().unwrap(),
+            home: home.canonicalize().unwrap(),
+            rules: rules.canonicalize().unwrap(),
+            _tmp: tmp,
+        }
+    }
+
+    /// `execgate mcp --rules <rules> ARGS` with the test's HOME and freshly built shells.
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let zsh = common::shells::patched_zsh();
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_execgate"));
+        cmd.arg("mcp")
+            .arg("--rules")
+            .arg(&self.rules)
+            .args(args)
+            .current_dir(&self.work)
+            .env("HOME", &self.home)
+            .env_remove("CODEX_HOME")
+            .env("EXECGATE_SHELLS_DIR", zsh.parent().unwrap())
+            .env("EXECGATE_PRELOAD", common::preload::preload_shim())
+            .stderr(Stdio::inherit());
+        cmd
+    }
+}
+
+/// How the test client answers elicitations.
+#[derive(Clone, Copy, Debug)]
+enum Answer {
+    /// The client declares no elicitation capability.
+    NotCapable,
+    Accept(&'static str),
+    Decline,
+    Cancel,
+}
+
+#[derive(Clone)]
+struct TestClient {
+    answer: Answer,
+    asked: Arc<Mutex<Vec<String>>>,
+    progress: Arc<Mutex<Vec<String>>>,
+}
+
+impl TestClient {
+    fn new(answer: Answer) -> Self {
+        Self {
+            answer,
+            asked: Arc::default(),
+            progress: Arc::default(),
+        }
+    }
+}
+
+impl ClientHandler for TestClient {
+    fn get_info(&self) -> ClientConfig {
+        let mut capabilities = ClientCapabilities::default();
+        if !matches!(self.answer, Answer::NotCapable) {
+            capabilities.elicitation = Some(ElicitationCapability::new());
+        }
+        ClientConfig::new(capabilities, Implementation::new("execgate-test", "0"))
+            .with_protocol_version(ProtocolVersion::V_2025_06_18)
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, McpError> {
+        let text = serde_json::to_value(&request).unwrap();
+        self.asked
+            .lock()
+            .unwrap()
+            .push(text["message"].as_str().unwrap().to_owned());
+        assert_eq!(
+            text["requestedSchema"]["properties"]["decision"]["enum"],
+            json!(["once", "session", "deny"])
+        );
+        Ok(match self.answer {
+            Answer::Accept(decision) => ElicitResult::new(ElicitationAction::Accept)
+                .with_content(json!({ "decision": decision })),
+            Answer::Decline | Answer::NotCapable => ElicitResult::new(ElicitationAction::Decline),
+            Answer::Cancel => ElicitResult::new(ElicitationAction::Cancel),
+        })
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.progress
+            .lock()
+            .unwrap()
+            .push(params.message.unwrap_or_default());
+    }
+}
+
+type Client = RunningService<RoleClient, TestClient>;
+
+async fn connect(env: &Env, answer: Answer, args: &[&str]) -> Client {
+    let transport = TokioChildProcess::new(env.command(args)).unwrap();
+    TestClient::new(answer).serve(transport).await.unwrap()
+}
+
+fn shell_params(command: &str, workdir: &Path) -> CallToolRequestParams {
+    let args = json!({"command": command, "workdir": workdir, "login": false});
+    CallToolRequestParams::new("shell").with_arguments(args.as_object().unwrap().clone())
+}
+
+async fn shell(client: &Client, command: &str, workdir: &Path) -> CallToolResult {
+    client
+        .call_tool(shell_params(command, workdir))
+        .await
+        .unwrap()
+}
+
+/// The Codex JSON of the text content.
+fn codex(result: &CallToolResult) -> Value {
+    let text = result.content[0].as_text().unwrap().text.clone();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// (program basename, decision, verdict, source) of every exec, sorted.
+fn verdicts(result: &CallToolResult) -> Vec<(String, String, String, String)> {
+    let report = result.structured_content.as_ref().unwrap();
+    let mut out: Vec<_> = report["execs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let program = e["program"].as_str().unwrap();
+            (
+                Path::new(program)
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+                e["decision"].as_str().unwrap().to_owned(),
+                e["verdict"].as_str().unwrap().to_owned(),
+                e["source"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn v(name: &str, decision: &str, verdict: &str, source: &str) -> (String, String, String, String) {
+    (name.into(), decision.into(), verdict.into(), source.into())
+}
+
+#[tokio::test]
+async fn initialize_announces_the_shell_tool_and_the_sandbox_state_capability() {
+    let env = Env::new();
+    let client = connect(&env, Answer::NotCapable, &[]).await;
+    let info = client.peer_info().unwrap();
+    assert_eq!(info.server_info.as_ref().unwrap().name, "execgate");
+    let experimental = info.capabilities.experimental.as_ref().unwrap();
+    assert_eq!(experimental["codex/sandbox-state"]["version"], "1.0.0");
+    let tools = client.list_all_tools().await.unwrap();
+    assert_eq!(tools.len(), 1);
+    assert_eq!(tools[0].name, "shell");
+    let schema = Value::Object((*tools[0].input_schema).clone());
+    assert_eq!(schema["required"], json!(["command", "workdir"]));
+    for field in ["command", "workdir", "timeout_ms", "login"] {
+        assert!(schema["properties"].get(field).is_some(), "{field}");
+    }
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn shell_runs_escalates_and_denies_with_codex_text_and_our_report() {
+    let env = Env::new();
+    let client = connect(&env, Answer::NotCapable, &[]).await;
+    let result = shell(
+        &client,
+        "date +%Y | tr 0-9 x; (rm -rf gone); echo end",
+        &env.work,
+    )
+    .await;
+    assert_eq!(result.is_error, Some(false));
+    let text = codex(&result);
+    assert_eq!(text["exit_code"], 0);
+    assert_eq!(text["timed_out"], false);
+    assert!(text["duration"]["secs"].is_u64() && text["duration"]["nanos"].is_u64());
+    let output = text["output"].as_str().unwrap();
+    // stdout and stderr come through two pipes: their relative order is the arrival order.
+    let denial = "execgate: denied: /usr/bin/rm -rf gone: no recursive deletes\n";
+    assert!(output.contains(denial), "{output}");
+    assert_eq!(output.replace(denial, ""), "xxxx\nend\n");
+    let report = result.structured_content.as_ref().unwrap();
+    assert_eq!(report["stdout"], "xxxx\nend\n");
+    assert_eq!(
+        verdicts(&result),
+        vec![
+            v("date", "allow", "escalate", "policy"),
+            v("rm", "forbidden", "deny", "policy"),
+            v("tr", "unmatched", "run", "policy"),
+        ]
+    );
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_workdir_is_a_tool_error_and_the_server_keeps_serving() {
+    let env = Env::new();
+    let client = connect(&env, Answer::NotCapable, &[]).await;
+    let relative = shell(&client, "echo hi", Path::new("relative/dir")).await;
+    assert_eq!(relative.is_error, Some(true));
+    let message = relative.content[0].as_text().unwrap().text.clone();
+    assert_eq!(
+        message,
+        "workdir must be an absolute path, got \"relative/dir\""
+    );
+    let missing = shell(&client, "echo hi", &env.work.join("nope")).await;
+    assert_eq!(missing.is_error, Some(true));
+    let no_command = client
+        .call_tool(
+            CallToolRequestParams::new("shell")
+                .with_arguments(json!({"workdir": "/"}).as_object().unwrap().clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(no_command.is_error, Some(true));
+    let ok = shell(&client, "echo hi", &env.work).await;
+    assert_eq!(codex(&ok)["output"], "hi\n");
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn client_without_elicitation_gets_a_denial() {
+    let env = Env::new();
+    let client = connect(&env, Answer::NotCapable, &[]).await;
+    let result = shell(&client, "touch t1 || echo no", &env.work).await;
+    let output = codex(&result)["output"].as_str().unwrap().to_owned();
+    let denial =
+        "execgate: denied: /usr/bin/touch t1: approval required; the client cannot be asked\n";
+    assert!(output.contains(denial), "{output}");
+    assert_eq!(output.replace(denial, ""), "no\n");
+    assert_eq!(
+        verdicts(&result),
+        vec![v("touch", "prompt", "deny", "user")]
+    );
+    assert!(!env.work.join("t1").exists());
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn elicitation_accepted_once_runs_the_command_and_asks_again_next_time() {
+    let env = Env::new();
+    let client = connect(&env, Answer::Accept("once"), &[]).await;
+    let result = shell(&client, "touch t1 && echo done", &env.work).await;
+    assert_eq!(codex(&result)["output"], "done\n");
+    assert_eq!(
+        verdicts(&result),
+        vec![v("touch", "prompt", "escalate", "user")]
+    );
+    assert!(env.work.join("t1").exists());
+    let asked = client.service().asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 1);
+    assert!(
+        asked[0].contains(&format!(
+            "command: /usr/bin/touch t1\ncwd: {}\n",
+            env.work.display()
+        )),
+        "{}",
+        asked[0]
+    );
+    assert!(
+        asked[0].contains(&format!(
+            "rule: {}:3\nreason: touch needs a look",
+            env.rules.display()
+        )),
+        "{}",
+        asked[0]
+    );
+    shell(&client, "touch t2", &env.work).await;
+    assert_eq!(client.service().asked.lock().unwrap().len(), 2);
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn elicitation_allow_for_session_is_remembered_across_calls() {
+    let env = Env::new();
+    let client = connect(&env, Answer::Accept("session"), &[]).await;
+    shell(&client, "touch t1", &env.work).await;
+    let second = shell(&client, "touch t2", &env.work).await;
+    assert_eq!(
+        verdicts(&second),
+        vec![v("touch", "prompt", "escalate", "user")]
+    );
+    assert!(env.work.join("t1").exists() && env.work.join("t2").exists());
+    assert_eq!(client.service().asked.lock().unwrap().len(), 1);
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn elicitation_declined_denies_and_the_script_goes_on() {
+    let env = Env::new();
+    let client = connect(&env, Answer::Decline, &[]).await;
+    let result = shell(&client, "touch t1 || echo after", &env.work).await;
+    let text = codex(&result);
+    assert_eq!(
+        result.structured_content.as_ref().unwrap()["stdout"],
+        "after\n",
+        "{text}"
+    );
+    assert_eq!(text["exit_code"], 0);
+    assert_eq!(
+        verdicts(&result),
+        vec![v("touch", "prompt", "deny", "user")]
+    );
+    assert!(!env.work.join("t1").exists());
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn elicitation_cancelled_denies_and_ends_the_call() {
+    let env = Env::new();
+    let client = connect(&env, Answer::Cancel, &[]).await;
+    let result = shell(&client, "touch t1; echo after", &env.work).await;
+    let text = codex(&result);
+    assert_eq!(text["exit_code"], 130, "{text}");
+    assert!(
+        !text["output"].as_str().unwrap().contains("after"),
+        "{text}"
+    );
+    assert_eq!(
+        result.structured_content.as_ref().unwrap()["interrupted"],
+        true
+    );
+    assert!(!env.work.join("t1").exists());
+    // The server is still there for the next call.
+    let next = shell(&client, "echo next", &env.work).await;
+    assert_eq!(codex(&next)["output"], "next\n");
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn sandbox_state_update_to_read_only_makes_writes_fail() {
+    let env = Env::new();
+    let client = connect(&env, Answer::NotCapable, &[]).await;
+    let before = shell(&client, "echo x > a && echo wrote", &env.work).await;
+    assert_eq!(codex(&before)["output"], "wrote\n");
+    let update = CustomRequest::new(
+        "codex/sandbox-state/update",
+        Some(json!({
+            "sandboxPolicy": {"type": "read-only", "unknown_field": true},
+            "sandboxCwd": env.work,
+            "codexLinuxSandboxExe": null,
+        })),
+    );
+    let answer = client
+        .send_request(ClientRequest::CustomRequest(update))
+        .await
+        .unwrap();
+    match answer {
+        ServerResult::CustomResult(result) => assert_eq!(result.0, json!({})),
+        ServerResult::EmptyResult(_) => {}
+        other => panic!("unexpected answer {other:?}"),
+    }
+    let after = shell(&client, "echo y > b && echo wrote", &env.work).await;
+    let text = codex(&after);
+    assert_ne!(text["exit_code"], 0, "{text}");
+    assert!(
+        !text["output"].as_str().unwrap().contains("wrote"),
+        "{text}"
+    );
+    assert!(!env.work.join("b").exists());
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn sandbox_state_update_sent_as_a_notification_is_honoured_too() {
+    let env = Env::new();
+    let client = connect(&env, Answer::NotCapable, &[]).await;
+    let update = CustomNotification::new(
+        "codex/sandbox-state/update",
+        Some(json!({"sandboxPolicy": {"type": "read-only"}})),
+    );
+    client
+        .send_notification(ClientNotification::CustomNotification(update))
+        .await
+        .unwrap();
+    // A notification has no answer: poll until a call sees the read-only sandbox.
+    let mut denied = None;
+    for _ in 0..100 {
+        let result = shell(&client, "echo y > b && echo wrote", &env.work).await;
+        if !codex(&result)["output"].as_str().unwrap().contains("wrote") {
+            denied = Some(result);
+            break;
+        }
+        std::fs::remove_file(env.work.join("b")).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(denied.is_some(), "the notification never took effect");
+    assert!(!env.work.join("b").exists());
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn cancelled_call_ends_its_session_escalated_processes_included() {
+    let env = Env::new();
+    let client = connect(&env, Answer::NotCapable, &[]).await;
+    let pidfile = env.work.join("pid");
+    // `sleep 31.5` is allowed: it runs outside the sandbox, as an escalated process.
+    let command = format!("echo $$ > {}; sleep 31.5; echo finished", pidfile.display());
+    let mut params = shell_params(&command, &env.work);
+    params
+        .arguments
+        .as_mut()
+        .unwrap()
+        .insert("timeout_ms".into(), json!(60_000));
+    let handle = client
+        .send_cancellable_request(
+            ClientRequest::CallToolRequest(Request::new(params)),
+            PeerRequestOptions::no_options(),
+        )
+        .await
+        .unwrap();
+    // Wait until the escalated sleep is running.
+    let escalated = wait_for(|| find_process("31.5")).await;
+    assert!(escalated.is_some(), "the escalated sleep never started");
+    handle.cancel(Some("test".into())).await.unwrap();
+    let gone = wait_for(|| find_process("31.5").is_none().then_some(())).await;
+    assert!(
+        gone.is_some(),
+        "the escalated sleep outlived its cancelled call"
+    );
+    let next = shell(&client, "echo next", &env.work).await;
+    assert_eq!(codex(&next)["output"], "next\n");
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn timeout_ms_ends_the_call_with_timed_out_and_124() {
+    let env = Env::new();
+    let client = connect(&env, Answer::NotCapable, &[]).await;
+    let mut params = shell_params("echo before; sleep 31.625; echo after", &env.work);
+    params
+        .arguments
+        .as_mut()
+        .unwrap()
+        .insert("timeout_ms".into(), json!(300));
+    let result = client.call_tool(params).await.unwrap();
+    let text = codex(&result);
+    assert_eq!(text["timed_out"], true, "{text}");
+    assert_eq!(text["exit_code"], 124, "{text}");
+    assert_eq!(text["output"], "before\n");
+    assert!(
+        wait_for(|| find_process("31.625").is_none().then_some(()))
+            .await
+            .is_some(),
+        "the escalated sleep outlived the timeout"
+    );
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn two_concurrent_calls_each_get_their_own_session() {
+    let env = Env::new();
+    let client = connect(&env, Answer::NotCapable, &[]).await;
+    // Each call waits for the other's file, so they can only both finish if they overlap.
+    let a = shell(
+        &client,
+        "echo a > a; i=0; while [ ! -e b ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; cat b",
+        &env.work,
+    );
+    let b = shell(
+        &client,
+        "echo b > b; i=0; while [ ! -e a ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; cat a",
+        &env.work,
+    );
+    let (a, b) = tokio::join!(a, b);
+    assert_eq!(codex(&a)["output"], "b\n");
+    assert_eq!(codex(&b)["output"], "a\n");
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn progress_notifications_count_verdicts() {
+    let env = Env::new();
+    let client = connect(&env, Answer::NotCapable, &[]).await;
+    shell(
+        &client,
+        "date > /dev/null; (rm -rf x); cat /dev/null",
+        &env.work,
+    )
+    .await;
+    // Notifications may trail the response a little.
+    let last = wait_for(|| {
+        let progress = client.service().progress.lock().unwrap().clone();
+        progress
+            .last()
+            .filter(|m| m.as_str() == "1 commands run, 1 escalated, 1 denied")
+            .cloned()
+    })
+    .await;
+    assert!(
+        last.is_some(),
+        "{:?}",
+        client.service().progress.lock().unwrap()
+    );
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn output_is_capped_keeping_head_and_tail() {
+    let env = Env::new();
+    let client = connect(&env, Answer::NotCapable, &["--max-output-bytes", "100"]).await;
+    let result = shell(
+        &client,
+        "echo start; head -c 5000 /dev/zero | tr '\\0' x; echo; echo stop",
+        &env.work,
+    )
+    .await;
+    let output = codex(&result)["output"].as_str().unwrap().to_owned();
+    assert!(output.starts_with("start\nxxx"), "{output}");
+    assert!(output.ends_with("xxx\nstop\n"), "{output}");
+    assert!(
+        output.contains("\n[... execgate: 4912 bytes of output cut ...]\n"),
+        "{output}"
+    );
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn malformed_json_rpc_gets_an_error_response_and_the_server_keeps_serving() {
+    let env = Env::new();
+    let mut child = env
+        .command(&[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}});
+    for line in [
+        init.to_string(),
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_string(),
+        "{this is not json".to_string(),
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#.to_string(),
+    ] {
+        stdin.write_all(line.as_bytes()).await.unwrap();
+        stdin.write_all(b"\n").await.unwrap();
+    }
+    stdin.flush().await.unwrap();
+    let mut answers = Vec::new();
+    while answers.len() < 3 {
+        let line = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        answers.push(serde_json::from_str::<Value>(&line).unwrap());
+    }
+    // Answers may come in any order; find each by its id.
+    let by_id = |id: Value| answers.iter().find(|a| a["id"] == id).unwrap();
+    assert_eq!(by_id(json!(1))["result"]["serverInfo"]["name"], "execgate");
+    assert_eq!(by_id(Value::Null)["error"]["code"], -32700);
+    assert_eq!(by_id(json!(2))["result"]["tools"][0]["name"], "shell");
+    drop(stdin);
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn client_disconnect_mid_call_ends_the_server_and_its_sessions() {
+    let env = Env::new();
+    let mut child = env
+        .command(&[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}});
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "shell", "arguments": {
+            "command": "sleep 31.75", "workdir": env.work, "login": false, "timeout_ms": 60000}}});
+    for line in [
+        init.to_string(),
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_string(),
+        call.to_string(),
+    ] {
+        stdin.write_all(line.as_bytes()).await.unwrap();
+        stdin.write_all(b"\n").await.unwrap();
+    }
+    stdin.flush().await.unwrap();
+    let first = stdout.next_line().await.unwrap().unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&first).unwrap()["id"], 1);
+    assert!(
+        wait_for(|| find_process("31.75")).await.is_some(),
+        "the escalated sleep never started"
+    );
+    // The client goes away without a word.
+    drop(stdin);
+    drop(stdout);
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        wait_for(|| find_process("31.75").is_none().then_some(()))
+            .await
+            .is_some(),
+        "the escalated sleep outlived the server"
+    );
+}
+
+#[tokio::test]
+async fn codex_home_rules_are_loaded_when_no_rules_flag_is_given() {
+    let env = Env::new();
+    let codex_home = env.home.join("codex");
+    std::fs::create_dir_all(codex_home.join("rules")).unwrap();
+    std::fs::write(
+        codex_home.join("rules/default.rules"),
+        "prefix_rule(pattern = [\"cat\"], decision = \"forbidden\", justification = \"codex says no\")\n",
+    )
+    .unwrap();
+    let zsh = common::shells::patched_zsh();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_execgate"));
+    cmd.arg("mcp")
+        .current_dir(&env.work)
+        .env("HOME", &env.home)
+        .env("CODEX_HOME", &codex_home)
+        .env("EXECGATE_SHELLS_DIR", zsh.parent().unwrap())
+        .env("EXECGATE_PRELOAD", common::preload::preload_shim())
+        .stderr(Stdio::inherit());
+    let client = TestClient::new(Answer::NotCapable)
+        .serve(TokioChildProcess::new(cmd).unwrap())
+        .await
+        .unwrap();
+    let result = shell(&client, "cat /dev/null", &env.work).await;
+    assert_eq!(
+        verdicts(&result),
+        vec![v("cat", "forbidden", "deny", "policy")]
+    );
+    let report = result.structured_content.as_ref().unwrap();
+    assert_eq!(
+        report["execs"][0]["rule"],
+        format!("{}:1", codex_home.join("rules/default.rules").display())
+    );
+    client.cancel().await.unwrap();
+}
+
+#[test]
+fn bad_rules_file_refuses_to_start_naming_file_line_col() {
+    let env = Env::new();
+    std::fs::write(&env.rules, "prefix_rule(pattern = [])\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_execgate"))
+        .args(["mcp", "--rules"])
+        .arg(&env.rules)
+        .env("HOME", &env.home)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!("execgate: {}:1:", env.rules.display())),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+/// Polls `probe` every 50 ms for up to 20 s.
+async fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    for _ in 0..400 {
+        if let Some(found) = probe() {
+            return Some(found);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// A live process whose command line contains `needle` as a whole argument.
+fn find_process(needle: &str) -> Option<u32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let is_sleep = cmdline
+            .split(|&b| b == 0)
+            .any(|arg| arg == needle.as_bytes());
+        let zombie = std::fs::read_to_string(entry.path().join("stat"))
+            .map(|s| s.contains(") Z "))
+            .unwrap_or(true);
+        if is_sleep && !zombie {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// The MCP Inspector's CLI (`mcp-inspector` from `@modelcontextprotocol/inspector`), named by
+/// `EXECGATE_MCP_INSPECTOR`: a client this project did not write. `None` (with a loud
+/// message) when the variable is unset; a set variable naming nothing fails the test.
+fn inspector() -> Option<PathBuf> {
+    let Some(path) = std::env::var_os("EXECGATE_MCP_INSPECTOR") else {
+        eprintln!(
+            "\n*** SKIPPED: EXECGATE_MCP_INSPECTOR is not set; install the MCP Inspector with \
+             `npm install --prefix DIR @modelcontextprotocol/inspector@2.12.0` and set \
+             EXECGATE_MCP_INSPECTOR=DIR/node_modules/.bin/mcp-inspector ***\n"
+        );
+        return None;
+    };
+    let path = PathBuf::from(path);
+    assert!(
+        path.is_file(),
+        "EXECGATE_MCP_INSPECTOR={} is not a file",
+        path.display()
+    );
+    Some(path)
+}
+
+/// `mcp-inspector --cli ARGS -- execgate mcp --rules <rules>`; returns its JSON output.
+fn inspect(env: &Env, args: &[&str]) -> Value {
+    let inspector = inspector().unwrap();
+    let zsh = common::shells::patched_zsh();
+    let shells = format!("EXECGATE_SHELLS_DIR={}", zsh.parent().unwrap().display());
+    let home = format!("HOME={}", env.home.display());
+    let out = std::process::Command::new(inspector)
+        .arg("--cli")
+        .args(args)
+        .args(["-e", &home, "-e", &shells, "--"])
+        .arg(env!("CARGO_BIN_EXE_execgate"))
+        .arg("mcp")
+        .arg("--rules")
+        .arg(&env.rules)
+        .env("HOME", &env.home)
+        .current_dir(&env.work)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    // The inspector exits non-zero when the tool reports an error.
+    let is_error = json["isError"] == true;
+    assert_eq!(out.status.success(), !is_error, "{stdout}");
+    json
+}
+
+#[test]
+fn inspector_cli_lists_the_shell_tool() {
+    if inspector().is_none() {
+        return;
+    }
+    let env = Env::new();
+    let tools = inspect(&env, &["--method", "tools/list"]);
+    assert_eq!(tools["tools"][0]["name"], "shell");
+    assert_eq!(
+        tools["tools"][0]["inputSchema"]["required"],
+        json!(["command", "workdir"])
+    );
+}
+
+#[test]
+fn inspector_cli_calls_shell_for_run_escalate_deny_and_unaskable_prompt() {
+    if inspector().is_none() {
+        return;
+    }
+    let env = Env::new();
+    let command = "date +%Y | tr 0-9 x; (rm -rf g); touch t; echo end";
+    let workdir = format!("workdir={}", env.work.display());
+    let result = inspect(
+        &env,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "shell",
+            "--tool-arg",
+            &format!("command={command}"),
+            "--tool-arg",
+            &workdir,
+            "--tool-arg",
+            "login=false",
+        ],
+    );
+    let text: Value = serde_json::from_str(result["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(text["exit_code"], 0);
+    let report = &result["structuredContent"];
+    assert_eq!(report["stdout"], "xxxx\nend\n");
+    let mut seen: Vec<(String, String)> = report["execs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["program"].as_str().unwrap().to_owned(),
+                e["verdict"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("/usr/bin/date", "escalate"),
+            ("/usr/bin/rm", "deny"),
+            ("/usr/bin/touch", "deny"),
+            ("/usr/bin/tr", "run"),
+        ]
+        .map(|(p, v)| (p.to_owned(), v.to_owned()))
+    );
+    assert!(!env.work.join("t").exists());
+}
+
+#[test]
+fn inspector_cli_sees_a_bad_workdir_as_a_tool_error() {
+    if inspector().is_none() {
+        return;
+    }
+    let env = Env::new();
+    let result = inspect(
+        &env,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "shell",
+            "--tool-arg",
+            "command=echo hi",
+            "--tool-arg",
+            "workdir=not/absolute",
+        ],
+    );
+    assert_eq!(result["isError"], true);
+    assert_eq!(
+        result["content"][0]["text"],
+        "workdir must be an absolute path, got \"not/absolute\""
+    );
+}
