@@ -821,3 +821,43 @@ fn interception_works_inside_the_sandbox_in_every_mode_and_backend() {
         }
     }
 }
+
+#[test]
+fn basename_allow_never_escalates_a_program_the_sandbox_could_write() {
+    let env = Env::new();
+    let rules = env.home.join("r.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"date\"], decision = \"allow\")\n\
+         prefix_rule(pattern = [\"rm\"], decision = \"forbidden\")\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(env.work.join("bin")).unwrap();
+    std::fs::copy("/usr/bin/date", env.work.join("bin/date")).unwrap();
+    std::fs::copy("/usr/bin/rm", env.work.join("bin/rm")).unwrap();
+    let (report, _) = env.run_json(&[
+        "--rules",
+        rules.to_str().unwrap(),
+        "./bin/date +%Y >/dev/null; ./bin/rm -f nothing; date +%Y >/dev/null",
+    ]);
+    // The workspace copy of `date` runs in the sandbox; the system one is escalated; the
+    // workspace copy of `rm` is still forbidden (stricter is always safe).
+    assert_eq!(
+        verdicts(&report),
+        vec![
+            v("date", "allow", "escalate", "policy"),
+            v("date", "unmatched", "run", "policy"),
+            v("rm", "forbidden", "deny", "policy"),
+        ]
+    );
+    let workspace_date = report["execs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["decision"] == "unmatched")
+        .unwrap();
+    assert_eq!(
+        workspace_date["program"],
+        env.work.join("bin/date").to_str().unwrap()
+    );
+}

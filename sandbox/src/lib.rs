@@ -31,6 +31,7 @@ use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The program used to check that a backend can start a process (`sh -c :`).
 const PROBE_PROGRAM: &str = "/bin/sh";
@@ -251,10 +252,26 @@ pub fn pass_fd(cmd: &mut Command, fd: RawFd) {
     }
 }
 
+/// Set once bubblewrap was shown to start a process, without and with network access.
+static BWRAP_PROBED: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
+
 fn prepare_bwrap(resolved: Resolved) -> Result<Sandbox, SandboxError> {
     let filters = seccomp::build(resolved.network)?;
     let bwrap = bwrap::locate()?;
     let plan = BwrapPlan::new(bwrap, &resolved, &filters);
+    // Whether bubblewrap can create its namespaces here does not change while this process
+    // lives, so one successful probe per network setting is enough (the MCP server prepares
+    // a sandbox per call). A later failure still fails closed: the shell's spawn reports it.
+    let probed = &BWRAP_PROBED[usize::from(resolved.network)];
+    if probed.load(Ordering::Relaxed) {
+        return Ok(Sandbox {
+            backend: Backend::Bubblewrap,
+            plan: Plan::Bubblewrap(plan),
+            resolved,
+            fallback_reason: None,
+            unprotected: Vec::new(),
+        });
+    }
     let mut probe = plan.command(Path::new(PROBE_PROGRAM), &probe_args())?;
     let output = probe
         .stdin(Stdio::null())
@@ -273,6 +290,7 @@ fn prepare_bwrap(resolved: Resolved) -> Result<Sandbox, SandboxError> {
             .unwrap_or_else(|| format!("{}", output.status));
         return Err(SandboxError::BwrapFailed { detail: said });
     }
+    probed.store(true, Ordering::Relaxed);
     Ok(Sandbox {
         backend: Backend::Bubblewrap,
         plan: Plan::Bubblewrap(plan),
