@@ -96,6 +96,27 @@ pub fn session_socket_from_env_value(value: Option<&[u8]>) -> Result<RawFd, Clie
     Ok(fd)
 }
 
+/// A close-on-exec `AF_UNIX` stream socketpair: one end for the client, one for the server.
+fn stream_pair() -> Result<[RawFd; 2], ClientError> {
+    let mut pair = [-1; 2];
+    // SAFETY: socketpair writes two fds into `pair`.
+    let rc = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            pair.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(ClientError::Io {
+            op: "socketpair",
+            errno: errno(),
+        });
+    }
+    Ok(pair)
+}
+
 /// A per-exec stream connection to the server. Closes its fd when dropped.
 #[derive(Debug)]
 pub struct Connection {
@@ -105,22 +126,7 @@ pub struct Connection {
 impl Connection {
     /// Opens a stream to the server through the session's datagram socket `session_fd`.
     pub fn open(session_fd: RawFd) -> Result<Self, ClientError> {
-        let mut pair = [-1; 2];
-        // SAFETY: socketpair writes two fds into `pair`.
-        let rc = unsafe {
-            libc::socketpair(
-                libc::AF_UNIX,
-                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-                0,
-                pair.as_mut_ptr(),
-            )
-        };
-        if rc != 0 {
-            return Err(ClientError::Io {
-                op: "socketpair",
-                errno: errno(),
-            });
-        }
+        let pair = stream_pair()?;
         let conn = Self { fd: pair[0] };
         let sent = send_with_fds(session_fd, &handshake(), &[pair[1]], "send handshake");
         // SAFETY: pair[1] is ours; the server holds its own copy once sent.
@@ -145,22 +151,7 @@ impl Connection {
         A: Iterator<Item = &'a [u8]> + Clone,
         E: Iterator<Item = &'a [u8]> + Clone,
     {
-        let mut pair = [-1; 2];
-        // SAFETY: socketpair writes two fds into `pair`.
-        let rc = unsafe {
-            libc::socketpair(
-                libc::AF_UNIX,
-                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-                0,
-                pair.as_mut_ptr(),
-            )
-        };
-        if rc != 0 {
-            return Err(ClientError::Io {
-                op: "socketpair",
-                errno: errno(),
-            });
-        }
+        let pair = stream_pair()?;
         let conn = Self { fd: pair[0] };
         let mut sink = FdSink {
             fd: conn.fd,
