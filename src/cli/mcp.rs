@@ -3,9 +3,8 @@
 //! Rules and hooks are loaded once, here, before serving: a bad file refuses to start with
 //! its `file:line:col`. stdout carries only the protocol; diagnostics go to stderr.
 
-use super::run::{home_dir, load_hooks, load_policy, protected_paths, sandbox_mode};
+use super::run::{home_dir, load_hooks, load_policy, protected_paths, sandbox_mode, SessionFlags};
 use crate::mcp::{stdio, SandboxDefaults, ServerSetup, ShellServer};
-use crate::pipeline::ApprovalMode;
 use crate::session_runner::{user_rules_file, Install};
 use anyhow::Context;
 use clap::Args;
@@ -16,41 +15,17 @@ use std::time::Duration;
 
 /// Arguments of `execgate mcp`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Without --rules, rules are discovered from the server's working \
+directory. --sandbox applies until the client sends codex/sandbox-state/update; approvals \
+are asked through MCP elicitation."
+)]
 pub struct McpArgs {
-    /// Shell the tool runs commands with: zsh, bash, sh or a path. Default: our patched zsh
-    /// if built, else the system bash with the preload shim.
-    #[arg(long, value_name = "zsh|bash|sh|PATH")]
-    shell: Option<String>,
-    /// A .rules file (repeatable). Replaces discovery of ~/.config/execgate/rules and
-    /// .execgate/rules (from the server's working directory).
-    #[arg(long = "rules", value_name = "FILE")]
-    rules: Vec<PathBuf>,
+    #[command(flatten)]
+    session: SessionFlags,
     /// Also load CODEX_HOME/rules/*.rules. Without --rules, $CODEX_HOME is used when set.
     #[arg(long, value_name = "DIR")]
     codex_home: Option<PathBuf>,
-    /// A hooks.json file (repeatable). Replaces discovery.
-    #[arg(long = "hooks", value_name = "FILE")]
-    hooks: Vec<PathBuf>,
-    /// Filesystem sandbox, until the client sends codex/sandbox-state/update.
-    #[arg(long, value_name = "MODE", default_value = "workspace-write",
-          value_parser = ["read-only", "workspace-write", "danger-full-access"])]
-    sandbox: String,
-    /// An extra writable folder in workspace-write mode (repeatable).
-    #[arg(long = "writable-root", value_name = "DIR")]
-    writable_roots: Vec<PathBuf>,
-    /// Allow network access inside the sandbox.
-    #[arg(long)]
-    network: bool,
-    /// Accept that the Landlock fallback cannot keep .git, .execgate and loaded policy files
-    /// read-only inside writable roots.
-    #[arg(long)]
-    allow_unprotected_landlock: bool,
-    /// When to ask a person (through an MCP elicitation).
-    #[arg(long, value_enum, default_value = "on-request")]
-    approval: ApprovalMode,
-    /// Append one JSON line per intercepted exec to FILE.
-    #[arg(long, value_name = "FILE")]
-    audit_log: Option<PathBuf>,
     /// Cap on the output returned per call (head and tail kept, the middle cut).
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
     max_output_bytes: usize,
@@ -78,7 +53,7 @@ pub fn run(args: McpArgs) -> anyhow::Result<ExitCode> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let home = home_dir();
     let codex_home = args.codex_home.clone().or_else(|| {
-        if args.rules.is_empty() {
+        if args.session.rules.is_empty() {
             std::env::var_os("CODEX_HOME")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
@@ -86,28 +61,28 @@ pub fn run(args: McpArgs) -> anyhow::Result<ExitCode> {
             None
         }
     });
-    let mut rules = args.rules.clone();
+    let mut rules = args.session.rules.clone();
     if let Some(codex_home) = &codex_home {
         rules.extend(codex_rules(codex_home)?);
     }
     let (policy, rule_files) = load_policy(&rules, &cwd, home.as_deref())?;
-    let (hooks, hook_files) = load_hooks(&args.hooks, &cwd, home.as_deref())?;
+    let (hooks, hook_files) = load_hooks(&args.session.hooks, &cwd, home.as_deref())?;
     let install = Install::locate()?;
-    let shell = install.shell(args.shell.as_deref())?;
+    let shell = install.shell(args.session.shell.as_deref())?;
     let setup = ServerSetup {
         shell,
         policy,
         hooks,
-        approval: args.approval,
+        approval: args.session.approval,
         sandbox: SandboxDefaults {
-            mode: sandbox_mode(&args.sandbox),
-            writable_roots: args.writable_roots,
-            network: args.network,
-            allow_unprotected_landlock: args.allow_unprotected_landlock,
+            mode: sandbox_mode(&args.session.sandbox),
+            writable_roots: args.session.writable_roots,
+            network: args.session.network,
+            allow_unprotected_landlock: args.session.allow_unprotected_landlock,
         },
         protected_paths: protected_paths(&rule_files, &hook_files, home.as_deref()),
         user_rules_file: user_rules_file(home.as_deref()),
-        audit_log: args.audit_log,
+        audit_log: args.session.audit_log,
         max_output_bytes: args.max_output_bytes.max(64),
     };
 

@@ -15,6 +15,43 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// The flags `execgate run` and `execgate mcp` share: how a session is set up.
+#[derive(Debug, Args)]
+pub struct SessionFlags {
+    /// Shell to run commands with: zsh, bash, sh or a path. Default: our patched zsh if
+    /// built, else the system bash with the preload shim.
+    #[arg(long, value_name = "zsh|bash|sh|PATH")]
+    pub shell: Option<String>,
+    /// A .rules file (repeatable). Replaces discovery of ~/.config/execgate/rules and
+    /// .execgate/rules.
+    #[arg(long = "rules", value_name = "FILE")]
+    pub rules: Vec<PathBuf>,
+    /// A hooks.json file (repeatable). Replaces discovery of ~/.config/execgate/hooks.json
+    /// and .execgate/hooks.json.
+    #[arg(long = "hooks", value_name = "FILE")]
+    pub hooks: Vec<PathBuf>,
+    /// Filesystem sandbox for the shell.
+    #[arg(long, value_name = "MODE", default_value = "workspace-write",
+          value_parser = ["read-only", "workspace-write", "danger-full-access"])]
+    pub sandbox: String,
+    /// An extra writable folder in workspace-write mode (repeatable).
+    #[arg(long = "writable-root", value_name = "DIR")]
+    pub writable_roots: Vec<PathBuf>,
+    /// Allow network access inside the sandbox.
+    #[arg(long)]
+    pub network: bool,
+    /// Accept that the Landlock fallback cannot keep .git, .execgate and loaded policy files
+    /// read-only inside writable roots.
+    #[arg(long)]
+    pub allow_unprotected_landlock: bool,
+    /// When to ask a person.
+    #[arg(long, value_enum, default_value = "on-request")]
+    pub approval: ApprovalMode,
+    /// Append one JSON line per intercepted exec to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+}
+
 /// Arguments of `execgate run`.
 #[derive(Debug, Args)]
 #[command(
@@ -22,35 +59,8 @@ use std::time::Duration;
 session; 124 on timeout; 2 when execgate could not start the session."
 )]
 pub struct RunArgs {
-    /// Shell to run SCRIPT with: zsh, bash, sh or a path. Default: our patched zsh if built,
-    /// else the system bash with the preload shim.
-    #[arg(long, value_name = "zsh|bash|sh|PATH")]
-    shell: Option<String>,
-    /// A .rules file (repeatable). Replaces discovery of ~/.config/execgate/rules and
-    /// .execgate/rules.
-    #[arg(long = "rules", value_name = "FILE")]
-    rules: Vec<PathBuf>,
-    /// A hooks.json file (repeatable). Replaces discovery of ~/.config/execgate/hooks.json
-    /// and .execgate/hooks.json.
-    #[arg(long = "hooks", value_name = "FILE")]
-    hooks: Vec<PathBuf>,
-    /// Filesystem sandbox for the shell.
-    #[arg(long, value_name = "MODE", default_value = "workspace-write",
-          value_parser = ["read-only", "workspace-write", "danger-full-access"])]
-    sandbox: String,
-    /// An extra writable folder in workspace-write mode (repeatable).
-    #[arg(long = "writable-root", value_name = "DIR")]
-    writable_roots: Vec<PathBuf>,
-    /// Allow network access inside the sandbox.
-    #[arg(long)]
-    network: bool,
-    /// Accept that the Landlock fallback cannot keep .git, .execgate and loaded policy files
-    /// read-only inside writable roots.
-    #[arg(long)]
-    allow_unprotected_landlock: bool,
-    /// When to ask a person.
-    #[arg(long, value_enum, default_value = "on-request")]
-    approval: ApprovalMode,
+    #[command(flatten)]
+    session: SessionFlags,
     /// Working directory of the shell (default: the current one).
     #[arg(long, value_name = "DIR")]
     cwd: Option<PathBuf>,
@@ -60,9 +70,6 @@ pub struct RunArgs {
     /// Run the shell as a login shell (-lc instead of -c).
     #[arg(long)]
     login: bool,
-    /// Append one JSON line per intercepted exec to FILE.
-    #[arg(long, value_name = "FILE")]
-    audit_log: Option<PathBuf>,
     /// Print one JSON result object instead of streaming the output.
     #[arg(long)]
     json: bool,
@@ -148,15 +155,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .canonicalize()
         .with_context(|| format!("working directory {} does not exist", cwd.display()))?;
     let home = home_dir();
-    let (policy, rule_files) = load_policy(&args.rules, &cwd, home.as_deref())?;
-    let (hooks, hook_files) = load_hooks(&args.hooks, &cwd, home.as_deref())?;
+    let (policy, rule_files) = load_policy(&args.session.rules, &cwd, home.as_deref())?;
+    let (hooks, hook_files) = load_hooks(&args.session.hooks, &cwd, home.as_deref())?;
     let install = Install::locate()?;
-    let shell = install.shell(args.shell.as_deref())?;
+    let shell = install.shell(args.session.shell.as_deref())?;
 
-    let mut sandbox_policy = SandboxPolicy::new(sandbox_mode(&args.sandbox), &cwd);
-    sandbox_policy.writable_roots = args.writable_roots.clone();
-    sandbox_policy.network = args.network;
-    sandbox_policy.allow_unprotected_landlock = args.allow_unprotected_landlock;
+    let mut sandbox_policy = SandboxPolicy::new(sandbox_mode(&args.session.sandbox), &cwd);
+    sandbox_policy.writable_roots = args.session.writable_roots.clone();
+    sandbox_policy.network = args.session.network;
+    sandbox_policy.allow_unprotected_landlock = args.session.allow_unprotected_landlock;
     sandbox_policy.protected_paths = protected_paths(&rule_files, &hook_files, home.as_deref());
     let sandbox = Sandbox::prepare(&sandbox_policy, BackendChoice::Auto)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -167,7 +174,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 
     let gate = OutputGate::default();
-    let terminal = if args.approval == ApprovalMode::Never {
+    let terminal = if args.session.approval == ApprovalMode::Never {
         None
     } else {
         TerminalApprover::open(Some(gate.clone()))
@@ -190,7 +197,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         sandbox: Arc::new(sandbox),
         policy,
         hooks,
-        approval: args.approval,
+        approval: args.session.approval,
         approver,
         user_rules_file: user_rules_file(home.as_deref()),
         session_allowed: Arc::new(Mutex::new(Vec::new())),
@@ -198,7 +205,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         output,
         output_gate: Some(gate),
         null_stdin: false,
-        audit_log: args.audit_log,
+        audit_log: args.session.audit_log,
         progress: None,
         session_id: uuid::Uuid::new_v4().to_string(),
         model: String::new(),
