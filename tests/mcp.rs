@@ -168,34 +168,12 @@ fn codex(result: &CallToolResult) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// (program basename, decision, verdict, source) of every exec, sorted.
-fn verdicts(result: &CallToolResult) -> Vec<(String, String, String, String)> {
-    let report = result.structured_content.as_ref().unwrap();
-    let mut out: Vec<_> = report["execs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            let program = e["program"].as_str().unwrap();
-            (
-                Path::new(program)
-                    .file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned(),
-                e["decision"].as_str().unwrap().to_owned(),
-                e["verdict"].as_str().unwrap().to_owned(),
-                e["source"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
+/// The exec verdicts of the tool's structured content (see `common::report`).
+fn verdicts(result: &CallToolResult) -> Vec<common::report::Verdict> {
+    common::report::verdicts(result.structured_content.as_ref().unwrap())
 }
 
-fn v(name: &str, decision: &str, verdict: &str, source: &str) -> (String, String, String, String) {
-    (name.into(), decision.into(), verdict.into(), source.into())
-}
+use common::report::v;
 
 #[tokio::test]
 async fn initialize_announces_the_shell_tool_and_the_sandbox_state_capability() {

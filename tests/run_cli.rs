@@ -86,33 +86,7 @@ prefix_rule(pattern = ["touch"], decision = "prompt", justification = "touch nee
 prefix_rule(pattern = ["rm", ["-rf", "-fr"]], decision = "forbidden", justification = "no recursive deletes")
 "#;
 
-/// (program basename, decision, verdict, source) of every exec, sorted.
-fn verdicts(report: &Value) -> Vec<(String, String, String, String)> {
-    let mut out: Vec<_> = report["execs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            let program = e["program"].as_str().unwrap();
-            (
-                Path::new(program)
-                    .file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned(),
-                e["decision"].as_str().unwrap().to_owned(),
-                e["verdict"].as_str().unwrap().to_owned(),
-                e["source"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-fn v(name: &str, decision: &str, verdict: &str, source: &str) -> (String, String, String, String) {
-    (name.into(), decision.into(), verdict.into(), source.into())
-}
+use common::report::{v, verdicts};
 
 #[test]
 fn mixed_script_gets_exact_verdicts_in_json_and_audit_log() {

@@ -1,3 +1,4 @@
 pub mod preload;
+pub mod report;
 pub mod session;
 pub mod shells;
