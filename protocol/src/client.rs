@@ -2,15 +2,19 @@
 //!
 //! Used by the execve wrapper and by the preload shim, which may run it in a child between
 //! `fork` and `exec` of a multithreaded program: so nothing here allocates, takes a lock or
-//! touches global state other than `errno`. Writes use `MSG_NOSIGNAL`, so a vanished
+//! touches global state (system calls go straight to the kernel through `execgate-sys`, not
+//! through libc, so not even `errno` is written). Writes use `MSG_NOSIGNAL`, so a vanished
 //! server is an error to report, never a silent `SIGPIPE` death.
 
 use crate::{
     encode_fds_frame, encode_request, encode_signal_frame, frame_len, handshake, ProtocolError,
     ServerMessageRef, Sink, MAX_FDS,
 };
-use std::fmt;
-use std::os::fd::RawFd;
+use core::fmt;
+use execgate_sys::{self as sys, Errno, Fd};
+
+/// A raw fd number.
+pub type RawFd = Fd;
 
 /// Why a client could not get a verdict (every variant means: do not run the command).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,13 +55,7 @@ impl fmt::Display for ClientError {
                 "{} does not name an open socket: the session's socket was closed",
                 crate::SOCKET_ENV
             ),
-            Self::Io { op, errno } => {
-                write!(
-                    f,
-                    "{op} failed: {}",
-                    std::io::Error::from_raw_os_error(*errno)
-                )
-            }
+            Self::Io { op, errno } => write!(f, "{op} failed: {}", Errno::from_raw(*errno)),
             Self::ServerClosed => write!(f, "the execgate server closed the connection"),
             Self::Protocol(err) => write!(f, "protocol error: {err}"),
             Self::RequestTooLarge => write!(
@@ -71,50 +69,39 @@ impl fmt::Display for ClientError {
     }
 }
 
-impl std::error::Error for ClientError {}
+impl core::error::Error for ClientError {}
 
-fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
+/// The error for a failed `op`.
+fn io(op: &'static str, err: Errno) -> ClientError {
+    ClientError::Io {
+        op,
+        errno: err.raw(),
+    }
 }
 
 /// Parses the value of [`crate::SOCKET_ENV`] and checks that it names an open socket.
 pub fn session_socket_from_env_value(value: Option<&[u8]>) -> Result<RawFd, ClientError> {
     let value = value.ok_or(ClientError::NoSocket)?;
-    if value.is_empty() || value.len() > 9 || !value.iter().all(u8::is_ascii_digit) {
-        return Err(ClientError::BadSocket);
-    }
-    let fd = value
-        .iter()
-        .fold(0i32, |acc, d| acc * 10 + i32::from(d - b'0'));
-    // SAFETY: fstat only writes into the zeroed stat buffer we own.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
-        return Err(ClientError::BadSocket);
-    }
+    let fd = parse_fd(value).ok_or(ClientError::BadSocket)?;
+    sys::socket_type(fd).map_err(|_| ClientError::BadSocket)?;
     Ok(fd)
+}
+
+/// Parses a decimal fd number of at most 9 digits.
+pub fn parse_fd(value: &[u8]) -> Option<RawFd> {
+    if value.is_empty() || value.len() > 9 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        value
+            .iter()
+            .fold(0, |acc: RawFd, d| acc * 10 + RawFd::from(d - b'0')),
+    )
 }
 
 /// A close-on-exec `AF_UNIX` stream socketpair: one end for the client, one for the server.
 fn stream_pair() -> Result<[RawFd; 2], ClientError> {
-    let mut pair = [-1; 2];
-    // SAFETY: socketpair writes two fds into `pair`.
-    let rc = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-            pair.as_mut_ptr(),
-        )
-    };
-    if rc != 0 {
-        return Err(ClientError::Io {
-            op: "socketpair",
-            errno: errno(),
-        });
-    }
-    Ok(pair)
+    sys::unix_stream_pair().map_err(|e| io("socketpair", e))
 }
 
 /// A per-exec stream connection to the server. Closes its fd when dropped.
@@ -129,8 +116,8 @@ impl Connection {
         let pair = stream_pair()?;
         let conn = Self { fd: pair[0] };
         let sent = send_with_fds(session_fd, &handshake(), &[pair[1]], "send handshake");
-        // SAFETY: pair[1] is ours; the server holds its own copy once sent.
-        unsafe { libc::close(pair[1]) };
+        // The server holds its own copy of the peer end once sent.
+        sys::close(pair[1]);
         sent?;
         Ok(conn)
     }
@@ -187,7 +174,7 @@ impl Connection {
     /// Gives up ownership of the fd without closing it.
     pub fn into_raw_fd(self) -> RawFd {
         let fd = self.fd;
-        std::mem::forget(self);
+        core::mem::forget(self);
         fd
     }
 
@@ -244,13 +231,12 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        // SAFETY: we own the fd.
-        unsafe { libc::close(self.fd) };
+        sys::close(self.fd);
     }
 }
 
-impl From<std::convert::Infallible> for ClientError {
-    fn from(never: std::convert::Infallible) -> Self {
+impl From<core::convert::Infallible> for ClientError {
+    fn from(never: core::convert::Infallible) -> Self {
         match never {}
     }
 }
@@ -296,23 +282,11 @@ fn write_stream(
 ) -> Result<(), ClientError> {
     if pending.is_some() {
         while !bytes.is_empty() {
-            // SAFETY: `bytes` is a valid buffer of the given length.
-            let n = unsafe {
-                libc::send(
-                    fd,
-                    bytes.as_ptr().cast(),
-                    bytes.len(),
-                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-                )
-            };
-            if n < 0 {
-                match errno() {
-                    libc::EINTR => continue,
-                    libc::EAGAIN => break,
-                    e => return Err(send_error(e)),
-                }
+            match sys::send(fd, bytes, sys::MSG_NOSIGNAL | sys::MSG_DONTWAIT) {
+                Ok(n) => bytes = &bytes[n..],
+                Err(Errno::EAGAIN) => break,
+                Err(e) => return Err(send_error(e)),
             }
-            bytes = &bytes[n as usize..];
         }
         if bytes.is_empty() {
             return Ok(());
@@ -327,8 +301,8 @@ fn write_stream(
 fn send_handshake(pending: &mut Option<PendingHandshake>) -> Result<(), ClientError> {
     if let Some(p) = pending.take() {
         let sent = send_with_fds(p.session, &handshake(), &[p.peer], "send handshake");
-        // SAFETY: the peer end is ours; the server holds its own copy once sent.
-        unsafe { libc::close(p.peer) };
+        // The server holds its own copy of the peer end once sent.
+        sys::close(p.peer);
         sent?;
     }
     Ok(())
@@ -337,8 +311,8 @@ fn send_handshake(pending: &mut Option<PendingHandshake>) -> Result<(), ClientEr
 impl Drop for FdSink {
     fn drop(&mut self) {
         if let Some(pending) = self.pending.take() {
-            // SAFETY: an unsent peer end is ours alone.
-            unsafe { libc::close(pending.peer) };
+            // An unsent peer end is ours alone.
+            sys::close(pending.peer);
         }
     }
 }
@@ -359,54 +333,29 @@ impl Sink for FdSink {
     }
 }
 
-fn send_error(e: i32) -> ClientError {
-    if e == libc::EPIPE || e == libc::ECONNRESET {
+fn send_error(e: Errno) -> ClientError {
+    if e == Errno::EPIPE || e == Errno::ECONNRESET {
         ClientError::ServerClosed
     } else {
-        ClientError::Io {
-            op: "send",
-            errno: e,
-        }
+        io("send", e)
     }
 }
 
 fn write_all(fd: RawFd, mut bytes: &[u8]) -> Result<(), ClientError> {
     while !bytes.is_empty() {
-        // SAFETY: `bytes` is a valid buffer of the given length.
-        let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
-        if n < 0 {
-            let e = errno();
-            if e == libc::EINTR {
-                continue;
-            }
-            return Err(send_error(e));
-        }
-        bytes = &bytes[n as usize..];
+        let n = sys::send(fd, bytes, sys::MSG_NOSIGNAL).map_err(send_error)?;
+        bytes = &bytes[n..];
     }
     Ok(())
 }
 
 fn read_exact(fd: RawFd, mut buf: &mut [u8]) -> Result<(), ClientError> {
     while !buf.is_empty() {
-        // SAFETY: `buf` is a valid writable buffer of the given length.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            let e = errno();
-            if e == libc::EINTR {
-                continue;
-            }
-            if e == libc::ECONNRESET {
-                return Err(ClientError::ServerClosed);
-            }
-            return Err(ClientError::Io {
-                op: "read",
-                errno: e,
-            });
+        match sys::read(fd, buf) {
+            Ok(0) | Err(Errno::ECONNRESET) => return Err(ClientError::ServerClosed),
+            Ok(n) => buf = &mut buf[n..],
+            Err(e) => return Err(io("read", e)),
         }
-        if n == 0 {
-            return Err(ClientError::ServerClosed);
-        }
-        buf = &mut buf[n as usize..];
     }
     Ok(())
 }
@@ -414,58 +363,29 @@ fn read_exact(fd: RawFd, mut buf: &mut [u8]) -> Result<(), ClientError> {
 /// Sends `bytes` on `sock` with `fds` attached as `SCM_RIGHTS` (to the first byte).
 fn send_with_fds(
     sock: RawFd,
-    mut bytes: &[u8],
+    bytes: &[u8],
     fds: &[RawFd],
     op: &'static str,
 ) -> Result<(), ClientError> {
-    const SPACE: usize = 16 + 4 * MAX_FDS + 8;
-    // u64 elements give the control buffer cmsghdr's alignment.
-    let mut control = [0u64; SPACE.div_ceil(8)];
-    let fd_bytes = std::mem::size_of_val(fds);
-    // SAFETY: CMSG_* compute sizes and pointers inside `control`, which is large enough for
-    // MAX_FDS fds (checked by callers) and properly aligned.
-    unsafe {
-        let mut iov = libc::iovec {
-            iov_base: bytes.as_ptr() as *mut libc::c_void,
-            iov_len: bytes.len(),
-        };
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        if !fds.is_empty() {
-            msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = libc::CMSG_SPACE(fd_bytes as u32) as _;
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(fd_bytes as u32) as _;
-            std::ptr::copy_nonoverlapping(
-                fds.as_ptr().cast::<u8>(),
-                libc::CMSG_DATA(cmsg),
-                fd_bytes,
-            );
-        }
-        loop {
-            let n = libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL);
-            if n < 0 {
-                let e = errno();
-                if e == libc::EINTR {
-                    continue;
-                }
-                if matches!(
-                    e,
-                    libc::EPIPE | libc::ECONNREFUSED | libc::ECONNRESET | libc::ENOTCONN
-                ) {
-                    return Err(ClientError::ServerClosed);
-                }
-                return Err(ClientError::Io { op, errno: e });
-            }
-            bytes = &bytes[n as usize..];
-            break;
-        }
+    if fds.len() > MAX_FDS {
+        return Err(ClientError::TooManyFds);
     }
+    let sent = sys::send_with_fds(sock, bytes, fds, sys::MSG_NOSIGNAL).map_err(|e| {
+        if [
+            Errno::EPIPE,
+            Errno::ECONNREFUSED,
+            Errno::ECONNRESET,
+            Errno::ENOTCONN,
+        ]
+        .contains(&e)
+        {
+            ClientError::ServerClosed
+        } else {
+            io(op, e)
+        }
+    })?;
     // The fds went with the first byte; the rest of a stream frame is plain data.
-    write_all(sock, bytes)
+    write_all(sock, &bytes[sent..])
 }
 
 #[cfg(test)]
@@ -474,6 +394,8 @@ mod tests {
     use crate::{ClientMessage, ExitStatus, ServerMessage, Verdict};
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixDatagram;
+    use std::string::ToString;
+    use std::vec;
 
     #[test]
     fn env_value_must_be_an_open_socket() {

@@ -53,7 +53,7 @@ fn is_plain(b: u8) -> bool {
 
 /// True when `word` holds a byte that is not valid UTF-8 or a control character.
 fn needs_ansi_c(word: &[u8]) -> bool {
-    match std::str::from_utf8(word) {
+    match core::str::from_utf8(word) {
         Ok(text) => text.chars().any(char::is_control),
         Err(_) => true,
     }
@@ -63,7 +63,7 @@ fn ansi_c<S: Sink>(word: &[u8], sink: &mut S) -> Result<(), S::Error> {
     sink.put(b"$'")?;
     let mut rest = word;
     while !rest.is_empty() {
-        let (valid_len, bad_len) = match std::str::from_utf8(rest) {
+        let (valid_len, bad_len) = match core::str::from_utf8(rest) {
             Ok(_) => (rest.len(), 0),
             Err(err) => (
                 err.valid_up_to(),
@@ -71,7 +71,7 @@ fn ansi_c<S: Sink>(word: &[u8], sink: &mut S) -> Result<(), S::Error> {
             ),
         };
         let (valid, tail) = rest.split_at(valid_len);
-        if let Ok(text) = std::str::from_utf8(valid) {
+        if let Ok(text) = core::str::from_utf8(valid) {
             let mut utf8 = [0u8; 4];
             for ch in text.chars() {
                 match ch {
@@ -109,6 +109,8 @@ fn hex<S: Sink>(b: u8, sink: &mut S) -> Result<(), S::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::string::String;
+    use std::vec::Vec;
 
     fn shown(program: &[u8], args: &[&[u8]]) -> String {
         let mut out = Vec::new();

@@ -32,13 +32,19 @@
 //! wrong number of fds — is a protocol error: the receiver closes the stream, and a client
 //! never runs the command (it fails closed).
 
+#![no_std]
 #![deny(missing_docs)]
 
-#[cfg(unix)]
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+#[cfg(target_os = "linux")]
 pub mod client;
 pub mod display;
 
-use std::fmt;
+use alloc::vec::Vec;
+use core::fmt;
 
 /// Version of this protocol; carried in the handshake datagram and in every [`Request`].
 /// Bump it on any incompatible change to the messages below.
@@ -159,7 +165,7 @@ impl fmt::Display for ProtocolError {
     }
 }
 
-impl std::error::Error for ProtocolError {}
+impl core::error::Error for ProtocolError {}
 
 /// Checks a frame header and returns the payload length it announces.
 pub fn frame_len(header: [u8; 4]) -> Result<usize, ProtocolError> {
@@ -267,7 +273,7 @@ pub trait Sink {
 }
 
 impl Sink for Vec<u8> {
-    type Error = std::convert::Infallible;
+    type Error = core::convert::Infallible;
     fn put(&mut self, bytes: &[u8]) -> Result<(), Self::Error> {
         self.extend_from_slice(bytes);
         Ok(())
@@ -622,6 +628,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::vec;
 
     fn payload(frame: &[u8]) -> &[u8] {
         let len = frame_len([frame[0], frame[1], frame[2], frame[3]]).unwrap();
