@@ -873,3 +873,66 @@ fn run_without_server(shell: Shell, socket: Option<UnixDatagram>) -> Outcome {
         requests: Vec::new(),
     }
 }
+
+/// Runs a binutils tool on `file` and returns its stdout.
+fn binutils(tool: &str, args: &[&str], file: &Path) -> String {
+    let out = Command::new(tool)
+        .args(args)
+        .arg(file)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {tool}: {e}"));
+    assert!(out.status.success(), "{tool} failed: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn shim_exports_only_its_hooks_and_needs_only_libc() {
+    // Anything else exported would interpose on the programs it is loaded into (e.g. a
+    // `rust_eh_personality` would break a Rust program's panics); anything else needed would
+    // be loaded into every process of the session.
+    let shim = preload_shim();
+    let exported: Vec<String> = binutils("nm", &["-D", "--defined-only"], &shim)
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(2).map(str::to_string))
+        .collect();
+    assert_eq!(
+        exported,
+        [
+            "close_range",
+            "closefrom",
+            "execgate_preload_execve",
+            "execgate_preload_execvpe",
+            "execl",
+            "execle",
+            "execlp",
+            "execv",
+            "execve",
+            "execvp",
+            "execvpe",
+            "fexecve",
+            "posix_spawn",
+            "posix_spawnp",
+            "vfork",
+        ]
+    );
+    let needed: Vec<String> = binutils("readelf", &["-d"], &shim)
+        .lines()
+        .filter(|line| line.contains("(NEEDED)"))
+        .map(|line| {
+            line.rsplit('[')
+                .next()
+                .unwrap_or("")
+                .trim_end_matches(']')
+                .to_string()
+        })
+        .collect();
+    assert_eq!(needed, ["libc.so.6"]);
+}
+
+#[test]
+fn wrapper_is_static_with_no_interpreter() {
+    let headers = binutils("readelf", &["-lW"], &wrapper());
+    assert!(!headers.contains("INTERP"), "{headers}");
+    let dynamic = binutils("readelf", &["-d"], &wrapper());
+    assert!(!dynamic.contains("(NEEDED)"), "{dynamic}");
+}

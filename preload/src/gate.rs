@@ -7,12 +7,12 @@
 
 use crate::state;
 use crate::sys::{self, set_errno, CArray, CStrings, PathBuf, PtrArray, StderrLine};
+use core::ffi::CStr;
+use core::fmt::Write as _;
 use execgate_protocol::client::{ClientError, Connection};
 use execgate_protocol::display::quote_command;
 use execgate_protocol::{ServerMessageRef, DENIED_EXIT_CODE, ESCALATION_FD_ENV, MAX_REASON_LEN};
 use libc::{c_char, c_int};
-use std::ffi::CStr;
-use std::fmt::Write as _;
 
 /// Receive buffer for the verdict: the largest verdict is a Deny with a full reason.
 const RECV_BUF: usize = MAX_REASON_LEN + 64;

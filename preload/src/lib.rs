@@ -14,9 +14,12 @@
 //! The hooks usually run in a child between `fork` and `exec`, possibly of a multithreaded
 //! program: they never allocate, lock or touch stdio (stack buffers, `mmap` for big arrays,
 //! raw system calls). They are written not to panic (no unchecked indexing, no unwrap); a
-//! panic could not unwind out anyway: the shim links hidden unwinder stand-ins
-//! (`unwind.c`, which keep `libgcc_s` out of every process) that abort, and Rust aborts at an
-//! `extern "C"` boundary besides.
+//! panic (a bug) prints one line and aborts the process.
+//!
+//! The shim is `no_std`: it is loaded into every process of the session, so what it costs to
+//! map, relocate and initialise is paid on every exec. Without std it is small, needs no
+//! unwinder (`libgcc_s` stays out of every process) and runs no initialisers but its own.
+//! Its allocator always fails: nothing here allocates.
 //!
 //! Not seen (by design, the sandbox still holds them): statically linked programs, raw
 //! `execve` system calls, and the `/bin/sh` started by glibc's `system()`/`popen()` (whose
@@ -25,6 +28,8 @@
 //! in memory shared with the parent (only `vfork` itself is made a `fork`).
 
 #![cfg(target_os = "linux")]
+// A test build (`--all-targets` builds one, though it has no tests) links std instead.
+#![cfg_attr(not(test), no_std)]
 
 mod gate;
 mod path;
@@ -38,6 +43,43 @@ use sys::CArray;
 extern "C" {
     static environ: CArray;
 }
+
+/// A panic is a bug in the shim: say so on stderr and abort (it cannot unwind out of a C
+/// function, and the process must not carry on with a half-done exec).
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    use core::fmt::Write as _;
+    let mut line = sys::StderrLine::new();
+    let _ = write!(
+        line,
+        "execgate: internal error in the preload shim: {}",
+        info.message()
+    );
+    line.finish();
+    // SAFETY: abort never returns.
+    unsafe { libc::abort() }
+}
+
+/// The shim never allocates (its hooks run between `fork` and `exec`); a request to would be
+/// a bug, so it fails (and panics).
+#[cfg(not(test))]
+struct NoAllocation;
+
+#[cfg(not(test))]
+// SAFETY: `alloc` always reports failure, which is a valid answer; `dealloc` is never given a
+// block, since none was ever handed out.
+unsafe impl core::alloc::GlobalAlloc for NoAllocation {
+    unsafe fn alloc(&self, _layout: core::alloc::Layout) -> *mut u8 {
+        core::ptr::null_mut()
+    }
+
+    unsafe fn dealloc(&self, _ptr: *mut u8, _layout: core::alloc::Layout) {}
+}
+
+#[cfg(not(test))]
+#[global_allocator]
+static ALLOCATOR: NoAllocation = NoAllocation;
 
 /// `execve(2)`, decided by the server first.
 ///
@@ -238,7 +280,7 @@ pub unsafe extern "C" fn closefrom(lowfd: c_int) {
     }
     // No close_range (kernel < 5.9 or filtered): close one by one up to the fd limit.
     let keep = state::live_session_fd();
-    let mut limit: libc::rlimit = std::mem::zeroed();
+    let mut limit: libc::rlimit = core::mem::zeroed();
     let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
         limit.rlim_cur.min(1 << 20) as c_int
     } else {

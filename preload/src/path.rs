@@ -6,8 +6,8 @@
 
 use crate::gate;
 use crate::sys::{self, CArray, PathBuf};
+use core::ffi::CStr;
 use libc::c_int;
-use std::ffi::CStr;
 
 /// What trying one candidate gave.
 pub enum Step {

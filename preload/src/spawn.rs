@@ -9,9 +9,9 @@
 use crate::path::{self, Step};
 use crate::state;
 use crate::sys::{self, CArray, PtrArray, StderrLine};
+use core::ffi::CStr;
+use core::sync::atomic::{AtomicPtr, Ordering};
 use libc::{c_char, c_int, c_void, pid_t, posix_spawn_file_actions_t, posix_spawnattr_t};
-use std::ffi::CStr;
-use std::sync::atomic::{AtomicPtr, Ordering};
 
 type SpawnFn = unsafe extern "C" fn(
     *mut pid_t,
@@ -22,7 +22,7 @@ type SpawnFn = unsafe extern "C" fn(
     CArray,
 ) -> c_int;
 
-static REAL_POSIX_SPAWN: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+static REAL_POSIX_SPAWN: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
 
 /// libc's `posix_spawn`, looked up on first use (in the caller, not after `fork`).
 fn real_posix_spawn() -> Option<SpawnFn> {
@@ -36,7 +36,7 @@ fn real_posix_spawn() -> Option<SpawnFn> {
         REAL_POSIX_SPAWN.store(ptr, Ordering::Release);
     }
     // SAFETY: dlsym found libc's posix_spawn, which has this signature.
-    Some(unsafe { std::mem::transmute::<*mut c_void, SpawnFn>(ptr) })
+    Some(unsafe { core::mem::transmute::<*mut c_void, SpawnFn>(ptr) })
 }
 
 /// Arguments of one `posix_spawn` call, passed through unchanged except path and argv.

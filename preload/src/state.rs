@@ -7,11 +7,11 @@
 //! at load time.
 
 use crate::sys::{self, CArray, CStrings, PATH_MAX};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use execgate_protocol::client::ClientError;
 use execgate_protocol::{LEGACY_WRAPPER_ENV, SOCKET_ENV, WRAPPER_ENV};
 use libc::{c_char, c_int};
-use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 /// The session socket as found at load time.
 #[derive(Clone, Copy)]

@@ -4,10 +4,10 @@
 //! Nothing here allocates, takes a lock or uses stdio: these run in a child between `fork`
 //! and `exec`, possibly of a multithreaded program.
 
+use core::ffi::CStr;
+use core::marker::PhantomData;
 use execgate_protocol::Sink;
 use libc::{c_char, c_int};
-use std::ffi::CStr;
-use std::marker::PhantomData;
 
 /// Largest path the shim handles in its stack buffers (Linux `PATH_MAX`, NUL included).
 pub const PATH_MAX: usize = libc::PATH_MAX as usize;
@@ -65,7 +65,7 @@ pub unsafe fn raw_execveat(fd: c_int, argv: CArray, envp: CArray) -> c_int {
 /// # Safety
 /// `path` is a NUL-terminated string.
 pub unsafe fn stat(path: *const c_char) -> Result<libc::stat, c_int> {
-    let mut st: libc::stat = std::mem::zeroed();
+    let mut st: libc::stat = core::mem::zeroed();
     if libc::stat(path, &mut st) == 0 {
         Ok(st)
     } else {
@@ -77,7 +77,7 @@ pub unsafe fn stat(path: *const c_char) -> Result<libc::stat, c_int> {
 pub fn fstat(fd: c_int) -> Result<libc::stat, c_int> {
     // SAFETY: fstat only writes into the zeroed buffer we own.
     unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
+        let mut st: libc::stat = core::mem::zeroed();
         if libc::fstat(fd, &mut st) == 0 {
             Ok(st)
         } else {
@@ -174,11 +174,11 @@ impl PtrArray {
     pub fn with_capacity(cap: usize) -> Option<Self> {
         let bytes = cap
             .checked_add(1)?
-            .checked_mul(std::mem::size_of::<usize>())?;
+            .checked_mul(core::mem::size_of::<usize>())?;
         // SAFETY: a fresh private anonymous mapping; zero-filled, so already NULL-terminated.
         let base = unsafe {
             libc::mmap(
-                std::ptr::null_mut(),
+                core::ptr::null_mut(),
                 bytes,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
@@ -413,7 +413,7 @@ impl StderrLine {
 }
 
 impl Sink for StderrLine {
-    type Error = std::convert::Infallible;
+    type Error = core::convert::Infallible;
 
     fn put(&mut self, bytes: &[u8]) -> Result<(), Self::Error> {
         StderrLine::put(self, bytes);
@@ -421,8 +421,8 @@ impl Sink for StderrLine {
     }
 }
 
-impl std::fmt::Write for StderrLine {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+impl core::fmt::Write for StderrLine {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
         self.put(s.as_bytes());
         Ok(())
     }
