@@ -8,8 +8,11 @@
 //!
 //! The server never trusts its clients: frames are size-checked before anything is
 //! allocated, anything malformed closes only that client's stream (the client then fails
-//! closed), and every client is served by its own task, so a stalled client blocks nobody.
-//! Dropping a [`Session`] kills the shell's process group and every escalated process group.
+//! closed), and a client that has to wait (for its own bytes, a decision, an escalated
+//! process) waits in a task of its own, so a stalled client blocks nobody. Execs that need
+//! no waiting are served start to finish by the session's acceptor thread, without a
+//! runtime round trip. Dropping a [`Session`] kills the shell's process group and every
+//! escalated process group.
 //!
 //! Must be used inside a Tokio runtime (multi-threaded or current-thread, with I/O and
 //! time enabled). Linux only for now.

@@ -7,8 +7,12 @@ use std::sync::Arc;
 
 /// Decides every exec of a session.
 ///
-/// Called concurrently, once per exec, from the task serving that exec; a slow decision
-/// (a person thinking) delays only that exec.
+/// Called concurrently, once per exec. The returned future is first polled on the
+/// session's acceptor thread (inside the runtime's context), so a decision that is ready at
+/// once costs no task switch; a decision that waits (a hook, a person thinking) continues
+/// as a task of its own and delays only that exec. So `decide` must not block its thread:
+/// blocking work belongs in `tokio::task::spawn_blocking`, else it holds up every exec of
+/// the session while it runs.
 #[async_trait]
 pub trait EscalationPolicy: Send + Sync + 'static {
     /// The verdict for one exec.

@@ -1,5 +1,14 @@
 //! The server side of the protocol: accept streams on the session's datagram socket and
-//! serve each exec on its own task.
+//! serve each exec.
+//!
+//! One thread, the acceptor, waits on the session socket in a blocking `recvmsg`, so an
+//! exec's handshake wakes it directly, with no reactor turn in between. It then serves the
+//! new stream inline for as long as nothing has to wait: read the request (a client that
+//! writes it before the handshake has it waiting in the socket buffer), ask the policy,
+//! write the verdict. The first thing that would wait (a request not fully sent yet, a
+//! policy that asks a hook or a person, an escalated process) hands the rest of that
+//! conversation to the session's Tokio runtime as a task of its own, so a slow exec never
+//! holds up the others.
 
 use crate::event::ExecEvent;
 use crate::policy::{kill_group, EscalationPolicy, ExecContext, SessionControl, Shared};
@@ -8,12 +17,15 @@ use crate::stream::{recv_with_fds, Stream, StreamError};
 use execgate_protocol::{
     parse_handshake, ClientMessage, ExecRequest, ExitStatus, ServerMessage, Verdict, HANDSHAKE_LEN,
 };
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
-use tokio::io::unix::AsyncFd;
+use tokio::runtime::Handle;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 
@@ -23,6 +35,8 @@ pub(crate) struct Server {
     pub(crate) shared: Arc<Shared>,
     pub(crate) events: Option<UnboundedSender<ExecEvent>>,
     pub(crate) next_id: AtomicU64,
+    /// Opens programs and starts escalated ones.
+    pub(crate) spawner: spawn::Spawner,
 }
 
 impl Server {
@@ -34,31 +48,125 @@ impl Server {
     }
 }
 
-/// Accepts streams on the session's datagram socket until the task is aborted. Aborting it
-/// also aborts every conversation it started.
-pub(crate) async fn accept_loop(socket: AsyncFd<OwnedFd>, server: Arc<Server>) {
-    let mut conversations = JoinSet::new();
+/// The conversations the acceptor handed to the runtime; aborted when the session ends.
+type Tasks = Mutex<JoinSet<()>>;
+
+/// The session's acceptor thread. Dropping it stops the thread (waiting for it, so the
+/// session socket is closed on return) and aborts every conversation still running.
+pub(crate) struct Acceptor {
+    socket: Arc<OwnedFd>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    tasks: Arc<Tasks>,
+}
+
+impl Acceptor {
+    /// Starts accepting on `socket` (the server's end of the session socketpair, in
+    /// blocking mode); conversations that must wait continue on `runtime`.
+    pub(crate) fn start(socket: OwnedFd, server: Arc<Server>, runtime: Handle) -> io::Result<Self> {
+        let socket = Arc::new(socket);
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = Arc::new(Tasks::default());
+        let thread = {
+            let (socket, stop, tasks) =
+                (Arc::clone(&socket), Arc::clone(&stop), Arc::clone(&tasks));
+            std::thread::Builder::new()
+                .name("execgate-accept".into())
+                .spawn(move || accept_loop(&socket, &server, &runtime, &stop, &tasks))?
+        };
+        Ok(Self {
+            socket,
+            stop,
+            thread: Some(thread),
+            tasks,
+        })
+    }
+}
+
+impl Drop for Acceptor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        // Wakes the blocked recvmsg (it returns 0), and clients see EPIPE from here on.
+        // SAFETY: shutdown on our own open socket.
+        unsafe { libc::shutdown(self.socket.as_raw_fd(), libc::SHUT_RD) };
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        // Dropping the set aborts every task in it.
+        drop(std::mem::take(
+            &mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner),
+        ));
+    }
+}
+
+/// The acceptor thread: accepts streams on `socket` until `stop` is set.
+fn accept_loop(
+    socket: &OwnedFd,
+    server: &Arc<Server>,
+    runtime: &Handle,
+    stop: &AtomicBool,
+    tasks: &Tasks,
+) {
+    // Policies and the streams' reactor registrations need the runtime's context.
+    let _runtime = runtime.enter();
+    let _closed = StopServing(socket);
     loop {
-        tokio::select! {
-            ready = socket.readable() => {
-                let mut guard = match ready {
-                    Ok(guard) => guard,
-                    Err(err) => {
-                        tracing::error!("session socket failed: {err}; no more execs are served");
-                        return;
-                    }
-                };
-                match guard.try_io(|inner| accept_one(inner.as_raw_fd())) {
-                    Ok(Ok(Some(stream))) => {
-                        let server = Arc::clone(&server);
-                        conversations.spawn(async move { serve_stream(stream, &server).await });
-                    }
-                    Ok(Ok(None)) => {}
-                    Ok(Err(err)) => tracing::debug!("session socket: {err}"),
-                    Err(_would_block) => {}
-                }
+        let accepted = accept_one(socket.as_raw_fd());
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        match accepted {
+            Ok(Some(stream)) => serve_new(stream, server, runtime, tasks),
+            Ok(None) => {}
+            Err(err) if err.raw_os_error() == Some(libc::EINTR) => {}
+            Err(err) => tracing::debug!("session socket: {err}"),
+        }
+    }
+}
+
+/// Ends serving when the acceptor thread ends, however it ends: later handshakes fail
+/// (EPIPE) and the streams of handshakes still queued are closed, so every waiting client
+/// fails closed at once instead of waiting for the session to be dropped.
+struct StopServing<'a>(&'a OwnedFd);
+
+impl Drop for StopServing<'_> {
+    fn drop(&mut self) {
+        let sock = self.0.as_raw_fd();
+        // SAFETY: shutdown on our own open socket.
+        unsafe { libc::shutdown(sock, libc::SHUT_RD) };
+        let mut buf = [0u8; HANDSHAKE_LEN + 1];
+        loop {
+            let mut fds = Vec::new();
+            match recv_with_fds(sock, &mut buf, &mut fds, libc::MSG_DONTWAIT) {
+                // Dropping `fds` closes the streams that came with the datagram.
+                Ok(n) if n > 0 || !fds.is_empty() => {}
+                Err(err) if err.raw_os_error() == Some(libc::EMSGSIZE) => {}
+                _ => return,
             }
-            Some(_) = conversations.join_next(), if !conversations.is_empty() => {}
+        }
+    }
+}
+
+/// Serves a new stream inline up to the first wait, then as a task on `runtime`.
+fn serve_new(fd: OwnedFd, server: &Arc<Server>, runtime: &Handle, tasks: &Tasks) {
+    let server = Arc::clone(server);
+    let mut conversation = Box::pin(async move { serve_stream(fd, &server).await });
+    // A waker that does nothing is enough: a conversation that returns Pending here is
+    // spawned, and the runtime polls it again at once with its own waker.
+    let mut cx = Context::from_waker(Waker::noop());
+    match catch_unwind(AssertUnwindSafe(|| conversation.as_mut().poll(&mut cx))) {
+        Ok(Poll::Ready(())) => {}
+        Ok(Poll::Pending) => {
+            let mut tasks = tasks.lock().unwrap_or_else(PoisonError::into_inner);
+            // Forget finished conversations, so the set holds only running ones.
+            while tasks.try_join_next().is_some() {}
+            tasks.spawn_on(conversation, runtime);
+        }
+        Err(_) => {
+            // As on a runtime task: the panic ends this conversation only; its stream closes
+            // and the client fails closed.
+            tracing::error!("serving an exec panicked; the exec is refused");
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(conversation)));
         }
     }
 }
@@ -68,7 +176,7 @@ pub(crate) async fn accept_loop(socket: AsyncFd<OwnedFd>, server: Arc<Server>) {
 fn accept_one(sock: std::os::fd::RawFd) -> io::Result<Option<OwnedFd>> {
     let mut buf = [0u8; HANDSHAKE_LEN + 1];
     let mut fds = Vec::new();
-    let n = match recv_with_fds(sock, &mut buf, &mut fds) {
+    let n = match recv_with_fds(sock, &mut buf, &mut fds, 0) {
         Ok(n) => n,
         Err(err) if err.raw_os_error() == Some(libc::EMSGSIZE) => {
             tracing::debug!("dropped a datagram with too many fds");
@@ -89,21 +197,21 @@ fn accept_one(sock: std::os::fd::RawFd) -> io::Result<Option<OwnedFd>> {
 
 /// Serves one exec from request to verdict (and, on escalation, to exit status).
 async fn serve_stream(fd: OwnedFd, server: &Server) {
-    let stream = match Stream::new(fd) {
+    let mut stream = match Stream::new(fd) {
         Ok(stream) => stream,
         Err(err) => {
             tracing::debug!("refused a client stream: {err}");
             return;
         }
     };
-    if let Err(err) = converse(&stream, server).await {
+    if let Err(err) = converse(&mut stream, server).await {
         tracing::debug!("client stream ended: {err}");
     }
 }
 
-async fn converse(stream: &Stream, server: &Server) -> Result<(), StreamError> {
-    // No timeout here: a person may take minutes to approve, and every client has its own
-    // task, so a stalled one blocks nobody.
+async fn converse(stream: &mut Stream, server: &Server) -> Result<(), StreamError> {
+    // No timeout here: a person may take minutes to approve, and a conversation that waits
+    // does so in its own task, so a stalled one blocks nobody.
     let mut fds = Vec::new();
     let payload = stream.read_frame(&mut fds).await?;
     let request = match ClientMessage::decode(&payload)? {
@@ -113,7 +221,7 @@ async fn converse(stream: &Stream, server: &Server) -> Result<(), StreamError> {
     drop(payload);
     let id = server.next_id.fetch_add(1, Ordering::Relaxed);
     let request = Arc::new(request);
-    let opened = spawn::open_program(&request);
+    let opened = server.spawner.open_program(&request);
     let program = match &opened {
         Ok(opened) => opened.canonical.clone(),
         Err(_) => spawn::request_path(&request),
@@ -132,19 +240,50 @@ async fn converse(stream: &Stream, server: &Server) -> Result<(), StreamError> {
             reason: b"the session has ended".to_vec(),
         };
     }
+    let frame = ServerMessage::Verdict(verdict.clone()).to_frame();
+    // The event must be on its channel before `Session::drop` returns, for every verdict a
+    // client may have acted on. On the acceptor (outside any task) the verdict goes out
+    // first, so the client is woken before the event's consumer: `Session::drop` waits for
+    // the acceptor, which emits right after the send. A task may be aborted between two
+    // polls, so there the event goes first, as before.
+    let sent = if tokio::task::try_id().is_none() {
+        stream.try_send(&frame)
+    } else {
+        0
+    };
     server.emit(ExecEvent::Decided {
         id,
         request: Arc::clone(&request),
         program,
         verdict: verdict.clone(),
     });
-    stream
-        .write_all(&ServerMessage::Verdict(verdict.clone()).to_frame())
-        .await?;
+    stream.write_all(&frame[sent..]).await?;
     if verdict != Verdict::Escalate {
         return Ok(());
     }
+    // Starting the process blocks its thread until the exec: never the acceptor's.
+    OffTheAcceptor { polled: false }.await;
     escalate(stream, server, id, &request, opened).await
+}
+
+/// Completes at once on a runtime task; on the acceptor thread (outside any task) it is
+/// Pending once, which hands the conversation over to the runtime.
+struct OffTheAcceptor {
+    polled: bool,
+}
+
+impl Future for OffTheAcceptor {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+        if self.polled || tokio::task::try_id().is_some() {
+            return Poll::Ready(());
+        }
+        // No wake needed: the acceptor spawns every conversation that returns Pending, and
+        // the runtime polls it at once.
+        self.polled = true;
+        Poll::Pending
+    }
 }
 
 fn protocol(what: &'static str) -> StreamError {
@@ -152,7 +291,7 @@ fn protocol(what: &'static str) -> StreamError {
 }
 
 async fn escalate(
-    stream: &Stream,
+    stream: &mut Stream,
     server: &Server,
     id: u64,
     request: &ExecRequest,
@@ -170,7 +309,7 @@ async fn escalate(
         return Err(protocol("duplicate fd target"));
     }
     let started = match opened {
-        Ok(program) => spawn::spawn(request, &program, &fds, &targets).await,
+        Ok(program) => server.spawner.spawn(request, &program, &fds, &targets),
         Err(err) => Err(spawn::SpawnError {
             errno: err.raw_os_error().unwrap_or(0),
             message: errno_text(&err),

@@ -2,7 +2,7 @@
 
 use crate::event::ExecEvent;
 use crate::policy::{EscalationPolicy, SessionControl, Shared};
-use crate::serve::{accept_loop, Server};
+use crate::serve::{Acceptor, Server};
 use execgate_protocol::{LEGACY_WRAPPER_ENV, SOCKET_ENV, WRAPPER_ENV};
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -15,7 +15,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 use tokio::sync::mpsc::UnboundedSender;
-use tokio::task::JoinHandle;
 
 /// How the shell's execs are routed to the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,13 +243,14 @@ impl SessionBuilder {
             shared: Arc::clone(&shared),
             events: self.events,
             next_id: AtomicU64::new(0),
+            spawner: crate::spawn::Spawner::new(),
         });
-        let socket = crate::stream::register(server_end).map_err(SessionError::Socket)?;
-        let task = tokio::spawn(accept_loop(socket, server));
+        let acceptor =
+            Acceptor::start(server_end, server, runtime.clone()).map_err(SessionError::Socket)?;
         let child = match cmd.spawn() {
             Ok(child) => child,
             Err(source) => {
-                task.abort();
+                drop(acceptor);
                 return Err(SessionError::Spawn {
                     shell: self.shell,
                     source,
@@ -264,12 +264,13 @@ impl SessionBuilder {
             child,
             pid,
             shared,
-            task,
+            _acceptor: acceptor,
         })
     }
 }
 
-/// A datagram socketpair, both ends close-on-exec, the server's end non-blocking.
+/// A datagram socketpair, both ends close-on-exec (the server's end is read by the
+/// acceptor thread in blocking mode).
 fn datagram_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut pair = [-1; 2];
     // SAFETY: socketpair writes two new fds into `pair`.
@@ -285,16 +286,7 @@ fn datagram_pair() -> io::Result<(OwnedFd, OwnedFd)> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: both fds are fresh and ours.
-    let (server, shell) = unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) };
-    // SAFETY: fcntl on our own fd.
-    unsafe {
-        let flags = libc::fcntl(server.as_raw_fd(), libc::F_GETFL);
-        if flags < 0 || libc::fcntl(server.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0
-        {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok((server, shell))
+    Ok(unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) })
 }
 
 /// A running intercepted shell and its server. Dropping it kills the shell's process group
@@ -303,7 +295,8 @@ pub struct Session {
     child: Child,
     pid: i32,
     shared: Arc<Shared>,
-    task: JoinHandle<()>,
+    /// Held for its Drop: stops serving and closes the session socket.
+    _acceptor: Acceptor,
 }
 
 impl Session {
@@ -356,6 +349,6 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.shared.kill_all(true);
-        self.task.abort();
+        // The acceptor's own Drop (a field) then stops serving.
     }
 }

@@ -13,20 +13,25 @@
 //! could run instead: put scripts you escalate where the sandbox cannot write.
 //!
 //! # The child
-//! Forked by hand (no `std::process::Command`: its internal error pipe could collide with
-//! the client's fd numbers), it only makes async-signal-safe calls: new process group,
-//! default signal dispositions and an empty mask, `chdir` to the request's cwd, the
-//! client's fds moved onto their targets with every other fd close-on-exec, and the
+//! Cloned by hand, vfork-style (`CLONE_VM | CLONE_VFORK`: no copy of the server's page
+//! tables, and the outcome of the exec is known when the clone returns; see
+//! [`Child::start`]). No `std::process::Command`: its internal error pipe could collide
+//! with the client's fd numbers. The child only makes async-signal-safe calls: default
+//! signal dispositions, new process group, an empty mask, `chdir` to the request's cwd,
+//! the client's fds moved onto their targets with every other fd close-on-exec, and the
 //! environment of the request minus [`crate::is_injection_var`] entries. A program without
-//! `#!` that the kernel refuses (`ENOEXEC`) is run with `/bin/sh`, as shells do.
+//! `#!` that the kernel refuses (`ENOEXEC`) is run with `/bin/sh`, as shells do. A failing
+//! step is reported with its errno; a child that dies before exec (a fault) shows up as a
+//! started process that died by a signal.
 
 use crate::env::is_injection_var;
 use execgate_protocol::{ExecRequest, ExitStatus};
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use tokio::io::unix::AsyncFd;
 
 /// The program of a request, opened once.
@@ -47,21 +52,184 @@ pub(crate) fn request_path(req: &ExecRequest) -> PathBuf {
     }
 }
 
-/// Opens the program of `req` and resolves its path.
-pub(crate) fn open_program(req: &ExecRequest) -> io::Result<OpenedProgram> {
-    let path = request_path(req);
-    let c_path = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: open with a valid C string; the result is a new fd we own.
-    let raw = unsafe { libc::open(c_path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
+/// This process's fd directory (`/proc/self/fd`), opened once per session: resolving the
+/// path of an opened program (every exec) is then one `readlinkat` in it rather than a
+/// lookup of `/proc/self/fd/N` from the root.
+#[derive(Debug)]
+pub(crate) struct FdDir(Option<OwnedFd>);
+
+impl FdDir {
+    /// Opens `/proc/self/fd`; without it (no `/proc`), paths are resolved the slow way.
+    pub(crate) fn open() -> Self {
+        // SAFETY: open with a valid C string; the result is a new fd we own.
+        let raw = unsafe {
+            libc::open(
+                c"/proc/self/fd".as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        // SAFETY: `raw`, when valid, is a fresh fd owned by nobody else.
+        Self((raw >= 0).then(|| unsafe { OwnedFd::from_raw_fd(raw) }))
     }
-    // SAFETY: `raw` is a fresh fd owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let canonical = std::fs::read_link(format!("/proc/self/fd/{raw}"))
-        .or_else(|_| std::fs::canonicalize(&path))?;
-    Ok(OpenedProgram { fd, canonical })
+
+    /// The path the open file `fd` was reached by, symlinks resolved.
+    fn path_of(&self, fd: RawFd) -> io::Result<PathBuf> {
+        if let Some(dir) = &self.0 {
+            let name = FdName::new(fd);
+            let mut buf = [0u8; libc::PATH_MAX as usize];
+            // SAFETY: `name` is a NUL-terminated string; readlinkat writes at most
+            // `buf.len()` bytes into `buf`.
+            let n = unsafe {
+                libc::readlinkat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                )
+            };
+            // A result filling the whole buffer may be cut: let std grow its buffer.
+            if n >= 0 && (n as usize) < buf.len() {
+                return Ok(PathBuf::from(OsStr::from_bytes(&buf[..n as usize])));
+            }
+        }
+        std::fs::read_link(format!("/proc/self/fd/{fd}"))
+    }
+
+    /// Opens the file `fd` refers to (e.g. one opened `O_PATH`) again, for reading.
+    fn reopen(&self, fd: RawFd) -> io::Result<std::fs::File> {
+        if let Some(dir) = &self.0 {
+            let name = FdName::new(fd);
+            // SAFETY: openat with a NUL-terminated name; the result is a new fd we own.
+            let raw = unsafe {
+                libc::openat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_RDONLY | libc::O_CLOEXEC,
+                )
+            };
+            if raw >= 0 {
+                // SAFETY: a fresh fd owned by nobody else.
+                return Ok(unsafe { std::fs::File::from_raw_fd(raw) });
+            }
+        }
+        std::fs::File::open(format!("/proc/self/fd/{fd}"))
+    }
+}
+
+/// An fd number as a NUL-terminated decimal string, without allocating.
+struct FdName {
+    buf: [u8; 12],
+    start: usize,
+}
+
+impl FdName {
+    fn new(fd: RawFd) -> Self {
+        let mut buf = [0u8; 12];
+        let mut start = buf.len() - 1; // keep the final NUL
+        let mut rest = fd.unsigned_abs();
+        loop {
+            start -= 1;
+            buf[start] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        Self { buf, start }
+    }
+
+    fn as_ptr(&self) -> *const libc::c_char {
+        self.buf[self.start..].as_ptr().cast()
+    }
+}
+
+/// What the escalations of a session share: the fd directory programs are resolved in,
+/// and the stacks children start on (kept for reuse: mapping and unmapping one for every
+/// spawn costs system calls and, in a multi-threaded server, a TLB shootdown on every CPU
+/// running one of its threads).
+#[derive(Debug)]
+pub(crate) struct Spawner {
+    fd_dir: FdDir,
+    stacks: Mutex<Vec<ChildStack>>,
+}
+
+impl Spawner {
+    /// Most stacks kept for reuse: one per spawn that may run at the same time.
+    const KEPT_STACKS: usize = 8;
+
+    pub(crate) fn new() -> Self {
+        Self {
+            fd_dir: FdDir::open(),
+            stacks: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Opens the program of `req` and resolves its path.
+    pub(crate) fn open_program(&self, req: &ExecRequest) -> io::Result<OpenedProgram> {
+        let path = request_path(req);
+        let c_path = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: open with a valid C string; the result is a new fd we own.
+        let raw = unsafe { libc::open(c_path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh fd owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let canonical = self
+            .fd_dir
+            .path_of(raw)
+            .or_else(|_| std::fs::canonicalize(&path))?;
+        Ok(OpenedProgram { fd, canonical })
+    }
+
+    /// Starts `program` for `req` with `fds[i]` on fd number `targets[i]`.
+    pub(crate) fn spawn(
+        &self,
+        req: &ExecRequest,
+        program: &OpenedProgram,
+        fds: &[OwnedFd],
+        targets: &[i32],
+    ) -> Result<EscalatedChild, SpawnError> {
+        let st = fstat(program.fd.as_raw_fd()).map_err(|e| SpawnError::new("stat", e))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(SpawnError::new(
+                "not a regular file",
+                io::Error::from_raw_os_error(libc::EACCES),
+            ));
+        }
+        let script = is_script(program, &self.fd_dir);
+        if script {
+            let now = std::fs::metadata(&program.canonical)
+                .map_err(|e| SpawnError::new("stat script", e))?;
+            if std::os::unix::fs::MetadataExt::ino(&now) != st.st_ino
+                || std::os::unix::fs::MetadataExt::dev(&now) != st.st_dev
+            {
+                return Err(SpawnError {
+                    errno: libc::ESTALE,
+                    message: "the script was replaced after the policy judged it".to_string(),
+                });
+            }
+        }
+        let child = Child::prepare(req, program, fds, targets, script)?;
+        let stack = match self.lock_stacks().pop() {
+            Some(stack) => stack,
+            None => ChildStack::new().map_err(|e| SpawnError::new("child stack", e))?,
+        };
+        let started = child.start(&stack);
+        let mut stacks = self.lock_stacks();
+        if stacks.len() < Self::KEPT_STACKS {
+            stacks.push(stack);
+        }
+        started
+    }
+
+    fn lock_stacks(&self) -> std::sync::MutexGuard<'_, Vec<ChildStack>> {
+        // A Vec of mappings has no invariant a panic could break.
+        self.stacks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 fn fstat(fd: RawFd) -> io::Result<libc::stat> {
@@ -75,13 +243,12 @@ fn fstat(fd: RawFd) -> io::Result<libc::stat> {
 
 /// True when the opened file starts with `#!` (unreadable files are treated as binaries:
 /// an interpreter could not read them either).
-fn is_script(program: &OpenedProgram) -> bool {
-    let proc_path = format!("/proc/self/fd/{}", program.fd.as_raw_fd());
-    let Ok(mut file) = std::fs::File::open(proc_path) else {
+fn is_script(program: &OpenedProgram, fd_dir: &FdDir) -> bool {
+    let Ok(file) = fd_dir.reopen(program.fd.as_raw_fd()) else {
         return false;
     };
     let mut magic = [0u8; 2];
-    io::Read::read_exact(&mut file, &mut magic).is_ok() && &magic == b"#!"
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut magic, 0).is_ok() && &magic == b"#!"
 }
 
 /// A started escalated process. Dropping it before it was reaped kills and reaps it.
@@ -167,51 +334,20 @@ pub(crate) fn errno_text(err: &io::Error) -> String {
     }
 }
 
-/// Steps the child reports on its error pipe.
+/// Steps the child reports on failure (0: no failure reported).
 const STEP_CHDIR: u8 = 1;
 const STEP_FDS: u8 = 2;
 const STEP_EXEC: u8 = 3;
 
-/// Starts `program` for `req` with `fds[i]` on fd number `targets[i]`.
-pub(crate) async fn spawn(
-    req: &ExecRequest,
-    program: &OpenedProgram,
-    fds: &[OwnedFd],
-    targets: &[i32],
-) -> Result<EscalatedChild, SpawnError> {
-    let st = fstat(program.fd.as_raw_fd()).map_err(|e| SpawnError::new("stat", e))?;
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        return Err(SpawnError::new(
-            "not a regular file",
-            io::Error::from_raw_os_error(libc::EACCES),
-        ));
-    }
-    let script = is_script(program);
-    if script {
-        let now =
-            std::fs::metadata(&program.canonical).map_err(|e| SpawnError::new("stat script", e))?;
-        if std::os::unix::fs::MetadataExt::ino(&now) != st.st_ino
-            || std::os::unix::fs::MetadataExt::dev(&now) != st.st_dev
-        {
-            return Err(SpawnError {
-                errno: libc::ESTALE,
-                message: "the script was replaced after the policy judged it".to_string(),
-            });
-        }
-    }
-    let child = Child::prepare(req, program, fds, targets, script)?;
-    child.start().await
-}
-
-/// Everything the forked child needs, prepared before `fork` so the child never allocates.
+/// Everything the child needs, prepared before it is cloned so it never allocates.
 struct Child {
-    path: CString,
-    cwd: CString,
-    /// Owners of the strings `argv_ptrs`, `env_ptrs` and `sh_ptrs` point into.
+    /// Every string the child needs, NUL-terminated, in one allocation (dozens of
+    /// environment entries would otherwise be dozens of allocations per spawn). The
+    /// pointers below point into it; it is never changed once they are taken.
     #[allow(dead_code)]
-    argv: Vec<CString>,
-    #[allow(dead_code)]
-    env: Vec<CString>,
+    strings: Vec<u8>,
+    path: *const libc::c_char,
+    cwd: *const libc::c_char,
     argv_ptrs: Vec<*const libc::c_char>,
     env_ptrs: Vec<*const libc::c_char>,
     sh_ptrs: Vec<*const libc::c_char>,
@@ -221,19 +357,139 @@ struct Child {
     pairs: Vec<(RawFd, RawFd)>,
     /// Scratch space for the sources' temporary numbers, filled in the child.
     moved: Vec<RawFd>,
-    /// The targets, sorted.
-    sorted_targets: Vec<RawFd>,
+    /// Where the sources are moved first: above every target, so no `dup2` onto a target
+    /// can clobber a source that is still needed.
+    floor: RawFd,
+    /// The fd ranges around the targets, to be marked close-on-exec.
+    gaps: Vec<(RawFd, RawFd)>,
+    /// The highest signal number (`SIGRTMAX`).
+    max_signal: libc::c_int,
+    /// Written by the child when it gives up: the failing step (one of `STEP_*`) and its
+    /// errno. Stays `(0, 0)` when the child exec'd.
+    report: (u8, i32),
 }
 
-// SAFETY: the raw pointers point into CStrings owned by the same struct, which move with
-// it and are never shared: sending the struct to another thread is sound.
+// SAFETY: the raw pointers point into `strings`, owned by the same struct (a heap buffer,
+// which does not move with it), and are never shared: sending the struct to another thread
+// is sound.
 unsafe impl Send for Child {}
 
-fn cstring(bytes: &[u8], what: &str) -> Result<CString, SpawnError> {
-    CString::new(bytes).map_err(|_| SpawnError {
-        errno: libc::EINVAL,
-        message: format!("NUL byte in {what}"),
-    })
+/// Builds [`Child::strings`]: appends NUL-terminated strings, returning their offsets.
+struct Strings(Vec<u8>);
+
+impl Strings {
+    fn push(&mut self, bytes: &[u8], what: &str) -> Result<usize, SpawnError> {
+        if bytes.contains(&0) {
+            return Err(SpawnError {
+                errno: libc::EINVAL,
+                message: format!("NUL byte in {what}"),
+            });
+        }
+        let at = self.0.len();
+        self.0.extend_from_slice(bytes);
+        self.0.push(0);
+        Ok(at)
+    }
+}
+
+/// A child's stack, with a guard page below it so an overflow faults instead of writing
+/// into the server's memory, which the child shares. Free for reuse once the child it was
+/// given to has exec'd or exited: the exec'd program has a memory of its own.
+#[derive(Debug)]
+struct ChildStack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+// SAFETY: the mapping is owned by this value alone; moving that ownership to another
+// thread is sound.
+unsafe impl Send for ChildStack {}
+
+impl ChildStack {
+    /// Plenty for `run_child` (a few frames of plain system calls), even unoptimised; pages
+    /// never touched cost nothing.
+    const SIZE: usize = 256 << 10;
+
+    fn new() -> io::Result<Self> {
+        // SAFETY: sysconf has no memory effects.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let len = Self::SIZE + page;
+        // SAFETY: a fresh private anonymous mapping, owned by the returned value.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let stack = Self { base, len };
+        // SAFETY: the lowest page of our own mapping.
+        if unsafe { libc::mprotect(base, page, libc::PROT_NONE) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(stack)
+    }
+
+    /// The initial stack pointer (the stack grows down; page-aligned, so 16-byte aligned).
+    fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of our mapping.
+        unsafe { self.base.cast::<u8>().add(self.len).cast() }
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping; no child runs on it any more.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+/// Sets the calling thread's signal mask to `mask` (all 64 signals, glibc's internal ones
+/// included: the raw system call) and returns the previous one.
+fn set_thread_sigmask(mask: u64) -> u64 {
+    let mut old: u64 = 0;
+    // SAFETY: rt_sigprocmask reads and writes 8-byte kernel sigsets we own.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &raw const mask,
+            &raw mut old,
+            std::mem::size_of::<u64>(),
+        );
+    }
+    old
+}
+
+/// Resets `sig` to its default disposition with the raw `rt_sigaction` system call; 0 on
+/// success. Async-signal-safe.
+fn set_default_disposition(sig: libc::c_int) -> libc::c_long {
+    // All zeros is "SIG_DFL, no flags, empty mask" in every architecture's layout of the
+    // kernel's struct sigaction (32 bytes cover the largest).
+    let default = [0u64; 4];
+    // SAFETY: rt_sigaction reads the zeroed struct we own and writes nothing back.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            default.as_ptr(),
+            std::ptr::null_mut::<libc::c_void>(),
+            std::mem::size_of::<u64>(),
+        )
+    }
+}
+
+/// The child's entry point: `arg` is the `Child` that [`Child::start`] cloned us with.
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` points to the parent's `Child`, which the parent does not touch until
+    // we exec or exit (CLONE_VFORK suspends it); we only run async-signal-safe calls.
+    unsafe { (*arg.cast::<Child>()).run_child() }
 }
 
 impl Child {
@@ -244,33 +500,47 @@ impl Child {
         targets: &[i32],
         script: bool,
     ) -> Result<Self, SpawnError> {
-        let path = cstring(program.canonical.as_os_str().as_bytes(), "program path")?;
-        let cwd = cstring(&req.cwd, "cwd")?;
+        let path = program.canonical.as_os_str().as_bytes();
+        let env: Vec<&[u8]> = req
+            .env
+            .iter()
+            .map(Vec::as_slice)
+            .filter(|e| !is_injection_var(e))
+            .collect();
+        let size = path.len()
+            + req.cwd.len()
+            + req.argv.iter().chain(&req.env).map(Vec::len).sum::<usize>()
+            + req.argv.len()
+            + env.len()
+            + 2;
+        let mut strings = Strings(Vec::with_capacity(size));
+        let path = strings.push(path, "program path")?;
+        let cwd = strings.push(&req.cwd, "cwd")?;
         let argv = req
             .argv
             .iter()
-            .map(|a| cstring(a, "argv"))
+            .map(|a| strings.push(a, "argv"))
             .collect::<Result<Vec<_>, _>>()?;
-        let env = req
-            .env
+        let env = env
             .iter()
-            .filter(|e| !is_injection_var(e))
-            .map(|e| cstring(e, "environment"))
+            .map(|e| strings.push(e, "environment"))
             .collect::<Result<Vec<_>, _>>()?;
-        let terminated = |items: &[&CStr]| -> Vec<*const libc::c_char> {
-            let mut ptrs: Vec<_> = items.iter().map(|c| c.as_ptr()).collect();
+        // All pushed: `strings` is final, pointers into it stay valid.
+        let strings = strings.0;
+        let at = |offset: usize| -> *const libc::c_char { strings[offset..].as_ptr().cast() };
+        let terminated = |offsets: &[usize]| -> Vec<*const libc::c_char> {
+            let mut ptrs = Vec::with_capacity(offsets.len() + 2);
+            ptrs.extend(offsets.iter().map(|&o| at(o)));
             ptrs.push(std::ptr::null());
             ptrs
         };
-        let argv_refs: Vec<&CStr> = argv.iter().map(CString::as_c_str).collect();
-        let env_refs: Vec<&CStr> = env.iter().map(CString::as_c_str).collect();
-        let sh_refs: Vec<&CStr> = [c"/bin/sh", path.as_c_str()]
-            .into_iter()
-            .chain(argv.iter().skip(1).map(CString::as_c_str))
-            .collect();
-        let argv_ptrs = terminated(&argv_refs);
-        let env_ptrs = terminated(&env_refs);
-        let sh_ptrs = terminated(&sh_refs);
+        let argv_ptrs = terminated(&argv);
+        let env_ptrs = terminated(&env);
+        let mut sh_ptrs = Vec::with_capacity(argv.len() + 2);
+        sh_ptrs.extend([c"/bin/sh".as_ptr(), at(path)]);
+        sh_ptrs.extend(argv.iter().skip(1).map(|&o| at(o)));
+        sh_ptrs.push(std::ptr::null());
+        let (path, cwd) = (at(path), at(cwd));
         let pairs: Vec<(RawFd, RawFd)> = fds
             .iter()
             .map(AsRawFd::as_raw_fd)
@@ -278,11 +548,25 @@ impl Child {
             .collect();
         let mut sorted_targets: Vec<RawFd> = targets.to_vec();
         sorted_targets.sort_unstable();
+        // Computed here, saturating: the child must not do arithmetic that could panic.
+        let floor = sorted_targets
+            .last()
+            .map_or(3, |t| t.saturating_add(1).max(3));
+        let mut gaps = Vec::with_capacity(sorted_targets.len() + 1);
+        let mut low: RawFd = 0;
+        for &target in &sorted_targets {
+            if target > low {
+                gaps.push((low, target - 1));
+            }
+            low = low.max(target.saturating_add(1));
+        }
+        if sorted_targets.last() != Some(&RawFd::MAX) {
+            gaps.push((low, RawFd::MAX));
+        }
         Ok(Self {
+            strings,
             path,
             cwd,
-            argv,
-            env,
             argv_ptrs,
             env_ptrs,
             sh_ptrs,
@@ -290,49 +574,45 @@ impl Child {
             script,
             moved: vec![-1; pairs.len()],
             pairs,
-            sorted_targets,
+            floor,
+            gaps,
+            max_signal: libc::SIGRTMAX(),
+            report: (0, 0),
         })
     }
 
-    async fn start(mut self) -> Result<EscalatedChild, SpawnError> {
-        let mut pipe = [-1; 2];
-        // SAFETY: pipe2 writes two new fds into `pipe`.
-        if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
-            return Err(SpawnError::new("pipe", io::Error::last_os_error()));
-        }
-        // SAFETY: both fds are fresh and ours.
-        let (read_end, write_end) =
-            unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
-        // SAFETY: the child runs only `run_child`, which makes async-signal-safe calls on
-        // memory prepared before the fork, and never returns.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(SpawnError::new("fork", io::Error::last_os_error()));
-        }
-        if pid == 0 {
-            // SAFETY: see above; we are the child.
-            unsafe { self.run_child(write_end.as_raw_fd()) }
-        }
-        drop(write_end);
-        // From here on the child exists: EscalatedChild's Drop kills and reaps it on error.
-        let pidfd = pidfd_open(pid).map_err(|e| {
-            // SAFETY: our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
-            }
-            SpawnError::new("pidfd_open", e)
-        })?;
-        let mut child = EscalatedChild {
-            pid,
-            pidfd: crate::stream::register(pidfd).map_err(|e| SpawnError::new("pidfd", e))?,
-            reaped: false,
+    /// Clones the child vfork-style (`CLONE_VM | CLONE_VFORK`): no page tables to copy,
+    /// however large the server, and this thread resumes only once the child has exec'd or
+    /// given up, so the outcome is known on return, from `report`, without a pipe.
+    ///
+    /// The child shares our memory while other threads keep running, so it follows the
+    /// vfork rules: its own stack, nothing allocated, no locks, writes only to `self`
+    /// (which this thread, suspended, does not touch meanwhile). Every signal is blocked
+    /// around the clone, so no handler of ours can run in the child before it has reset
+    /// every disposition to the default.
+    fn start(mut self, stack: &ChildStack) -> Result<EscalatedChild, SpawnError> {
+        let saved_mask = set_thread_sigmask(!0);
+        // SAFETY: the child runs `child_main` on its own stack and only calls
+        // async-signal-safe functions on memory prepared before; it never returns (it
+        // execs or `_exit`s). SIGCHLD as exit signal makes it an ordinary child to
+        // `waitpid` (exec would make it one anyway).
+        let pid = unsafe {
+            libc::clone(
+                child_main,
+                stack.top(),
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                (&raw mut self).cast(),
+            )
         };
-        let report = read_report(read_end)
-            .await
-            .map_err(|e| SpawnError::new("spawn report", e))?;
-        if let Some((step, errno)) = report {
-            let _ = child.wait().await;
+        let clone_error = io::Error::last_os_error();
+        set_thread_sigmask(saved_mask);
+        if pid < 0 {
+            return Err(SpawnError::new("clone", clone_error));
+        }
+        // SAFETY: the child is done with `self` (it exec'd or exited): read what it wrote.
+        let (step, errno) = unsafe { std::ptr::read_volatile(&raw const self.report) };
+        if step != 0 {
+            reap(pid);
             let step = match step {
                 STEP_CHDIR => "cannot change to the working directory",
                 STEP_FDS => "cannot set up file descriptors",
@@ -340,54 +620,71 @@ impl Child {
             };
             return Err(SpawnError::new(step, io::Error::from_raw_os_error(errno)));
         }
-        Ok(child)
+        // From here on the child exists: EscalatedChild's Drop kills and reaps it on error.
+        let pidfd = pidfd_open(pid)
+            .map_err(|e| SpawnError::new("pidfd_open", e))
+            .and_then(|fd| crate::stream::register(fd).map_err(|e| SpawnError::new("pidfd", e)));
+        match pidfd {
+            Ok(pidfd) => Ok(EscalatedChild {
+                pid,
+                pidfd,
+                reaped: false,
+            }),
+            Err(err) => {
+                // SAFETY: our own unreaped child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                reap(pid);
+                Err(err)
+            }
+        }
     }
 
-    /// In the forked child: set up and exec, or report the failing step on `report_fd` and
+    /// In the child: set up and exec, or record the failing step in `report` and
     /// `_exit(127)`.
     ///
     /// # Safety
-    /// Only call in the child of `fork`.
-    unsafe fn run_child(&mut self, report_fd: RawFd) -> ! {
+    /// Only call in the child cloned by [`Child::start`].
+    unsafe fn run_child(&mut self) -> ! {
         let errno = || {
             io::Error::last_os_error()
                 .raw_os_error()
                 .unwrap_or(libc::EIO)
         };
-        let fail = |fd: RawFd, step: u8, errno: i32| -> ! {
-            let mut msg = [0u8; 5];
-            msg[0] = step;
-            msg[1..].copy_from_slice(&errno.to_le_bytes());
-            libc::write(fd, msg.as_ptr().cast(), 5);
-            libc::_exit(127)
-        };
+        // Dispositions first, while every signal is still blocked: a handler of the
+        // server's must never run here, and an ignored signal would stay ignored across
+        // exec. The raw system call, because glibc's wrapper refuses its two internal
+        // signals, which a server started with posix_spawn inherits ignored.
+        for sig in 1..=self.max_signal {
+            if set_default_disposition(sig) != 0 {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
         libc::setpgid(0, 0);
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        for sig in 1..libc::SIGRTMAX() {
-            libc::signal(sig, libc::SIG_DFL);
+        set_thread_sigmask(0);
+        if libc::chdir(self.cwd) != 0 {
+            self.fail(STEP_CHDIR, errno());
         }
-        if libc::chdir(self.cwd.as_ptr()) != 0 {
-            fail(report_fd, STEP_CHDIR, errno());
-        }
-        // Move every source (and our own fds) above all targets, so no dup2 below can
+        // Move every source (and the program fd) above all targets, so no dup2 below can
         // clobber an fd that is still needed.
-        let floor = self.sorted_targets.last().map_or(3, |t| (t + 1).max(3));
-        for (i, &(src, _)) in self.pairs.iter().enumerate() {
-            let moved = libc::fcntl(src, libc::F_DUPFD_CLOEXEC, floor);
+        for i in 0..self.pairs.len() {
+            let moved = libc::fcntl(self.pairs[i].0, libc::F_DUPFD_CLOEXEC, self.floor);
             if moved < 0 {
-                fail(report_fd, STEP_FDS, errno());
+                self.fail(STEP_FDS, errno());
             }
             self.moved[i] = moved;
         }
-        let prog = libc::fcntl(self.prog_fd, libc::F_DUPFD_CLOEXEC, floor);
-        let report = libc::fcntl(report_fd, libc::F_DUPFD_CLOEXEC, floor);
-        if prog < 0 || report < 0 {
-            fail(report_fd, STEP_FDS, errno());
+        let prog = libc::fcntl(self.prog_fd, libc::F_DUPFD_CLOEXEC, self.floor);
+        if prog < 0 {
+            self.fail(STEP_FDS, errno());
         }
         let (step, err) = self.map_and_exec(prog);
-        fail(report, step, err)
+        self.fail(step, err)
+    }
+
+    /// In the child: records why it gives up, for the parent to read, and exits.
+    unsafe fn fail(&mut self, step: u8, errno: i32) -> ! {
+        std::ptr::write_volatile(&raw mut self.report, (step, errno));
+        libc::_exit(127)
     }
 
     unsafe fn map_and_exec(&mut self, prog: RawFd) -> (u8, i32) {
@@ -401,20 +698,11 @@ impl Child {
                 return (STEP_FDS, errno());
             }
         }
-        let mut low: RawFd = 0;
-        for &target in &self.sorted_targets {
-            if target > low {
-                cloexec_range(low, target - 1);
-            }
-            low = low.max(target + 1);
+        for &(low, high) in &self.gaps {
+            cloexec_range(low, high);
         }
-        cloexec_range(low, RawFd::MAX);
         if self.script {
-            libc::execve(
-                self.path.as_ptr(),
-                self.argv_ptrs.as_ptr(),
-                self.env_ptrs.as_ptr(),
-            );
+            libc::execve(self.path, self.argv_ptrs.as_ptr(), self.env_ptrs.as_ptr());
         } else {
             libc::syscall(
                 libc::SYS_execveat,
@@ -435,6 +723,17 @@ impl Child {
             err = errno();
         }
         (STEP_EXEC, err)
+    }
+}
+
+/// Waits for our own child `pid` to end (it already has, or is about to).
+fn reap(pid: libc::pid_t) {
+    loop {
+        // SAFETY: waitpid on our own child; a null status pointer is allowed.
+        let rc = unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        if rc >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
     }
 }
 
@@ -475,39 +774,173 @@ fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// Reads the child's report: `None` when exec succeeded (the pipe closed empty).
-async fn read_report(read_end: OwnedFd) -> io::Result<Option<(u8, i32)>> {
-    let fd = crate::stream::register(read_end)?;
-    let mut msg = [0u8; 5];
-    let mut got = 0;
-    loop {
-        let mut guard = fd.readable().await?;
-        let res = guard.try_io(|inner| {
-            // SAFETY: reading into our buffer.
-            let n = unsafe {
-                libc::read(
-                    inner.as_raw_fd(),
-                    msg[got..].as_mut_ptr().cast(),
-                    msg.len() - got,
-                )
-            };
-            if n < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
-        });
-        match res {
-            Ok(Ok(0)) => {
-                return Ok(match got {
-                    0 => None,
-                    5 => Some((msg[0], i32::from_le_bytes([msg[1], msg[2], msg[3], msg[4]]))),
-                    _ => Some((STEP_EXEC, libc::EIO)),
-                })
-            }
-            Ok(Ok(n)) => got += n,
-            Ok(Err(err)) => return Err(err),
-            Err(_would_block) => continue,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn request(program: &str, argv: &[&str], cwd: &str) -> ExecRequest {
+        ExecRequest {
+            program: program.as_bytes().to_vec(),
+            argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
+            cwd: cwd.as_bytes().to_vec(),
+            env: vec![b"PATH=/usr/bin:/bin".to_vec()],
         }
+    }
+
+    /// A close-on-exec pipe: (read end, write end).
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        let mut fds = [-1; 2];
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    }
+
+    fn read_all(fd: OwnedFd) -> String {
+        let mut text = String::new();
+        std::fs::File::from(fd).read_to_string(&mut text).unwrap();
+        text
+    }
+
+    /// Spawns `req` with `fds` on `targets` (dropping our copies), waits for it, and
+    /// returns its pid and status.
+    async fn run(
+        req: ExecRequest,
+        fds: Vec<OwnedFd>,
+        targets: Vec<i32>,
+    ) -> Result<(i32, ExitStatus), SpawnError> {
+        let spawner = Spawner::new();
+        let opened = spawner.open_program(&req).expect("open the program");
+        let mut child = spawner.spawn(&req, &opened, &fds, &targets)?;
+        drop(fds);
+        let status = child.wait().await.expect("wait");
+        Ok((child.pid(), status))
+    }
+
+    #[tokio::test]
+    async fn fds_land_on_their_targets_when_targets_are_each_others_sources() {
+        let (r1, w1) = pipe();
+        let (r2, w2) = pipe();
+        // Each source goes to the other's number: moving either one first without care
+        // would clobber the other.
+        let (t1, t2) = (w2.as_raw_fd(), w1.as_raw_fd());
+        let script = format!("echo one > /dev/fd/{t1}; echo two > /dev/fd/{t2}");
+        let req = request("/bin/sh", &["sh", "-c", &script], "/");
+        let (_, status) = run(req, vec![w1, w2], vec![t1, t2]).await.unwrap();
+        assert_eq!(status, ExitStatus::Code(0));
+        assert_eq!(read_all(r1), "one\n");
+        assert_eq!(read_all(r2), "two\n");
+    }
+
+    #[tokio::test]
+    async fn only_the_passed_fds_reach_the_child() {
+        let (r, w) = pipe();
+        // An fd of ours without close-on-exec must not reach the child.
+        let stray = unsafe { OwnedFd::from_raw_fd(libc::dup(r.as_raw_fd())) };
+        let script = format!(
+            "if [ -e /dev/fd/{} ]; then echo leaked; else echo closed; fi",
+            stray.as_raw_fd()
+        );
+        let req = request("/bin/sh", &["sh", "-c", &script], "/");
+        let (_, status) = run(req, vec![w], vec![1]).await.unwrap();
+        assert_eq!(status, ExitStatus::Code(0));
+        assert_eq!(read_all(r), "closed\n");
+    }
+
+    #[tokio::test]
+    async fn the_child_has_its_own_group_default_signals_and_an_empty_mask() {
+        // This thread (the one that clones: a current-thread runtime) blocks SIGUSR1, and
+        // Rust ignores SIGPIPE: neither may reach the child.
+        let mut usr1: libc::sigset_t = unsafe { std::mem::zeroed() };
+        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        unsafe {
+            libc::sigemptyset(&mut usr1);
+            libc::sigaddset(&mut usr1, libc::SIGUSR1);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &usr1, &mut old);
+        }
+        let (r, w) = pipe();
+        let req = request("/bin/cat", &["cat", "/proc/self/status"], "/");
+        let (_, status) = run(req, vec![w], vec![1]).await.unwrap();
+        let (r2, w2) = pipe();
+        let req = request("/bin/cat", &["cat", "/proc/self/stat"], "/");
+        let (pid, status2) = run(req, vec![w2], vec![1]).await.unwrap();
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+        assert_eq!(
+            (status, status2),
+            (ExitStatus::Code(0), ExitStatus::Code(0))
+        );
+        let text = read_all(r);
+        for field in ["SigBlk", "SigIgn"] {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(field))
+                .unwrap_or_else(|| panic!("no {field} in {text}"));
+            assert!(line.ends_with("\t0000000000000000"), "{line}");
+        }
+        // "pid (comm) state ppid pgrp ...": the child leads its own process group.
+        let stat = read_all(r2);
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        let pgrp: i32 = after_comm.split(' ').nth(2).unwrap().parse().unwrap();
+        assert_eq!(pgrp, pid, "{stat}");
+    }
+
+    #[tokio::test]
+    async fn a_failing_step_is_reported_with_its_errno() {
+        let err = run(
+            request("/bin/true", &["true"], "/nonexistent/dir"),
+            vec![],
+            vec![],
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.errno, libc::ENOENT);
+        assert_eq!(
+            err.message,
+            "cannot change to the working directory: No such file or directory"
+        );
+
+        // No fd can have this number.
+        let (_r, w) = pipe();
+        let err = run(
+            request("/bin/true", &["true"], "/"),
+            vec![w],
+            vec![RawFd::MAX],
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.message.starts_with("cannot set up file descriptors: "),
+            "{}",
+            err.message
+        );
+
+        // Not executable, even for root: the kernel refuses the exec itself.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        std::fs::write(&path, "not a program\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let path = path.to_str().unwrap();
+        let err = run(request(path, &["data"], "/"), vec![], vec![])
+            .await
+            .unwrap_err();
+        assert_eq!(err.errno, libc::EACCES);
+        assert_eq!(err.message, "cannot execute: Permission denied");
+    }
+
+    #[tokio::test]
+    async fn a_program_without_a_shebang_is_run_by_sh_and_statuses_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plain");
+        std::fs::write(&path, "echo \"from sh: $1\"\nexit 7\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (r, w) = pipe();
+        let req = request(path.to_str().unwrap(), &["plain", "arg"], "/");
+        let (_, status) = run(req, vec![w], vec![1]).await.unwrap();
+        assert_eq!(status, ExitStatus::Code(7));
+        assert_eq!(read_all(r), "from sh: arg\n");
+
+        let req = request("/bin/sh", &["sh", "-c", "kill -9 $$"], "/");
+        let (_, status) = run(req, vec![], vec![]).await.unwrap();
+        assert_eq!(status, ExitStatus::Signal(libc::SIGKILL));
     }
 }

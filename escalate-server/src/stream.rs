@@ -1,4 +1,9 @@
 //! Frames over one client's stream socket, with the fds passed alongside them.
+//!
+//! Every call first tries the socket directly (`MSG_DONTWAIT`) and registers the stream
+//! with the Tokio reactor only when a call would block: a client that wrote its request
+//! before handing the stream over, and reads its verdict at once, is served with no reactor
+//! round trip at all.
 
 use execgate_protocol::{frame_len, ProtocolError, MAX_FDS};
 use std::io;
@@ -32,42 +37,81 @@ pub(crate) fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     Ok(unsafe { AsyncFd::register(fd) }?)
 }
 
-/// One client's stream: a connected `AF_UNIX` stream socket.
+/// An fd number borrowed from the [`Stream`] that owns it, for the reactor.
+struct Registered(RawFd);
+
+impl AsRawFd for Registered {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// One client's stream: a connected `AF_UNIX` stream socket. Every socket call passes
+/// `MSG_DONTWAIT`, so the fd needs no `O_NONBLOCK` (one `fcntl` pair less per exec).
 pub(crate) struct Stream {
-    fd: AsyncFd<OwnedFd>,
+    /// The reactor registration, made on the first call that would block. Declared before
+    /// `fd` so it is deregistered before the fd closes.
+    reactor: Option<AsyncFd<Registered>>,
+    fd: OwnedFd,
+}
+
+/// Which way a call would have blocked.
+#[derive(Clone, Copy)]
+enum Direction {
+    Read,
+    Write,
 }
 
 impl Stream {
     /// Wraps a received fd after checking that it is a stream socket.
     pub(crate) fn new(fd: OwnedFd) -> io::Result<Self> {
-        let raw = fd.as_raw_fd();
         let mut kind: libc::c_int = 0;
         let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: getsockopt writes an int into `kind`; fcntl only changes fd flags.
-        unsafe {
-            if libc::getsockopt(
-                raw,
+        // SAFETY: getsockopt writes an int into `kind`.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
                 libc::SOL_SOCKET,
                 libc::SO_TYPE,
                 (&raw mut kind).cast(),
                 &mut len,
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            if kind != libc::SOCK_STREAM {
-                return Err(io::Error::from_raw_os_error(libc::EPROTOTYPE));
-            }
-            let flags = libc::fcntl(raw, libc::F_GETFL);
-            if flags < 0 || libc::fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
-                return Err(io::Error::last_os_error());
-            }
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
         }
-        Ok(Self { fd: register(fd)? })
+        if kind != libc::SOCK_STREAM {
+            return Err(io::Error::from_raw_os_error(libc::EPROTOTYPE));
+        }
+        Ok(Self { reactor: None, fd })
+    }
+
+    /// Waits until the socket is ready in `direction`, registering it on first use.
+    async fn ready(&mut self, direction: Direction) -> io::Result<()> {
+        if self.reactor.is_none() {
+            // SAFETY: `self.fd` stays open and unchanged until the registration is dropped,
+            // which happens first (field order).
+            let registered = unsafe { AsyncFd::register(Registered(self.fd.as_raw_fd())) }?;
+            self.reactor = Some(registered);
+        }
+        let Some(reactor) = &self.reactor else {
+            unreachable!("registered above")
+        };
+        // The call that sent us here saw EAGAIN, so clearing the readiness tokio may have
+        // cached is right; the next call tries the socket again either way.
+        let mut guard = match direction {
+            Direction::Read => reactor.readable().await?,
+            Direction::Write => reactor.writable().await?,
+        };
+        guard.clear_ready();
+        Ok(())
     }
 
     /// Reads one frame's payload; fds that arrive with it are appended to `fds`.
-    pub(crate) async fn read_frame(&self, fds: &mut Vec<OwnedFd>) -> Result<Vec<u8>, StreamError> {
+    pub(crate) async fn read_frame(
+        &mut self,
+        fds: &mut Vec<OwnedFd>,
+    ) -> Result<Vec<u8>, StreamError> {
         let mut header = [0u8; 4];
         let mut got = 0;
         while got < header.len() {
@@ -85,69 +129,83 @@ impl Stream {
     }
 
     /// Receives some bytes (at least one); end of stream is [`StreamError::Closed`].
-    async fn recv(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> Result<usize, StreamError> {
+    async fn recv(&mut self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> Result<usize, StreamError> {
         loop {
-            let mut guard = self.fd.readable().await?;
-            match guard.try_io(|inner| recv_with_fds(inner.as_raw_fd(), buf, fds)) {
-                Ok(Ok(0)) => return Err(StreamError::Closed),
-                Ok(Ok(n)) => return Ok(n),
-                Ok(Err(err)) if err.raw_os_error() == Some(libc::EMSGSIZE) => {
-                    return Err(StreamError::TooManyFds)
-                }
-                Ok(Err(err)) if err.raw_os_error() == Some(libc::ECONNRESET) => {
-                    return Err(StreamError::Closed)
-                }
-                Ok(Err(err)) => return Err(err.into()),
-                Err(_would_block) => continue,
+            match recv_with_fds(self.fd.as_raw_fd(), buf, fds, libc::MSG_DONTWAIT) {
+                Ok(0) => return Err(StreamError::Closed),
+                Ok(n) => return Ok(n),
+                Err(err) => match err.raw_os_error() {
+                    Some(libc::EAGAIN) => self.ready(Direction::Read).await?,
+                    Some(libc::EINTR) => {}
+                    Some(libc::EMSGSIZE) => return Err(StreamError::TooManyFds),
+                    Some(libc::ECONNRESET) => return Err(StreamError::Closed),
+                    _ => return Err(err.into()),
+                },
+            }
+        }
+    }
+
+    /// Sends what the socket takes of `bytes` without waiting: the number of bytes sent, 0
+    /// when it would block or fails (a following [`Stream::write_all`] reports the error).
+    pub(crate) fn try_send(&self, bytes: &[u8]) -> usize {
+        loop {
+            match send(self.fd.as_raw_fd(), bytes) {
+                Ok(n) => return n,
+                Err(err) if err.raw_os_error() == Some(libc::EINTR) => {}
+                Err(_) => return 0,
             }
         }
     }
 
     /// Writes a whole frame.
-    pub(crate) async fn write_all(&self, mut bytes: &[u8]) -> Result<(), StreamError> {
+    pub(crate) async fn write_all(&mut self, mut bytes: &[u8]) -> Result<(), StreamError> {
         while !bytes.is_empty() {
-            let mut guard = self.fd.writable().await?;
-            let sent = guard.try_io(|inner| {
-                // SAFETY: sending from a valid buffer; MSG_NOSIGNAL turns a vanished peer
-                // into EPIPE instead of SIGPIPE.
-                let n = unsafe {
-                    libc::send(
-                        inner.as_raw_fd(),
-                        bytes.as_ptr().cast(),
-                        bytes.len(),
-                        libc::MSG_NOSIGNAL,
-                    )
-                };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
+            let err = match send(self.fd.as_raw_fd(), bytes) {
+                Ok(n) => {
+                    bytes = &bytes[n..];
+                    continue;
                 }
-            });
-            match sent {
-                Ok(Ok(n)) => bytes = &bytes[n..],
-                Ok(Err(err))
-                    if matches!(err.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) =>
-                {
-                    return Err(StreamError::Closed)
-                }
-                Ok(Err(err)) => return Err(err.into()),
-                Err(_would_block) => continue,
+                Err(err) => err,
+            };
+            match err.raw_os_error() {
+                Some(libc::EAGAIN) => self.ready(Direction::Write).await?,
+                Some(libc::EINTR) => {}
+                Some(libc::EPIPE | libc::ECONNRESET) => return Err(StreamError::Closed),
+                _ => return Err(err.into()),
             }
         }
         Ok(())
     }
 }
 
+/// One non-blocking `send`. MSG_NOSIGNAL turns a vanished peer into EPIPE instead of
+/// SIGPIPE.
+fn send(sock: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: sending from a valid buffer of the given length.
+    let n = unsafe {
+        libc::send(
+            sock,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
 /// Room for the largest fd batch a client may send, plus alignment slack.
 const CONTROL_LEN: usize = 64 + 4 * MAX_FDS;
 
-/// `recvmsg` that collects `SCM_RIGHTS` fds (close-on-exec) into `fds`. A truncated control
-/// message (more fds than [`MAX_FDS`]) is reported as `EMSGSIZE`.
+/// `recvmsg` with `flags` that collects `SCM_RIGHTS` fds (close-on-exec) into `fds`. A
+/// truncated control message (more fds than [`MAX_FDS`]) is reported as `EMSGSIZE`.
 pub(crate) fn recv_with_fds(
     sock: RawFd,
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
+    flags: libc::c_int,
 ) -> io::Result<usize> {
     let mut control = [0u64; CONTROL_LEN / 8];
     // SAFETY: recvmsg fills our buffers within the lengths given; CMSG_* walk the control
@@ -162,7 +220,7 @@ pub(crate) fn recv_with_fds(
         msg.msg_iovlen = 1;
         msg.msg_control = control.as_mut_ptr().cast();
         msg.msg_controllen = std::mem::size_of_val(&control) as _;
-        let n = libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT);
+        let n = libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC | flags);
         if n < 0 {
             return Err(io::Error::last_os_error());
         }

@@ -1,0 +1,229 @@
+//! The server over a real session socket, with this test binary as the session's "shell":
+//! each test starts a session whose shell is the same test re-run in client mode
+//! (`EXECGATE_TEST_CLIENT` set), where it speaks the protocol with the real client,
+//! `execgate_protocol::client::Connection`, and asserts what it receives.
+
+use execgate_escalate_server::{
+    async_trait, EscalationPolicy, ExecContext, Interception, SessionBuilder, Verdict,
+};
+use execgate_protocol::client::{session_socket_from_env_value, ClientError, Connection};
+use execgate_protocol::{ClientMessage, ExecRequest, ServerMessageRef, SOCKET_ENV};
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const CLIENT_ENV: &str = "EXECGATE_TEST_CLIENT";
+
+fn in_client() -> bool {
+    std::env::var_os(CLIENT_ENV).is_some()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Starts a session served by `policy` whose shell is the test `name` in client mode.
+fn start(name: &str, policy: Arc<dyn EscalationPolicy>) -> execgate_escalate_server::Session {
+    let wrapper = Interception::PatchedShell {
+        wrapper: "/nonexistent/execgate-execve-wrapper".into(),
+    };
+    SessionBuilder::new(std::env::current_exe().unwrap(), wrapper)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CLIENT_ENV, "1")
+        .stdout(std::process::Stdio::null())
+        .spawn(policy)
+        .unwrap()
+}
+
+/// Runs the test `name` as the shell of a session served by `policy`; panics unless the
+/// client side passed.
+fn serve(name: &str, policy: Arc<dyn EscalationPolicy>) {
+    let status = runtime().block_on(async {
+        let mut session = start(name, policy);
+        tokio::time::timeout(Duration::from_secs(60), session.wait())
+            .await
+            .expect("the client side timed out")
+            .unwrap()
+    });
+    assert!(status.success(), "the client side failed: {status}");
+}
+
+/// Client side: the session socket.
+fn session() -> RawFd {
+    let value = std::env::var_os(SOCKET_ENV);
+    session_socket_from_env_value(value.as_deref().map(OsStrExt::as_bytes)).unwrap()
+}
+
+/// Client side: opens a connection with a request for `/bin/true` with `marker` in argv.
+fn ask(marker: &str) -> Connection {
+    let argv: [&[u8]; 2] = [b"/bin/true", marker.as_bytes()];
+    Connection::open_with_request(
+        session(),
+        b"/bin/true",
+        argv.iter().copied(),
+        b"/",
+        [].into_iter(),
+    )
+    .unwrap()
+}
+
+/// Client side: whether `conn` has something to read within `timeout`.
+fn readable(conn: &Connection, timeout: Duration) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: conn.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis() as libc::c_int;
+    unsafe { libc::poll(&mut pfd, 1, ms) == 1 }
+}
+
+/// Client side: the next message on `conn`, waiting at most 10 s for it.
+fn next(conn: &Connection, buf: &mut [u8; 4096]) -> Result<String, ClientError> {
+    assert!(
+        readable(conn, Duration::from_secs(10)),
+        "no answer from the server"
+    );
+    conn.recv(buf).map(|m| format!("{m:?}"))
+}
+
+fn run_verdict() -> String {
+    format!("{:?}", ServerMessageRef::Run)
+}
+
+/// Runs everything; requests marked `@wait` wait until a request marked `@release` comes;
+/// `@panic` panics.
+#[derive(Default)]
+struct Gate {
+    release: tokio::sync::Notify,
+    /// Set when a waiting decision is dropped before it finished.
+    abandoned: Arc<AtomicBool>,
+    /// Told when a decision starts waiting.
+    waiting: tokio::sync::Notify,
+}
+
+/// Sets its flag when dropped unfinished.
+struct Abandoned(Arc<AtomicBool>, bool);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+#[async_trait]
+impl EscalationPolicy for Gate {
+    async fn decide(&self, exec: &ExecContext) -> Verdict {
+        let has = |marker: &[u8]| exec.request.argv.iter().any(|a| a == marker);
+        if has(b"@panic") {
+            panic!("test policy panics");
+        }
+        if has(b"@release") {
+            self.release.notify_one();
+        }
+        if has(b"@wait") {
+            let mut guard = Abandoned(Arc::clone(&self.abandoned), false);
+            self.waiting.notify_one();
+            self.release.notified().await;
+            guard.1 = true;
+        }
+        Verdict::Run
+    }
+}
+
+#[test]
+fn a_waiting_decision_does_not_hold_up_other_execs() {
+    if !in_client() {
+        return serve(
+            "a_waiting_decision_does_not_hold_up_other_execs",
+            Arc::new(Gate::default()),
+        );
+    }
+    let mut buf = [0u8; 4096];
+    let waiting = ask("@wait");
+    let other = ask("plain");
+    assert_eq!(next(&other, &mut buf).unwrap(), run_verdict());
+    assert!(!readable(&waiting, Duration::from_millis(100)));
+    let release = ask("@release");
+    assert_eq!(next(&release, &mut buf).unwrap(), run_verdict());
+    assert_eq!(next(&waiting, &mut buf).unwrap(), run_verdict());
+}
+
+#[test]
+fn a_request_sent_in_pieces_after_the_handshake_is_served() {
+    if !in_client() {
+        return serve(
+            "a_request_sent_in_pieces_after_the_handshake_is_served",
+            Arc::new(Gate::default()),
+        );
+    }
+    let conn = Connection::open(session()).unwrap();
+    let frame = ClientMessage::Request(ExecRequest {
+        program: b"/bin/true".to_vec(),
+        argv: vec![b"true".to_vec()],
+        cwd: b"/".to_vec(),
+        env: vec![b"A=1".to_vec()],
+    })
+    .to_frame();
+    // The header alone, then the rest: the server must wait for each piece.
+    for piece in [&frame[..2], &frame[2..7], &frame[7..]] {
+        std::thread::sleep(Duration::from_millis(50));
+        let sent = unsafe { libc::send(conn.as_raw_fd(), piece.as_ptr().cast(), piece.len(), 0) };
+        assert_eq!(sent, piece.len() as isize);
+    }
+    let mut buf = [0u8; 4096];
+    assert_eq!(next(&conn, &mut buf).unwrap(), run_verdict());
+}
+
+#[test]
+fn a_panicking_policy_refuses_only_its_own_exec() {
+    if cfg!(panic = "abort") {
+        // Where panics abort, the server process ends: there is nothing to test.
+        return;
+    }
+    if !in_client() {
+        return serve(
+            "a_panicking_policy_refuses_only_its_own_exec",
+            Arc::new(Gate::default()),
+        );
+    }
+    let mut buf = [0u8; 4096];
+    let conn = ask("@panic");
+    assert_eq!(next(&conn, &mut buf), Err(ClientError::ServerClosed));
+    assert_eq!(next(&ask("plain"), &mut buf).unwrap(), run_verdict());
+}
+
+#[test]
+fn dropping_the_session_abandons_waiting_decisions() {
+    if in_client() {
+        // Ask, then wait to be killed with the session.
+        let conn = ask("@wait");
+        let _ = readable(&conn, Duration::from_secs(30));
+        return;
+    }
+    let gate = Arc::new(Gate::default());
+    let abandoned = Arc::clone(&gate.abandoned);
+    runtime().block_on(async {
+        let policy: Arc<dyn EscalationPolicy> = gate.clone();
+        let session = start("dropping_the_session_abandons_waiting_decisions", policy);
+        tokio::time::timeout(Duration::from_secs(30), gate.waiting.notified())
+            .await
+            .expect("the request never reached the policy");
+        drop(session);
+        for _ in 0..200 {
+            if abandoned.load(Ordering::SeqCst) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the waiting decision was not dropped with its session");
+    });
+}
