@@ -6,7 +6,7 @@
 #
 # Rows: patched zsh with every exec Run; patched zsh with every exec Escalated; Debian bash
 # with the preload shim and every exec Run (when preload/ builds). Each timing is the best
-# of ROUNDS (default 5) runs.
+# of ROUNDS (default 5) rounds; the configurations alternate within a round.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -28,17 +28,20 @@ fi
 
 loop="i=0; while [ \$i -lt $n ]; do /bin/true; i=\$((i+1)); done"
 
-# best_ms CMD...: the fastest of $rounds runs, in milliseconds.
-best_ms() {
-    local best="" start end ms
-    for _ in $(seq "$rounds"); do
-        start=$(date +%s%N)
-        "$@" >/dev/null
-        end=$(date +%s%N)
-        ms=$(((end - start) / 1000000))
-        if [ -z "$best" ] || [ "$ms" -lt "$best" ]; then best=$ms; fi
-    done
-    echo "$best"
+# elapsed_ms CMD...: wall time of one run, in milliseconds.
+elapsed_ms() {
+    local start end
+    start=$(date +%s%N)
+    "$@" >/dev/null
+    end=$(date +%s%N)
+    echo $(((end - start) / 1000000))
+}
+
+# Each round runs every configuration once, in turn, so that a machine whose speed drifts
+# (other work on a shared VM) slows all of them alike; each keeps its best time.
+declare -A best
+keep() { # name ms
+    if [ -z "${best[$1]:-}" ] || [ "$2" -lt "${best[$1]}" ]; then best[$1]=$2; fi
 }
 
 row() { # name bare_ms intercepted_ms target
@@ -48,13 +51,20 @@ row() { # name bare_ms intercepted_ms target
 }
 
 unset EXEC_WRAPPER BASH_EXEC_WRAPPER EXECGATE_SOCKET LD_PRELOAD
-echo "interception overhead: $n x /bin/true, best of $rounds"
-zsh_bare=$(best_ms "$zsh" -f -c "$loop")
-row "patched zsh, Run" "$zsh_bare" "$(best_ms "$session" run "$wrapper" -- "$zsh" -f -c "$loop")" 1.25x
-row "patched zsh, Escalate" "$zsh_bare" "$(best_ms "$session" escalate "$wrapper" -- "$zsh" -f -c "$loop")" 1.6x
+echo "interception overhead: $n x /bin/true, best of $rounds alternating rounds"
+for _ in $(seq "$rounds"); do
+    keep zsh_bare "$(elapsed_ms "$zsh" -f -c "$loop")"
+    keep zsh_run "$(elapsed_ms "$session" run "$wrapper" -- "$zsh" -f -c "$loop")"
+    keep zsh_escalate "$(elapsed_ms "$session" escalate "$wrapper" -- "$zsh" -f -c "$loop")"
+    if [ -n "$shim" ]; then
+        keep bash_bare "$(elapsed_ms /bin/bash --norc --noprofile -c "$loop")"
+        keep bash_shim "$(elapsed_ms "$session" run "$wrapper" --shim "$shim" -- /bin/bash --norc --noprofile -c "$loop")"
+    fi
+done
+row "patched zsh, Run" "${best[zsh_bare]}" "${best[zsh_run]}" 1.25x
+row "patched zsh, Escalate" "${best[zsh_bare]}" "${best[zsh_escalate]}" 1.6x
 if [ -n "$shim" ]; then
-    bash_bare=$(best_ms /bin/bash --norc --noprofile -c "$loop")
-    row "Debian bash + shim, Run" "$bash_bare" "$(best_ms "$session" run "$wrapper" --shim "$shim" -- /bin/bash --norc --noprofile -c "$loop")" 1.10x
+    row "Debian bash + shim, Run" "${best[bash_bare]}" "${best[bash_shim]}" 1.10x
 else
-    echo "Debian bash + shim, Run: skipped (preload shim does not build yet)"
+    echo "Debian bash + shim, Run: skipped (preload shim does not build)"
 fi
