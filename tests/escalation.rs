@@ -154,6 +154,21 @@ fn set_e_stops_at_a_denied_command() {
 }
 
 #[test]
+fn scripts_redirecting_low_fds_keep_their_session_socket() {
+    // `exec 3>log` and `exec 9>lock` are common in scripts; the session socket must not sit
+    // on a number they take over, or every later exec would fail closed.
+    for_each_setup(|setup| {
+        let dir = tempdir();
+        let script = "for fd in 3 4 5 6 7 8 9; do \
+                      eval \"exec $fd>/dev/null\"; done\n\
+                      /bin/echo socket=$EXECGATE_SOCKET\n/bin/echo still intercepted\n";
+        let out = run(setup, dir.path(), script, Arc::new(TestPolicy::run_all()));
+        assert_eq!(out.code(), Some(0), "{out}");
+        assert_eq!(out.stdout(), "socket=1023\nstill intercepted\n", "{out}");
+    });
+}
+
+#[test]
 fn script_without_shebang_runs_with_sh() {
     for_each_setup(|setup| {
         let dir = tempdir();

@@ -211,6 +211,7 @@ impl SessionBuilder {
         let _enter = runtime.enter();
         let (server_end, shell_end) = datagram_pair().map_err(SessionError::Socket)?;
         let shell_fd = shell_end.as_raw_fd();
+        let target_fd = shell_socket_fd().unwrap_or(shell_fd);
         let mut cmd = self
             .launcher
             .command(&self.shell, &self.args)
@@ -218,16 +219,20 @@ impl SessionBuilder {
                 shell: self.shell.clone(),
                 source,
             })?;
-        cmd.env_clear().envs(self.shell_env(shell_fd));
+        cmd.env_clear().envs(self.shell_env(target_fd));
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
         }
         cmd.process_group(0);
-        // SAFETY: fcntl is async-signal-safe; it makes the shell's end of the socket survive
-        // exec (it is close-on-exec everywhere else).
+        // SAFETY: dup2 and fcntl are async-signal-safe. The shell's end of the socket lands
+        // on `target_fd` and survives exec (it is close-on-exec everywhere else).
         unsafe {
             cmd.pre_exec(move || {
-                if libc::fcntl(shell_fd, libc::F_SETFD, 0) != 0 {
+                if target_fd != shell_fd {
+                    if libc::dup2(shell_fd, target_fd) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                } else if libc::fcntl(shell_fd, libc::F_SETFD, 0) != 0 {
                     return Err(io::Error::last_os_error());
                 }
                 Ok(())
@@ -267,6 +272,24 @@ impl SessionBuilder {
             _acceptor: acceptor,
         })
     }
+}
+
+/// The fd number the shell gets its end of the session socket on: the highest the soft
+/// `RLIMIT_NOFILE` allows, at most 1023. Scripts open low numbers (`exec 3>log`,
+/// `exec 9>lock` for `flock`) and a redirection onto the session socket would cut the shell
+/// off from the server (every later exec would fail closed), so keep it far from them.
+/// `None` when the limit is too low to do better than wherever the socket was opened.
+fn shell_socket_fd() -> Option<i32> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into our buffer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    let highest = limit.rlim_cur.min(1024).saturating_sub(1) as i32;
+    (highest >= 64).then_some(highest)
 }
 
 /// A datagram socketpair, both ends close-on-exec (the server's end is read by the
