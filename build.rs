@@ -5,7 +5,13 @@
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
-        for arg in ["-nostartfiles", "-nostdlib", "-static", "-no-pie", "-Wl,-z,norelro"] {
+        for arg in [
+            "-nostartfiles",
+            "-nostdlib",
+            "-static",
+            "-no-pie",
+            "-Wl,-z,norelro",
+        ] {
             println!("cargo:rustc-link-arg-bin=execgate-execve-wrapper={arg}");
         }
     }
