@@ -186,6 +186,31 @@ fn script_without_shebang_runs_with_sh() {
 }
 
 #[test]
+fn escalated_spawn_failure_is_reported_and_runs_nothing() {
+    // The policy escalates, then the server cannot start the program: its `#!` names an
+    // interpreter that does not exist. The wrapper reports the server's SpawnFailed and
+    // exits 127 (not found), as a shell would; nothing runs.
+    for_each_setup(|setup| {
+        let dir = tempdir();
+        let path = dir.path().join("orphan");
+        std::fs::write(&path, "#!/nonexistent/interpreter\necho ran\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let program = canonical(dir.path()).join("orphan");
+        let script = format!("{} @escalate\necho status=$?\n", program.display());
+        let out = run(setup, dir.path(), &script, Arc::new(TestPolicy::run_all()));
+        assert_eq!(out.stdout(), "status=127\n", "{out}");
+        assert_eq!(
+            out.stderr(),
+            format!(
+                "execgate: cannot run {}: cannot execute: No such file or directory\n",
+                program.display()
+            ),
+            "{out}"
+        );
+    });
+}
+
+#[test]
 fn escalated_commands_use_the_callers_stdio_and_extra_fds() {
     for_each_setup(|setup| {
         let dir = tempdir();
