@@ -442,6 +442,7 @@ mod tests {
             msg.msg_controllen = std::mem::size_of_val(&control) as _;
             let n = libc::recvmsg(server_dgram.as_raw_fd(), &mut msg, 0);
             assert_eq!(n as usize, crate::HANDSHAKE_LEN);
+            assert_eq!(crate::parse_handshake(&buf[..crate::HANDSHAKE_LEN]), Ok(1));
             let cmsg = libc::CMSG_FIRSTHDR(&msg);
             assert_eq!((*cmsg).cmsg_type, libc::SCM_RIGHTS);
             let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>());
@@ -523,34 +524,12 @@ mod tests {
 
     #[test]
     fn request_reaches_a_server_and_verdict_comes_back() {
-        use std::io::{Read, Write};
-        use std::os::fd::FromRawFd;
-        use std::os::unix::net::UnixStream;
+        use std::io::Write;
 
         let (client_dgram, server_dgram) = UnixDatagram::pair().unwrap();
         let conn = Connection::open(client_dgram.as_raw_fd()).unwrap();
 
-        // Server side: receive the stream end with recvmsg.
-        let mut buf = [0u8; 64];
-        let mut control = [0u64; 8];
-        let stream_fd = unsafe {
-            let mut iov = libc::iovec {
-                iov_base: buf.as_mut_ptr().cast(),
-                iov_len: buf.len(),
-            };
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = std::mem::size_of_val(&control) as _;
-            let n = libc::recvmsg(server_dgram.as_raw_fd(), &mut msg, 0);
-            assert_eq!(n as usize, crate::HANDSHAKE_LEN);
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            assert_eq!((*cmsg).cmsg_type, libc::SCM_RIGHTS);
-            std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>())
-        };
-        assert_eq!(crate::parse_handshake(&buf[..crate::HANDSHAKE_LEN]), Ok(1));
-        let mut server = unsafe { UnixStream::from_raw_fd(stream_fd) };
+        let mut server = accept(&server_dgram);
 
         let argv: [&[u8]; 2] = [b"ls", b"\xff"];
         let env: [&[u8]; 1] = [b"A=1"];
@@ -561,19 +540,11 @@ mod tests {
             env.iter().copied(),
         )
         .unwrap();
-        let mut header = [0u8; 4];
-        server.read_exact(&mut header).unwrap();
-        let mut payload = vec![0u8; frame_len(header).unwrap()];
-        server.read_exact(&mut payload).unwrap();
-        match ClientMessage::decode(&payload).unwrap() {
-            ClientMessage::Request(req) => {
-                assert_eq!(req.program, b"/bin/ls");
-                assert_eq!(req.argv, vec![b"ls".to_vec(), b"\xff".to_vec()]);
-                assert_eq!(req.cwd, b"/tmp");
-                assert_eq!(req.env, vec![b"A=1".to_vec()]);
-            }
-            other => panic!("unexpected {other:?}"),
-        }
+        let req = read_request(&mut server);
+        assert_eq!(req.program, b"/bin/ls");
+        assert_eq!(req.argv, vec![b"ls".to_vec(), b"\xff".to_vec()]);
+        assert_eq!(req.cwd, b"/tmp");
+        assert_eq!(req.env, vec![b"A=1".to_vec()]);
 
         server
             .write_all(
