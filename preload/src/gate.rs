@@ -33,12 +33,12 @@ impl From<ClientError> for Fault {
 impl Fault {
     fn write(&self, line: &mut StderrLine) {
         match self {
-            // `ClientError`'s Display formats errno through `std::io::Error`, which
-            // allocates: spell it out here instead.
+            // `ClientError`'s Display knows only the common errno descriptions; spell it
+            // out with glibc's full table instead.
             Self::Client(ClientError::Io { op, errno }) | Self::Io { op, errno } => {
                 line.put(op.as_bytes());
                 line.put(b" failed: ");
-                line.put_errno(*errno);
+                sys::put_errno(line, *errno);
             }
             Self::Client(err) => {
                 let _ = write!(line, "{err}");

@@ -5,8 +5,6 @@
 //! and `exec`, possibly of a multithreaded program.
 
 use core::ffi::CStr;
-use core::marker::PhantomData;
-use execgate_protocol::Sink;
 use libc::{c_char, c_int};
 
 /// Largest path the shim handles in its stack buffers (Linux `PATH_MAX`, NUL included).
@@ -106,44 +104,8 @@ pub unsafe fn check_executable(path: *const c_char, st: &libc::stat) -> Result<(
     }
 }
 
-/// Iterator over the strings of a C array as byte slices (an empty iteration for NULL).
-#[derive(Clone, Copy)]
-pub struct CStrings<'a> {
-    next: CArray,
-    _borrow: PhantomData<&'a [u8]>,
-}
-
-impl CStrings<'_> {
-    /// Iterates `array`.
-    ///
-    /// # Safety
-    /// `array` is NULL or a C array that stays valid and unmodified while iterated.
-    pub unsafe fn new(array: CArray) -> Self {
-        Self {
-            next: array,
-            _borrow: PhantomData,
-        }
-    }
-}
-
-impl<'a> Iterator for CStrings<'a> {
-    type Item = &'a [u8];
-
-    fn next(&mut self) -> Option<&'a [u8]> {
-        if self.next.is_null() {
-            return None;
-        }
-        // SAFETY: per `new`, `next` points into a NULL-terminated array of C strings.
-        unsafe {
-            let entry = *self.next;
-            if entry.is_null() {
-                return None;
-            }
-            self.next = self.next.add(1);
-            Some(CStr::from_ptr(entry).to_bytes())
-        }
-    }
-}
+/// Iterator over the strings of a C array as byte slices (shared with the wrapper).
+pub use execgate_sys::CStrings;
 
 /// Number of entries of a C array (0 for NULL).
 ///
@@ -319,113 +281,44 @@ impl PathBuf {
     }
 }
 
-/// Writes one line to stderr from a stack buffer, in as few `write` calls as its length
-/// allows (one for any line under 4 KiB, so concurrent lines do not interleave).
-pub struct StderrLine {
-    buf: [u8; 4096],
-    len: usize,
+/// One line for stderr from a stack buffer (shared with the wrapper).
+pub use execgate_sys::StderrLine;
+
+/// Appends a decimal number to `line`.
+fn put_num(line: &mut StderrLine, value: i64) {
+    let mut digits = [0u8; 24];
+    let mut i = digits.len();
+    let negative = value < 0;
+    let mut v = value.unsigned_abs();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 || i == 1 {
+            break;
+        }
+    }
+    if negative {
+        i -= 1;
+        digits[i] = b'-';
+    }
+    line.put(digits.get(i..).unwrap_or_default());
 }
 
-impl StderrLine {
-    /// Starts a line.
-    pub fn new() -> Self {
-        Self {
-            buf: [0; 4096],
-            len: 0,
-        }
+/// Appends an errno's description to `line`, as Rust's `io::Error` shows it, with glibc's
+/// full table of descriptions.
+pub fn put_errno(line: &mut StderrLine, err: c_int) {
+    // SAFETY: strerrordesc_np returns NULL or a pointer to a static string.
+    let desc = unsafe { strerrordesc_np(err) };
+    if desc.is_null() {
+        line.put(b"Unknown error");
+    } else {
+        // SAFETY: non-NULL: a static NUL-terminated string.
+        line.put(unsafe { CStr::from_ptr(desc) }.to_bytes());
     }
-
-    /// Appends bytes, flushing when the buffer is full.
-    pub fn put(&mut self, mut bytes: &[u8]) {
-        while !bytes.is_empty() {
-            let room = self.buf.len() - self.len;
-            if room == 0 {
-                self.flush();
-                continue;
-            }
-            let n = room.min(bytes.len());
-            let (head, tail) = bytes.split_at(n);
-            if let Some(slot) = self.buf.get_mut(self.len..self.len + n) {
-                slot.copy_from_slice(head);
-            }
-            self.len += n;
-            bytes = tail;
-        }
-    }
-
-    /// Appends a decimal number.
-    pub fn put_num(&mut self, value: i64) {
-        let mut digits = [0u8; 24];
-        let mut i = digits.len();
-        let negative = value < 0;
-        let mut v = value.unsigned_abs();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 || i == 1 {
-                break;
-            }
-        }
-        if negative {
-            i -= 1;
-            digits[i] = b'-';
-        }
-        self.put(digits.get(i..).unwrap_or_default());
-    }
-
-    /// Appends an errno's description, as Rust's `io::Error` shows it.
-    pub fn put_errno(&mut self, err: c_int) {
-        // SAFETY: strerrordesc_np returns NULL or a pointer to a static string.
-        let desc = unsafe { strerrordesc_np(err) };
-        if desc.is_null() {
-            self.put(b"Unknown error");
-        } else {
-            // SAFETY: non-NULL: a static NUL-terminated string.
-            self.put(unsafe { CStr::from_ptr(desc) }.to_bytes());
-        }
-        self.put(b" (os error ");
-        self.put_num(i64::from(err));
-        self.put(b")");
-    }
-
-    /// Ends the line with a newline and writes it out.
-    pub fn finish(mut self) {
-        self.put(b"\n");
-        self.flush();
-    }
-
-    fn flush(&mut self) {
-        let mut rest = self.buf.get(..self.len).unwrap_or_default();
-        while !rest.is_empty() {
-            // SAFETY: writing our own buffer to fd 2.
-            let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
-            if n < 0 && errno() == libc::EINTR {
-                continue;
-            }
-            if n <= 0 {
-                break;
-            }
-            rest = rest.get(n as usize..).unwrap_or_default();
-        }
-        self.len = 0;
-    }
-}
-
-impl Sink for StderrLine {
-    type Error = core::convert::Infallible;
-
-    fn put(&mut self, bytes: &[u8]) -> Result<(), Self::Error> {
-        StderrLine::put(self, bytes);
-        Ok(())
-    }
-}
-
-impl core::fmt::Write for StderrLine {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        self.put(s.as_bytes());
-        Ok(())
-    }
+    line.put(b" (os error ");
+    put_num(line, i64::from(err));
+    line.put(b")");
 }
 
 /// Terminates the process without running atexit handlers or flushing stdio (which may

@@ -280,6 +280,15 @@ impl Sink for Vec<u8> {
     }
 }
 
+#[cfg(target_os = "linux")]
+impl Sink for execgate_sys::StderrLine {
+    type Error = core::convert::Infallible;
+    fn put(&mut self, bytes: &[u8]) -> Result<(), Self::Error> {
+        execgate_sys::StderrLine::put(self, bytes);
+        Ok(())
+    }
+}
+
 fn put_u32<S: Sink>(sink: &mut S, value: u32) -> Result<(), S::Error> {
     sink.put(&value.to_le_bytes())
 }

@@ -506,6 +506,99 @@ pub fn dir_entry_names(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
+/// The strings of a NULL-terminated array of NUL-terminated strings (an argv or an
+/// environment) as byte slices; a NULL array has none.
+#[derive(Clone, Copy)]
+pub struct CStrings<'a> {
+    next: *const *const u8,
+    _borrow: core::marker::PhantomData<&'a [u8]>,
+}
+
+impl CStrings<'_> {
+    /// Iterates `array` (of `char` or `u8` strings).
+    ///
+    /// # Safety
+    /// `array` is NULL or a NULL-terminated array of NUL-terminated strings that stays
+    /// valid and unmodified while iterated.
+    pub unsafe fn new<T>(array: *const *const T) -> Self {
+        Self {
+            next: array.cast(),
+            _borrow: core::marker::PhantomData,
+        }
+    }
+}
+
+impl<'a> Iterator for CStrings<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.next.is_null() {
+            return None;
+        }
+        // SAFETY: per `new`, `next` points into a NULL-terminated array of strings that
+        // live for 'a.
+        unsafe {
+            let entry = *self.next;
+            if entry.is_null() {
+                return None;
+            }
+            self.next = self.next.add(1);
+            Some(CStr::from_ptr(entry.cast()).to_bytes())
+        }
+    }
+}
+
+/// One line for stderr, built in a stack buffer and written with one `write` when it fits
+/// (under 4 KiB), so lines from concurrent processes do not interleave; a longer line goes
+/// out in pieces. Errors writing are ignored: it is the last word of a process.
+pub struct StderrLine {
+    buf: [u8; 4096],
+    len: usize,
+}
+
+impl Default for StderrLine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StderrLine {
+    /// Starts a line.
+    pub fn new() -> Self {
+        Self {
+            buf: [0; 4096],
+            len: 0,
+        }
+    }
+
+    /// Appends bytes, writing out the buffer whenever it fills.
+    pub fn put(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.len == self.buf.len() {
+                write_all_best_effort(2, &self.buf);
+                self.len = 0;
+            }
+            let take = bytes.len().min(self.buf.len() - self.len);
+            self.buf[self.len..self.len + take].copy_from_slice(&bytes[..take]);
+            self.len += take;
+            bytes = &bytes[take..];
+        }
+    }
+
+    /// Ends the line with a newline and writes it out.
+    pub fn finish(mut self) {
+        self.put(b"\n");
+        write_all_best_effort(2, &self.buf[..self.len]);
+    }
+}
+
+impl fmt::Write for StderrLine {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.put(s.as_bytes());
+        Ok(())
+    }
+}
+
 /// Signal numbers.
 pub mod signal {
     use linux_raw_sys::general as g;
@@ -777,6 +870,20 @@ mod tests {
         assert!(names.contains(&own.as_bytes()));
         close(dir);
         assert_eq!(fd_flags(dir), Err(Errno::from_raw(9)));
+    }
+
+    #[test]
+    fn c_strings_iterate_an_array_until_its_null() {
+        let strings: [&[u8]; 2] = [b"A=1\0", b"B=\xff\0"];
+        let array = [strings[0].as_ptr(), strings[1].as_ptr(), core::ptr::null()];
+        // SAFETY: a NULL-terminated array of NUL-terminated strings that outlives the use.
+        let items: std::vec::Vec<&[u8]> = unsafe { CStrings::new(array.as_ptr()) }.collect();
+        assert_eq!(items, [&b"A=1"[..], &b"B=\xff"[..]]);
+        // SAFETY: NULL is an empty array.
+        assert_eq!(
+            unsafe { CStrings::new(core::ptr::null::<*const u8>()) }.count(),
+            0
+        );
     }
 
     #[test]
