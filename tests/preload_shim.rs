@@ -930,6 +930,38 @@ fn shim_exports_only_its_hooks_and_needs_only_libc() {
 }
 
 #[test]
+fn shim_maps_as_two_segments_with_nothing_to_protect_or_finalise() {
+    // Every exec of the session loads the shim: each extra segment, RELRO `mprotect` or
+    // anonymous `.bss` mapping is paid again by every process (preload/build.rs).
+    let shim = preload_shim();
+    let headers = binutils("readelf", &["-lW"], &shim);
+    let loads: Vec<&str> = headers
+        .lines()
+        .filter(|line| line.trim_start().starts_with("LOAD"))
+        .collect();
+    assert_eq!(loads.len(), 2, "{headers}");
+    assert!(!headers.contains("GNU_RELRO"), "{headers}");
+    // The writable segment's memory ends on the page its file contents end on: no `.bss`
+    // beyond it for the loader to map separately.
+    let fields: Vec<u64> = loads[1]
+        .split_whitespace()
+        .filter_map(|f| u64::from_str_radix(f.trim_start_matches("0x"), 16).ok())
+        .collect();
+    let [_, vaddr, _, filesz, memsz, ..] = fields[..] else {
+        panic!("unexpected LOAD line: {}", loads[1]);
+    };
+    assert_eq!(
+        (vaddr + filesz - 1) / 4096,
+        (vaddr + memsz - 1) / 4096,
+        "{headers}"
+    );
+    let dynamic = binutils("readelf", &["-dW"], &shim);
+    for tag in ["(INIT)", "(FINI)", "(FINI_ARRAY)"] {
+        assert!(!dynamic.contains(tag), "{tag} in {dynamic}");
+    }
+}
+
+#[test]
 fn wrapper_is_static_with_no_interpreter() {
     let headers = binutils("readelf", &["-lW"], &wrapper());
     assert!(!headers.contains("INTERP"), "{headers}");

@@ -38,6 +38,9 @@ struct Shared(UnsafeCell<Captured>);
 // SAFETY: see `Shared`: a single write before any concurrent access.
 unsafe impl Sync for Shared {}
 
+// In `.data`, not `.bss`: a 4 KiB `.bss` would reach past the file-backed page and cost the
+// dynamic loader an extra anonymous mapping in every process of the session.
+#[link_section = ".data"]
 static CAPTURED: Shared = Shared(UnsafeCell::new(Captured {
     socket: Socket::Missing,
     wrapper: [0; PATH_MAX],
