@@ -77,8 +77,20 @@ fn main() -> anyhow::Result<()> {
         if events {
             let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
             builder = builder.events(events);
+            // Drained on a timer, as `execgate run` does: a receiver parked in `recv` would
+            // cost the acceptor a thread wake-up per exec.
             consumer = Some(tokio::spawn(async move {
-                while received.recv().await.is_some() {}
+                let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+                loop {
+                    tick.tick().await;
+                    loop {
+                        match received.try_recv() {
+                            Ok(_) => {}
+                            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return,
+                        }
+                    }
+                }
             }));
         }
         let mut session = builder.spawn(Arc::new(ByMarker))?;

@@ -177,6 +177,10 @@ impl SessionBuilder {
     }
 
     /// Sends an [`ExecEvent`] for every decision, escalated start and exit to `events`.
+    ///
+    /// Each send wakes a receiver parked in `recv`, and the Run path pays for that wake-up
+    /// (a futex and, across CPUs, an interrupt): consumers that can wait a few milliseconds
+    /// should drain the channel on a timer with `try_recv`, as `execgate run` does.
     pub fn events(mut self, events: UnboundedSender<ExecEvent>) -> Self {
         self.events = Some(events);
         self
