@@ -203,12 +203,21 @@ impl Connection {
     }
 
     /// Receives one server frame into `buf` and decodes it.
+    ///
+    /// The header and the payload's first byte come in one read: every frame has at least
+    /// that byte, so this never reads into the next frame, and a Run verdict (one byte)
+    /// costs one system call.
     pub fn recv<'b>(&self, buf: &'b mut [u8]) -> Result<ServerMessageRef<'b>, ClientError> {
-        let mut header = [0u8; 4];
-        read_exact(self.fd, &mut header)?;
-        let len = frame_len(header).map_err(ClientError::Protocol)?;
+        let mut start = [0u8; 5];
+        read_exact(self.fd, &mut start)?;
+        let [h0, h1, h2, h3, first] = start;
+        let len = frame_len([h0, h1, h2, h3]).map_err(ClientError::Protocol)?;
         let payload = buf.get_mut(..len).ok_or(ClientError::ResponseTooLarge)?;
-        read_exact(self.fd, payload)?;
+        // `frame_len` refuses empty frames, so there is a first byte.
+        if let Some((head, rest)) = payload.split_first_mut() {
+            *head = first;
+            read_exact(self.fd, rest)?;
+        }
         ServerMessageRef::decode(payload).map_err(ClientError::Protocol)
     }
 
