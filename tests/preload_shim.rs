@@ -968,3 +968,142 @@ fn wrapper_is_static_with_no_interpreter() {
     let dynamic = binutils("readelf", &["-d"], &wrapper());
     assert!(!dynamic.contains("(NEEDED)"), "{dynamic}");
 }
+
+/// Threads of one process deciding execs at the same time, and forking children (which may
+/// start with the shim's scratch area claimed by another thread of the parent, so their hook
+/// runs with its buffers on the stack). Each thread's `execve` of a file with no known format
+/// is decided (Run) and then fails with `ENOEXEC`, so the thread carries on and many of its
+/// decisions overlap with its siblings'; each child execs `echo` (by path, or by `PATH`
+/// search). Two execs sharing one scratch area would mix up their program paths or garble
+/// their requests.
+const CONCURRENT_EXECS_PROGRAM: &str = r#"
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#define THREADS 8
+#define ROUNDS 25
+extern char **environ;
+/* All threads exist before any execs: while one thread is in execve, the kernel refuses to
+   create threads in its process (EAGAIN). */
+static pthread_barrier_t all_started;
+static void *worker(void *arg) {
+    long t = (long)arg;
+    pthread_barrier_wait(&all_started);
+    char prog[64], ts[16], is[16];
+    snprintf(prog, sizeof prog, "./not-a-program-%ld", t);
+    snprintf(ts, sizeof ts, "%ld", t);
+    for (int i = 0; i < ROUNDS; i++) {
+        snprintf(is, sizeof is, "%d", i);
+        char *args[] = { prog, ts, is, NULL };
+        if (execve(prog, args, environ) != -1 || errno != ENOEXEC) {
+            fprintf(stderr, "thread %ld round %d: execve gave %s\n", t, i, strerror(errno));
+            exit(2);
+        }
+        pid_t pid = fork();
+        if (pid == 0) {
+            char *child[] = { "echo", "child", ts, is, NULL };
+            if (i % 2 == 0) execve("/bin/echo", child, environ);
+            else execvp("echo", child);
+            _exit(127);
+        }
+        int status;
+        if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)
+            || WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "thread %ld round %d: child failed\n", t, i);
+            exit(3);
+        }
+    }
+    return NULL;
+}
+int main(void) {
+    pthread_t threads[THREADS];
+    pthread_barrier_init(&all_started, NULL, THREADS);
+    for (long t = 0; t < THREADS; t++) {
+        int err = pthread_create(&threads[t], NULL, worker, (void *)t);
+        if (err != 0) {
+            fprintf(stderr, "pthread_create: %s\n", strerror(err));
+            return 4;
+        }
+    }
+    for (long t = 0; t < THREADS; t++) pthread_join(threads[t], NULL);
+    return 0;
+}
+"#;
+
+#[test]
+fn concurrent_execs_of_threads_and_their_children_each_get_their_own_buffers() {
+    const THREADS: usize = 8;
+    const ROUNDS: usize = 25;
+    let scratch = Scratch::new();
+    let source = scratch.file("concurrent.c", CONCURRENT_EXECS_PROGRAM, 0o644);
+    let status = Command::new("cc")
+        .arg("-pthread")
+        .arg("-o")
+        .arg(scratch.path.join("concurrent"))
+        .arg(&source)
+        .status()
+        .expect("run cc");
+    assert!(status.success(), "cc failed");
+    for t in 0..THREADS {
+        scratch.file(
+            &format!("not-a-program-{t}"),
+            "no format the kernel knows\n",
+            0o755,
+        );
+    }
+    let outcome = run(Shell::Bash.path(), "./concurrent", &scratch.path, &[]);
+    assert_ok(&outcome);
+
+    // (program, argv, cwd) as text, sorted: the order of concurrent requests is arbitrary.
+    let text = |bytes: &[u8]| Outcome::text(bytes);
+    let sorted = |mut v: Vec<(String, Vec<String>, String)>| {
+        v.sort_unstable();
+        v
+    };
+    let dir = scratch.path.display().to_string();
+    let mut expected_lines = Vec::new();
+    let mut expected = Vec::new();
+    for t in 0..THREADS {
+        for i in 0..ROUNDS {
+            expected_lines.push(format!("child {t} {i}"));
+            let attempt = [format!("./not-a-program-{t}"), t.to_string(), i.to_string()];
+            expected.push((
+                format!("{dir}/not-a-program-{t}"),
+                attempt.to_vec(),
+                dir.clone(),
+            ));
+            let echo = if i % 2 == 0 {
+                "/bin/echo"
+            } else {
+                "/usr/bin/echo"
+            };
+            let child = ["echo", "child", &t.to_string(), &i.to_string()].map(str::to_string);
+            expected.push((echo.to_string(), child.to_vec(), dir.clone()));
+        }
+    }
+    let mut lines: Vec<&str> = std::str::from_utf8(&outcome.stdout)
+        .expect("utf-8 output")
+        .lines()
+        .collect();
+    lines.sort_unstable();
+    expected_lines.sort_unstable();
+    assert_eq!(lines, expected_lines);
+
+    // Every request names the program its own argv goes with; the only other one is the
+    // shell's exec of the test program.
+    let seen: Vec<(String, Vec<String>, String)> = outcome
+        .execs()
+        .into_iter()
+        .map(|(program, argv, cwd)| {
+            let argv: Vec<String> = argv.iter().map(|a| text(&a.0)).collect();
+            (text(&program.0), argv, text(&cwd.0))
+        })
+        .filter(|(_, argv, _)| argv.first().is_none_or(|a| a != "./concurrent"))
+        .collect();
+    assert_eq!(outcome.requests.len(), 1 + seen.len());
+    assert_eq!(sorted(seen), sorted(expected));
+}

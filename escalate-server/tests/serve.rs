@@ -69,6 +69,7 @@ fn ask(marker: &str) -> Connection {
         argv.iter().copied(),
         b"/",
         [].into_iter(),
+        &mut [0u8; 8192],
     )
     .unwrap()
 }

@@ -17,6 +17,13 @@ use libc::{c_char, c_int};
 /// Receive buffer for the verdict: the largest verdict is a Deny with a full reason.
 const RECV_BUF: usize = MAX_REASON_LEN + 64;
 
+/// `/proc/self/fd/<fd>` and its NUL.
+const PROC_FD_PATH_LEN: usize = 32;
+
+// The scratch area holds two paths, then the request; the verdict reuses the request's
+// bytes (the request is sent in full before the verdict is read).
+const _: () = assert!(state::SCRATCH_LEN >= 2 * sys::PATH_MAX + RECV_BUF);
+
 /// What failed while deciding; every variant means the command does not run.
 enum Fault {
     Client(ClientError),
@@ -48,29 +55,37 @@ impl Fault {
     }
 }
 
-/// Prints `execgate: cannot run <program>: <error>` and exits 126.
-fn fail_closed(program: &[u8], fault: Fault) -> ! {
+/// Prints `execgate: cannot run <program>: <error>`; the hook then exits 126.
+#[cold]
+#[inline(never)]
+fn report_fault(program: &[u8], fault: Fault) {
     let mut line = StderrLine::new();
     line.put(b"execgate: cannot run ");
     line.put(program);
     line.put(b": ");
     fault.write(&mut line);
     line.finish();
-    sys::exit_now(DENIED_EXIT_CODE)
 }
 
-/// Prints `execgate: denied: <command>: <reason>` and exits 126.
+/// Reports `fault` for `program`: the hook will exit 126.
+fn fail_closed(program: &[u8], fault: Fault) -> Next {
+    report_fault(program, fault);
+    Next::Exit
+}
+
+/// Prints `execgate: denied: <command>: <reason>`; the hook then exits 126.
 ///
 /// # Safety
 /// `argv` is NULL or a valid C array.
-unsafe fn deny(program: &[u8], argv: CArray, reason: &[u8]) -> ! {
+#[cold]
+#[inline(never)]
+unsafe fn report_denial(program: &[u8], argv: CArray, reason: &[u8]) {
     let mut line = StderrLine::new();
     line.put(b"execgate: denied: ");
     let Ok(()) = quote_command(program, CStrings::new(argv).skip(1), &mut line);
     line.put(b": ");
     line.put(reason);
     line.finish();
-    sys::exit_now(DENIED_EXIT_CODE)
 }
 
 /// What the exec will run: a path, or an open file (`fexecve`).
@@ -95,13 +110,30 @@ pub struct Exec {
     pub sh_fallback: bool,
 }
 
-/// Execs `path` without asking: the raw system call, errno set, -1 returned on failure.
-///
-/// # Safety
-/// As for `execve`.
-pub unsafe fn pass_through(path: *const c_char, argv: CArray, envp: CArray) -> c_int {
-    set_errno(sys::raw_execve(path, argv, envp));
-    -1
+/// How a hook ends, once deciding is over and the scratch area given back. Nothing here
+/// points into the scratch area: another thread may have claimed it by the time the final
+/// exec reads its arguments.
+enum Next {
+    /// Return -1 with this errno, deciding nothing (what `execve` itself would refuse).
+    Fail(c_int),
+    /// Exec the target without asking (the wrapper, which decides its own exec).
+    PassThrough,
+    /// Exec the target as the caller asked.
+    Run,
+    /// Exit 126: a denial or a fault, already reported on stderr.
+    Exit,
+    /// Exec the wrapper to carry out an escalation.
+    Escalate(Escalation),
+}
+
+/// The wrapper's exec, prepared: everything it reads is in these mappings or the caller's
+/// memory.
+struct Escalation {
+    wrapper: *const c_char,
+    args: PtrArray,
+    env: PtrArray,
+    /// The program as the failure message names it (the caller's path, or a copy in `args`).
+    shown: *const c_char,
 }
 
 /// `execve(path, argv, envp)` through the gate. Returns -1 with `errno` set when the exec
@@ -114,10 +146,10 @@ pub unsafe fn execve_path(path: *const c_char, argv: CArray, envp: CArray, sh: b
         set_errno(libc::EFAULT);
         return -1;
     }
-    let given = CStr::from_ptr(path).to_bytes();
-    // The checks execve would make, before bothering the server: a program that does not
-    // exist or cannot be executed is not an exec to decide (dash, for one, tries execve on
-    // candidates along PATH).
+    // The checks execve would make come before bothering the server: a program that does
+    // not exist or cannot be executed is not an exec to decide (dash, for one, tries execve
+    // on candidates along PATH). This one even before the scratch area is claimed: most of
+    // dash's candidates fail it.
     let st = match sys::stat(path) {
         Ok(st) => st,
         Err(err) => {
@@ -125,34 +157,13 @@ pub unsafe fn execve_path(path: *const c_char, argv: CArray, envp: CArray, sh: b
             return -1;
         }
     };
-    if state::is_wrapper(given, &st) {
-        return pass_through(path, argv, envp);
-    }
-    if let Err(err) = sys::check_executable(path, &st) {
-        set_errno(err);
-        return -1;
-    }
-    let mut cwd = PathBuf::new();
-    if let Err(errno) = cwd.set_cwd() {
-        fail_closed(
-            given,
-            Fault::Io {
-                op: "getcwd",
-                errno,
-            },
-        );
-    }
-    let mut program = PathBuf::new();
-    if !absolute(given, &cwd, &mut program) {
-        fail_closed(given, Fault::Msg("program path longer than PATH_MAX"));
-    }
     let exec = Exec {
         target: Target::Path(path),
         argv,
         envp,
         sh_fallback: sh,
     };
-    decide_and_exec(given, &program, &cwd, exec)
+    carry_out(decide(exec, &st), exec)
 }
 
 /// `fexecve(fd, argv, envp)` through the gate; the program reported is the file's path as
@@ -168,39 +179,106 @@ pub unsafe fn execve_fd(fd: c_int, argv: CArray, envp: CArray) -> c_int {
             return -1;
         }
     };
-    let mut link = PathBuf::new();
-    proc_fd_path(fd, &mut link);
-    let mut resolved = PathBuf::new();
-    let program = if resolved.set_readlink(link.as_ptr()) && resolved.bytes().starts_with(b"/") {
-        resolved
-    } else {
-        link
-    };
-    if state::is_wrapper(program.bytes(), &st) {
-        set_errno(exec_target(Target::Fd(fd), argv, envp));
-        return -1;
-    }
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        set_errno(libc::EACCES);
-        return -1;
-    }
-    let mut cwd = PathBuf::new();
-    if let Err(errno) = cwd.set_cwd() {
-        fail_closed(
-            program.bytes(),
-            Fault::Io {
-                op: "getcwd",
-                errno,
-            },
-        );
-    }
     let exec = Exec {
         target: Target::Fd(fd),
         argv,
         envp,
         sh_fallback: false,
     };
-    decide_and_exec(program.bytes(), &program, &cwd, exec)
+    carry_out(decide(exec, &st), exec)
+}
+
+/// Decides `exec` with its buffers in the shared scratch area, or on the stack while that
+/// is claimed. The area is given back when this returns, before the final exec: a
+/// `clone(CLONE_VM | CLONE_VFORK)` child whose exec succeeds would otherwise leave it
+/// claimed in its parent for good.
+///
+/// # Safety
+/// `exec`'s pointers are valid (as for `execve`); `st` describes its target.
+unsafe fn decide(exec: Exec, st: &libc::stat) -> Next {
+    // The claim is the exec area's first touch here, and a write: in a freshly forked child
+    // the page then costs one copy-on-write fault, where a read first (the wrapper identity
+    // next to the flag) would cost a fault to map the page and another to copy it.
+    let Some(mut claim) = state::Claim::take() else {
+        return decide_on_stack(exec, st);
+    };
+    decide_in(claim.bytes(), exec, st)
+}
+
+/// [`decide`] with the buffers on the stack: the scratch area is in use.
+#[cold]
+#[inline(never)]
+unsafe fn decide_on_stack(exec: Exec, st: &libc::stat) -> Next {
+    let mut buf = [0u8; state::SCRATCH_LEN];
+    decide_in(&mut buf, exec, st)
+}
+
+/// Decides `exec` with `buf` (at least [`state::SCRATCH_LEN`] bytes) for its buffers,
+/// each starting right after the previous one ends, so that a typical exec writes only
+/// the start of it.
+unsafe fn decide_in(buf: &mut [u8], exec: Exec, st: &libc::stat) -> Next {
+    match exec.target {
+        Target::Path(path) => decide_path(buf, path, st, exec),
+        Target::Fd(fd) => decide_fd(buf, fd, st, exec),
+    }
+}
+
+unsafe fn decide_path(buf: &mut [u8], path: *const c_char, st: &libc::stat, exec: Exec) -> Next {
+    let given = CStr::from_ptr(path).to_bytes();
+    if state::is_wrapper(given, st) {
+        // The wrapper decides its own exec.
+        return Next::PassThrough;
+    }
+    if let Err(err) = sys::check_executable(path, st) {
+        return Next::Fail(err);
+    }
+    let mut cwd = PathBuf::new(buf);
+    if let Err(errno) = cwd.set_cwd() {
+        return fail_closed(
+            given,
+            Fault::Io {
+                op: "getcwd",
+                errno,
+            },
+        );
+    }
+    let (cwd, rest) = cwd.finish();
+    let mut program = PathBuf::new(rest);
+    if !absolute(given, cwd.to_bytes(), &mut program) {
+        return fail_closed(given, Fault::Msg("program path longer than PATH_MAX"));
+    }
+    let (program, rest) = program.finish();
+    ask_and_decide(given, program, cwd.to_bytes(), exec, rest)
+}
+
+unsafe fn decide_fd(buf: &mut [u8], fd: c_int, st: &libc::stat, exec: Exec) -> Next {
+    let mut link_buf = [0u8; PROC_FD_PATH_LEN];
+    let mut link = PathBuf::new(&mut link_buf);
+    proc_fd_path(fd, &mut link);
+    let mut program = PathBuf::new(buf);
+    if !(program.set_readlink(link.as_ptr()) && program.bytes().starts_with(b"/")) {
+        program.clear();
+        program.push(link.bytes());
+    }
+    let (program, rest) = program.finish();
+    if state::is_wrapper(program.to_bytes(), st) {
+        return Next::PassThrough;
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Next::Fail(libc::EACCES);
+    }
+    let mut cwd = PathBuf::new(rest);
+    if let Err(errno) = cwd.set_cwd() {
+        return fail_closed(
+            program.to_bytes(),
+            Fault::Io {
+                op: "getcwd",
+                errno,
+            },
+        );
+    }
+    let (cwd, rest) = cwd.finish();
+    ask_and_decide(program.to_bytes(), program, cwd.to_bytes(), exec, rest)
 }
 
 fn proc_fd_path(fd: c_int, out: &mut PathBuf) {
@@ -210,7 +288,7 @@ fn proc_fd_path(fd: c_int, out: &mut PathBuf) {
 }
 
 /// Joins a relative program path to the working directory (dropping leading `./`).
-fn absolute(given: &[u8], cwd: &PathBuf, out: &mut PathBuf) -> bool {
+fn absolute(given: &[u8], cwd: &[u8], out: &mut PathBuf) -> bool {
     out.clear();
     if given.starts_with(b"/") {
         return out.push(given);
@@ -219,24 +297,31 @@ fn absolute(given: &[u8], cwd: &PathBuf, out: &mut PathBuf) -> bool {
     while let Some(tail) = rest.strip_prefix(b"./") {
         rest = tail;
     }
-    let cwd = cwd.bytes();
     out.push(cwd) && (cwd.ends_with(b"/") || out.push(b"/")) && out.push(rest)
 }
 
-/// Asks the server, then runs, denies or escalates. Returns -1 with errno set only when a
-/// Run's exec failed.
+/// Asks the server, then prepares to run, deny or escalate. `buf` takes the request, then
+/// the verdict.
 ///
 /// # Safety
 /// `exec`'s arrays are valid C arrays (or NULL).
-unsafe fn decide_and_exec(shown: &[u8], program: &PathBuf, cwd: &PathBuf, exec: Exec) -> c_int {
-    let mut buf = [0u8; RECV_BUF];
-    match ask(program.bytes(), cwd.bytes(), exec, &mut buf) {
+unsafe fn ask_and_decide(
+    shown: &[u8],
+    program: &CStr,
+    cwd: &[u8],
+    exec: Exec,
+    buf: &mut [u8],
+) -> Next {
+    match ask(program.to_bytes(), cwd, exec, buf) {
         Err(fault) => fail_closed(shown, fault),
         Ok((conn, ServerMessageRef::Run)) => {
             drop(conn);
-            run(exec)
+            Next::Run
         }
-        Ok((_, ServerMessageRef::Deny { reason })) => deny(program.bytes(), exec.argv, reason),
+        Ok((_, ServerMessageRef::Deny { reason })) => {
+            report_denial(program.to_bytes(), exec.argv, reason);
+            Next::Exit
+        }
         Ok((conn, ServerMessageRef::Escalate)) => escalate(conn, shown, program, exec),
         Ok(_) => fail_closed(
             shown,
@@ -246,7 +331,7 @@ unsafe fn decide_and_exec(shown: &[u8], program: &PathBuf, cwd: &PathBuf, exec: 
 }
 
 /// One round trip: the request (written before the handshake, so the server is woken once),
-/// then the verdict.
+/// then the verdict, read into the start of the buffer the request was sent from.
 unsafe fn ask<'b>(
     program: &[u8],
     cwd: &[u8],
@@ -260,9 +345,31 @@ unsafe fn ask<'b>(
         CStrings::new(exec.argv),
         cwd,
         CStrings::new(exec.envp),
+        buf,
     )?;
-    let verdict = conn.recv(buf)?;
+    let (recv, _) = buf.split_at_mut(RECV_BUF.min(buf.len()));
+    let verdict = conn.recv(recv)?;
     Ok((conn, verdict))
+}
+
+/// Carries out what [`decide`] settled on.
+///
+/// # Safety
+/// `exec`'s pointers are valid (as for `execve`).
+unsafe fn carry_out(next: Next, exec: Exec) -> c_int {
+    match next {
+        Next::Fail(errno) => {
+            set_errno(errno);
+            -1
+        }
+        Next::PassThrough => {
+            set_errno(exec_target(exec.target, exec.argv, exec.envp));
+            -1
+        }
+        Next::Run => run(exec),
+        Next::Exit => sys::exit_now(DENIED_EXIT_CODE),
+        Next::Escalate(escalation) => escalation.exec(),
+    }
 }
 
 /// Execs the target itself; on `ENOEXEC` with `sh_fallback`, runs it with `/bin/sh` as
@@ -284,7 +391,8 @@ unsafe fn exec_target(target: Target, argv: CArray, envp: CArray) -> c_int {
             if err != libc::ENOSYS {
                 return err;
             }
-            let mut path = PathBuf::new();
+            let mut buf = [0u8; PROC_FD_PATH_LEN];
+            let mut path = PathBuf::new(&mut buf);
             proc_fd_path(fd, &mut path);
             sys::raw_execve(path.as_ptr(), argv, envp)
         }
@@ -305,18 +413,20 @@ unsafe fn exec_with_sh(path: *const c_char, argv: CArray, envp: CArray) -> c_int
     sys::raw_execve(sh, args.as_ptr(), envp)
 }
 
-/// Hands the escalation to the wrapper: exec it as `[wrapper, program, argv...]` with
-/// `EXECGATE_ESCALATION_FD=<stream>` added, the stream left open across the exec.
-unsafe fn escalate(conn: Connection, shown: &[u8], program: &PathBuf, exec: Exec) -> ! {
+/// Prepares the hand-over of the escalation to the wrapper: exec it as `[wrapper, program,
+/// argv...]` with `EXECGATE_ESCALATION_FD=<stream>` added, the stream left open across the
+/// exec. The program path and the variable are copied into the arrays' mappings, off the
+/// scratch area.
+unsafe fn escalate(conn: Connection, shown: &[u8], program: &CStr, exec: Exec) -> Next {
     let Some((_, wrapper)) = state::wrapper() else {
-        fail_closed(
+        return fail_closed(
             shown,
             Fault::Msg("EXEC_WRAPPER is not set: no wrapper to carry out the escalation"),
         );
     };
     let fd = conn.into_raw_fd();
     if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-        fail_closed(
+        return fail_closed(
             shown,
             Fault::Io {
                 op: "fcntl",
@@ -324,13 +434,18 @@ unsafe fn escalate(conn: Connection, shown: &[u8], program: &PathBuf, exec: Exec
             },
         );
     }
+    let mut entry_buf = [0u8; ESCALATION_ENTRY_LEN];
+    let mut entry = PathBuf::new(&mut entry_buf);
+    entry.push(ESCALATION_FD_ENV.as_bytes());
+    entry.push(b"=");
+    entry.push_num(fd.unsigned_abs());
     let argc = sys::count(exec.argv);
     let envc = sys::count(exec.envp);
     let (Some(mut args), Some(mut env)) = (
-        PtrArray::with_capacity(argc + 2),
-        PtrArray::with_capacity(envc + 1),
+        PtrArray::with_room(argc + 2, program.to_bytes().len() + 1),
+        PtrArray::with_room(envc + 1, entry.bytes().len() + 1),
     ) else {
-        fail_closed(
+        return fail_closed(
             shown,
             Fault::Io {
                 op: "mmap",
@@ -339,14 +454,10 @@ unsafe fn escalate(conn: Connection, shown: &[u8], program: &PathBuf, exec: Exec
         );
     };
     args.push(wrapper);
-    args.push(program.as_ptr());
+    let program_copy = args.push_copy(program.to_bytes());
     for i in 0..argc {
         args.push(*exec.argv.add(i));
     }
-    let mut entry = PathBuf::new();
-    entry.push(ESCALATION_FD_ENV.as_bytes());
-    entry.push(b"=");
-    entry.push_num(fd.unsigned_abs());
     let prefix = ESCALATION_FD_ENV.len() + 1;
     for i in 0..envc {
         let ptr = *exec.envp.add(i);
@@ -357,13 +468,42 @@ unsafe fn escalate(conn: Connection, shown: &[u8], program: &PathBuf, exec: Exec
         }
         env.push(ptr);
     }
-    env.push(entry.as_ptr());
-    let errno = sys::raw_execve(wrapper, args.as_ptr(), env.as_ptr());
-    fail_closed(
+    let (Some(program_copy), Some(_)) = (program_copy, env.push_copy(entry.bytes())) else {
+        // The mappings were sized for these copies: not reached.
+        return fail_closed(
+            shown,
+            Fault::Io {
+                op: "mmap",
+                errno: libc::ENOMEM,
+            },
+        );
+    };
+    let shown = match exec.target {
+        Target::Path(path) => path,
+        Target::Fd(_) => program_copy,
+    };
+    Next::Escalate(Escalation {
+        wrapper,
+        args,
+        env,
         shown,
-        Fault::Io {
-            op: "exec of the execgate wrapper",
-            errno,
-        },
-    )
+    })
+}
+
+/// `EXECGATE_ESCALATION_FD=<fd>` and its NUL.
+const ESCALATION_ENTRY_LEN: usize = 64;
+
+impl Escalation {
+    /// Execs the wrapper; on failure prints why and exits 126.
+    unsafe fn exec(self) -> ! {
+        let errno = sys::raw_execve(self.wrapper, self.args.as_ptr(), self.env.as_ptr());
+        report_fault(
+            CStr::from_ptr(self.shown).to_bytes(),
+            Fault::Io {
+                op: "exec of the execgate wrapper",
+                errno,
+            },
+        );
+        sys::exit_now(DENIED_EXIT_CODE)
+    }
 }

@@ -12,8 +12,11 @@
 //! <error>` and exits 126.
 //!
 //! The hooks usually run in a child between `fork` and `exec`, possibly of a multithreaded
-//! program: they never allocate, lock or touch stdio (stack buffers, `mmap` for big arrays,
-//! raw system calls). They are written not to panic (no unchecked indexing, no unwrap); a
+//! program: they never allocate, lock or touch stdio (a static scratch area claimed with an
+//! atomic, or stack buffers when it is taken; `mmap` for big arrays; raw system calls).
+//! Every page such a child writes is a page fault, so an exec's buffers are carved from
+//! the scratch area one after the other, as long as each needs, and the hooks' stack frames
+//! stay small. They are written not to panic (no unchecked indexing, no unwrap); a
 //! panic (a bug) prints one line and aborts the process.
 //!
 //! The shim is `no_std`: it is loaded into every process of the session, so what it costs to

@@ -17,9 +17,17 @@ pub enum Step {
     Failed(c_int),
 }
 
+/// Candidates up to this long (NUL included) are built in a small stack buffer; a `PATH`
+/// with a longer one takes a `PATH_MAX` buffer (a frame of more than a page, whose every
+/// page is touched).
+const SHORT_CANDIDATE: usize = 256;
+
 /// Tries `file` in each `PATH` directory; the first [`Step::Done`] wins. `Err(errno)` when
 /// no candidate did.
-pub fn search(file: &[u8], mut attempt: impl FnMut(&PathBuf) -> Step) -> Result<c_int, c_int> {
+///
+/// The candidate is built on the stack, not in the exec scratch area: it is the path the
+/// final exec reads, after the area has been given back.
+pub fn search(file: &[u8], attempt: impl FnMut(&PathBuf) -> Step) -> Result<c_int, c_int> {
     if file.len() > libc::NAME_MAX as usize {
         return Err(libc::ENAMETOOLONG);
     }
@@ -33,8 +41,41 @@ pub fn search(file: &[u8], mut attempt: impl FnMut(&PathBuf) -> Step) -> Result<
             CStr::from_ptr(value).to_bytes()
         }
     };
+    let longest_dir = path.split(|&b| b == b':').map(<[u8]>::len).max();
+    // dir, '/', file, NUL
+    let longest = longest_dir
+        .unwrap_or(0)
+        .saturating_add(file.len())
+        .saturating_add(2);
+    if longest <= SHORT_CANDIDATE {
+        let mut buf = [0u8; SHORT_CANDIDATE];
+        search_in(&mut buf, path, file, attempt)
+    } else {
+        search_long(path, file, attempt)
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn search_long(
+    path: &[u8],
+    file: &[u8],
+    attempt: impl FnMut(&PathBuf) -> Step,
+) -> Result<c_int, c_int> {
+    let mut buf = [0u8; sys::PATH_MAX];
+    search_in(&mut buf, path, file, attempt)
+}
+
+/// [`search`] with `buf` for the candidate (at most `PATH_MAX` bytes of it are used; a
+/// candidate that does not fit is skipped).
+fn search_in(
+    buf: &mut [u8],
+    path: &[u8],
+    file: &[u8],
+    mut attempt: impl FnMut(&PathBuf) -> Step,
+) -> Result<c_int, c_int> {
     let mut got_eacces = false;
-    let mut candidate = PathBuf::new();
+    let mut candidate = PathBuf::new(buf);
     for dir in path.split(|&b| b == b':') {
         candidate.clear();
         let fits =

@@ -1,5 +1,6 @@
-//! What the shim learns from the process's environment when it is loaded: the session socket
-//! and the wrapper path.
+//! What the shim learns from the process's environment when it is loaded (the session socket
+//! and the wrapper path), and what its exec hooks write while the process runs (the scratch
+//! area for an exec's buffers, the wrapper's identity).
 //!
 //! Captured once, at load time, from the environment the process started with: a program
 //! may clear its environment before exec'ing (`env -i cmd`), and that exec must still be
@@ -8,7 +9,7 @@
 
 use crate::sys::{self, CArray, CStrings, PATH_MAX};
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use execgate_protocol::client::ClientError;
 use execgate_protocol::{LEGACY_WRAPPER_ENV, SOCKET_ENV, WRAPPER_ENV};
 use libc::{c_char, c_int};
@@ -24,11 +25,13 @@ enum Socket {
     Open { fd: c_int, dev: u64, ino: u64 },
 }
 
+#[repr(C)]
 struct Captured {
     socket: Socket,
-    /// The wrapper path, NUL-terminated; `wrapper_len == 0` when unset.
-    wrapper: [u8; PATH_MAX],
+    /// `0` when unset. Before the path: [`init`] writes only the start of this struct.
     wrapper_len: usize,
+    /// The wrapper path, NUL-terminated.
+    wrapper: [u8; PATH_MAX],
 }
 
 /// Written only by [`init`], which the dynamic loader runs before any code of the program
@@ -38,18 +41,47 @@ struct Shared(UnsafeCell<Captured>);
 // SAFETY: see `Shared`: a single write before any concurrent access.
 unsafe impl Sync for Shared {}
 
-// In `.data`, not `.bss`: a 4 KiB `.bss` would reach past the file-backed page and cost the
-// dynamic loader an extra anonymous mapping in every process of the session.
+/// All the shim's writable state but its lazily set pointers, in one static so that its
+/// parts keep this order in memory. Each page a process writes costs a page fault, so:
+///
+/// - `captured` first: the linker puts `.data` right after the relocated `.data.rel.ro`
+///   and `.init_array`, so what [`init`] writes at load time (the start of `captured`)
+///   shares the page the loader writes anyway;
+/// - `exec` after it: the exec hooks' flags and scratch, each exec writing it from the
+///   start, usually within one page. That page is written only in the process that execs
+///   (a freshly forked child, typically), never at load time.
+///
+/// Page-aligning `exec` would cost more than it saves: `.data` would then start on a page
+/// of its own, and `captured` with it.
+///
+/// In `.data`, not `.bss`: a `.bss` this large would reach past the file-backed pages and
+/// cost the dynamic loader an extra anonymous mapping in every process of the session.
+/// Pages of it that are never touched cost nothing but file size.
+#[repr(C)]
+struct ShimData {
+    captured: Shared,
+    exec: ExecArea,
+}
+
 #[link_section = ".data"]
-static CAPTURED: Shared = Shared(UnsafeCell::new(Captured {
-    socket: Socket::Missing,
-    wrapper: [0; PATH_MAX],
-    wrapper_len: 0,
-}));
+static DATA: ShimData = ShimData {
+    captured: Shared(UnsafeCell::new(Captured {
+        socket: Socket::Missing,
+        wrapper_len: 0,
+        wrapper: [0; PATH_MAX],
+    })),
+    exec: ExecArea {
+        busy: AtomicBool::new(false),
+        wrapper_id_state: AtomicU8::new(0),
+        wrapper_dev: AtomicU64::new(0),
+        wrapper_ino: AtomicU64::new(0),
+        scratch: UnsafeCell::new([0; SCRATCH_LEN]),
+    },
+};
 
 fn captured() -> &'static Captured {
     // SAFETY: see `Shared`.
-    unsafe { &*CAPTURED.0.get() }
+    unsafe { &*DATA.captured.0.get() }
 }
 
 extern "C" {
@@ -77,7 +109,7 @@ unsafe extern "C" fn init(_argc: c_int, _argv: CArray, envp: CArray) {
             legacy = Some(v);
         }
     }
-    let state = &mut *CAPTURED.0.get();
+    let state = &mut *DATA.captured.0.get();
     state.socket = match socket {
         None => Socket::Missing,
         Some(value) => open_socket(value),
@@ -145,10 +177,63 @@ pub fn wrapper() -> Option<(&'static [u8], *const c_char)> {
     Some((path, state.wrapper.as_ptr().cast()))
 }
 
-/// Identity of the wrapper binary, looked up on first need: 0 unknown, 1 known, 2 absent.
-static WRAPPER_ID_STATE: AtomicU8 = AtomicU8::new(0);
-static WRAPPER_DEV: AtomicU64 = AtomicU64::new(0);
-static WRAPPER_INO: AtomicU64 = AtomicU64::new(0);
+/// What the exec hooks write while the process runs (see [`ShimData`]).
+#[repr(C)]
+struct ExecArea {
+    /// Set while an exec hook uses `scratch` ([`Claim`]).
+    busy: AtomicBool,
+    /// Identity of the wrapper binary, looked up on first need: 0 unknown, 1 known, 2 absent.
+    wrapper_id_state: AtomicU8,
+    wrapper_dev: AtomicU64,
+    wrapper_ino: AtomicU64,
+    /// The exec hook's buffers (cwd, program path, request, then verdict), never zeroed:
+    /// each use writes before it reads, and only as far as it needs.
+    scratch: UnsafeCell<[u8; SCRATCH_LEN]>,
+}
+
+/// Bytes of the scratch area: two `PATH_MAX` paths and 8 KiB for the request (the verdict
+/// reuses the request's bytes).
+pub const SCRATCH_LEN: usize = 2 * PATH_MAX + 8192;
+
+// SAFETY: `scratch` is only reached through a `Claim`, of which there is one at a time per
+// address space (an atomic compare-and-exchange hands it out); the rest are atomics.
+unsafe impl Sync for ExecArea {}
+
+/// The use of the scratch area, for one exec hook, until dropped.
+///
+/// A claim can fail: another thread of the process is in an exec hook; a signal handler
+/// execs while this thread is in one; this process was forked (from a multithreaded
+/// parent) while another thread held the claim, and nobody here will give it back; or a
+/// `clone(CLONE_VM)` child and its parent share the area. The caller then uses the stack.
+pub struct Claim {
+    _only_from_take: (),
+}
+
+impl Claim {
+    /// Claims the scratch area; `None` when it is in use (see [`Claim`]).
+    pub fn take() -> Option<Self> {
+        DATA.exec
+            .busy
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| Self {
+                _only_from_take: (),
+            })
+    }
+
+    /// The scratch area, as long as the claim is held.
+    pub fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: this claim is the only one (see `ExecArea`'s `Sync`), and the borrow ends
+        // before the claim is dropped.
+        unsafe { &mut *DATA.exec.scratch.get() }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        DATA.exec.busy.store(false, Ordering::Release);
+    }
+}
 
 /// Whether the file `path` (described by `st`) is the wrapper binary: same path as
 /// `EXEC_WRAPPER`, or the same file under another name. Such an exec is passed straight
@@ -160,23 +245,24 @@ pub fn is_wrapper(path: &[u8], st: &libc::stat) -> bool {
     if path == wrapper {
         return true;
     }
-    let (dev, ino) = match WRAPPER_ID_STATE.load(Ordering::Acquire) {
+    let area = &DATA.exec;
+    let (dev, ino) = match area.wrapper_id_state.load(Ordering::Acquire) {
         1 => (
-            WRAPPER_DEV.load(Ordering::Relaxed),
-            WRAPPER_INO.load(Ordering::Relaxed),
+            area.wrapper_dev.load(Ordering::Relaxed),
+            area.wrapper_ino.load(Ordering::Relaxed),
         ),
         2 => return false,
         _ => {
             // SAFETY: the captured wrapper path is NUL-terminated.
             match unsafe { sys::stat(wrapper_c) } {
                 Ok(w) => {
-                    WRAPPER_DEV.store(w.st_dev, Ordering::Relaxed);
-                    WRAPPER_INO.store(w.st_ino, Ordering::Relaxed);
-                    WRAPPER_ID_STATE.store(1, Ordering::Release);
+                    area.wrapper_dev.store(w.st_dev, Ordering::Relaxed);
+                    area.wrapper_ino.store(w.st_ino, Ordering::Relaxed);
+                    area.wrapper_id_state.store(1, Ordering::Release);
                     (w.st_dev, w.st_ino)
                 }
                 Err(_) => {
-                    WRAPPER_ID_STATE.store(2, Ordering::Relaxed);
+                    area.wrapper_id_state.store(2, Ordering::Relaxed);
                     return false;
                 }
             }

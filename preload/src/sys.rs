@@ -1,5 +1,6 @@
 //! Async-signal-safe building blocks: raw system calls, `errno`, C string arrays, a
-//! stack-buffered stderr line writer and `mmap`-backed pointer arrays.
+//! stack-buffered stderr line writer, `mmap`-backed pointer arrays and paths built in
+//! borrowed buffers.
 //!
 //! Nothing here allocates, takes a lock or uses stdio: these run in a child between `fork`
 //! and `exec`, possibly of a multithreaded program.
@@ -7,7 +8,7 @@
 use core::ffi::CStr;
 use libc::{c_char, c_int};
 
-/// Largest path the shim handles in its stack buffers (Linux `PATH_MAX`, NUL included).
+/// Largest path the shim handles (Linux `PATH_MAX`, NUL included).
 pub const PATH_MAX: usize = libc::PATH_MAX as usize;
 
 /// A C `char *const *` array: NULL-terminated, of NUL-terminated strings.
@@ -123,20 +124,30 @@ pub unsafe fn count(array: CArray) -> usize {
 
 /// A NULL-terminated array of C string pointers in its own anonymous mapping: `malloc` is
 /// not safe after `fork` in a multithreaded program, and argv/env arrays can be too large
-/// for the stack.
+/// for the stack. The mapping can also hold copies of strings the array points to.
 pub struct PtrArray {
     base: *mut *const c_char,
     bytes: usize,
     cap: usize,
     len: usize,
+    /// Bytes for string copies, after the pointers, and how many are used.
+    text: usize,
+    text_len: usize,
 }
 
 impl PtrArray {
     /// Room for `cap` pointers plus the terminating NULL; `None` when `mmap` fails.
     pub fn with_capacity(cap: usize) -> Option<Self> {
+        Self::with_room(cap, 0)
+    }
+
+    /// Room for `cap` pointers plus the terminating NULL, and `text` bytes of strings for
+    /// [`PtrArray::push_copy`]; `None` when `mmap` fails.
+    pub fn with_room(cap: usize, text: usize) -> Option<Self> {
         let bytes = cap
             .checked_add(1)?
-            .checked_mul(core::mem::size_of::<usize>())?;
+            .checked_mul(core::mem::size_of::<usize>())?
+            .checked_add(text)?;
         // SAFETY: a fresh private anonymous mapping; zero-filled, so already NULL-terminated.
         let base = unsafe {
             libc::mmap(
@@ -156,6 +167,8 @@ impl PtrArray {
             bytes,
             cap,
             len: 0,
+            text,
+            text_len: 0,
         })
     }
 
@@ -166,6 +179,27 @@ impl PtrArray {
             unsafe { *self.base.add(self.len) = ptr };
             self.len += 1;
         }
+    }
+
+    /// Copies `bytes` (with a NUL added) into the mapping and appends a pointer to the copy,
+    /// which lives as long as the array. The copy's address; `None` (and nothing appended)
+    /// when the room given to [`PtrArray::with_room`] or the pointer capacity is used up.
+    pub fn push_copy(&mut self, bytes: &[u8]) -> Option<*const c_char> {
+        let end = self.text_len.checked_add(bytes.len())?.checked_add(1)?;
+        if end > self.text || self.len >= self.cap {
+            return None;
+        }
+        // SAFETY: the text area starts after the `cap + 1` pointers and is `text` bytes
+        // long; `text_len..end` lies inside it.
+        let copy = unsafe {
+            let dst = self.base.add(self.cap + 1).cast::<u8>().add(self.text_len);
+            core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len());
+            *dst.add(bytes.len()) = 0;
+            dst.cast_const().cast::<c_char>()
+        };
+        self.text_len = end;
+        self.push(copy);
+        Some(copy)
     }
 
     /// The array, for `execve`.
@@ -181,19 +215,27 @@ impl Drop for PtrArray {
     }
 }
 
-/// A byte buffer on the stack holding one NUL-terminated path.
-pub struct PathBuf {
-    buf: [u8; PATH_MAX],
+/// A NUL-terminated path built in a buffer the caller lends (at most its first
+/// [`PATH_MAX`] bytes): the shim's buffers live in a static scratch area or on the stack,
+/// and only the bytes a path needs are ever written.
+pub struct PathBuf<'a> {
+    /// The whole lent buffer; the path and its NUL are at the start.
+    buf: &'a mut [u8],
     len: usize,
 }
 
-impl PathBuf {
-    /// An empty path.
-    pub fn new() -> Self {
-        Self {
-            buf: [0; PATH_MAX],
-            len: 0,
+impl<'a> PathBuf<'a> {
+    /// An empty path at the start of `buf`.
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        if let Some(nul) = buf.first_mut() {
+            *nul = 0;
         }
+        Self { buf, len: 0 }
+    }
+
+    /// How long the path may be, its NUL included.
+    fn cap(&self) -> usize {
+        self.buf.len().min(PATH_MAX)
     }
 
     /// Appends bytes; `false` (and unchanged) when the result would not fit with its NUL.
@@ -201,23 +243,30 @@ impl PathBuf {
         let Some(end) = self.len.checked_add(bytes.len()) else {
             return false;
         };
-        match self.buf.get_mut(self.len..end) {
-            Some(slot) if end < PATH_MAX => {
+        if end >= self.cap() {
+            return false;
+        }
+        match self
+            .buf
+            .get_mut(self.len..=end)
+            .and_then(<[u8]>::split_last_mut)
+        {
+            Some((nul, slot)) => {
                 slot.copy_from_slice(bytes);
+                *nul = 0;
                 self.len = end;
-                if let Some(nul) = self.buf.get_mut(end) {
-                    *nul = 0;
-                }
                 true
             }
-            _ => false,
+            None => false,
         }
     }
 
     /// Empties the path.
     pub fn clear(&mut self) {
         self.len = 0;
-        self.buf[0] = 0;
+        if let Some(nul) = self.buf.first_mut() {
+            *nul = 0;
+        }
     }
 
     /// Appends a decimal number.
@@ -241,9 +290,13 @@ impl PathBuf {
     /// # Safety
     /// `link` is a NUL-terminated string.
     pub unsafe fn set_readlink(&mut self, link: *const c_char) -> bool {
-        let n = libc::readlink(link, self.buf.as_mut_ptr().cast(), PATH_MAX - 1);
+        let cap = self.cap();
+        if cap == 0 {
+            return false;
+        }
+        let n = libc::readlink(link, self.buf.as_mut_ptr().cast(), cap - 1);
         match usize::try_from(n) {
-            Ok(n) if n < PATH_MAX => {
+            Ok(n) if n < cap => {
                 self.len = n;
                 if let Some(nul) = self.buf.get_mut(n) {
                     *nul = 0;
@@ -264,20 +317,37 @@ impl PathBuf {
 
     /// The NUL-terminated path.
     pub fn as_ptr(&self) -> *const c_char {
+        if self.buf.is_empty() {
+            return c"".as_ptr();
+        }
         self.buf.as_ptr().cast()
     }
 
     /// Fills the buffer with the working directory (`getcwd` into the caller's buffer does
     /// not allocate); the errno on failure.
     pub fn set_cwd(&mut self) -> Result<(), c_int> {
-        // SAFETY: getcwd writes at most PATH_MAX bytes, NUL included, into our buffer.
-        let ok = unsafe { !libc::getcwd(self.buf.as_mut_ptr().cast(), PATH_MAX).is_null() };
+        let cap = self.cap();
+        // SAFETY: getcwd writes at most `cap` bytes, NUL included, into our buffer (and
+        // writes nothing when `cap` is 0).
+        let ok = cap > 0 && unsafe { !libc::getcwd(self.buf.as_mut_ptr().cast(), cap).is_null() };
         if !ok {
+            let err = if cap == 0 { libc::ERANGE } else { errno() };
             self.clear();
-            return Err(errno());
+            return Err(err);
         }
-        self.len = self.buf.iter().position(|&b| b == 0).unwrap_or(0);
+        let written = self.buf.get(..cap).unwrap_or_default();
+        self.len = written.iter().position(|&b| b == 0).unwrap_or(0);
         Ok(())
+    }
+
+    /// Ends the building: the finished path, and the rest of the lent buffer after its NUL
+    /// (for the next buffer, so that consecutive buffers share pages).
+    pub fn finish(self) -> (&'a CStr, &'a mut [u8]) {
+        let Self { buf, len } = self;
+        let mid = len.saturating_add(1).min(buf.len());
+        let (head, rest) = buf.split_at_mut(mid);
+        let head: &'a [u8] = head;
+        (CStr::from_bytes_until_nul(head).unwrap_or_default(), rest)
     }
 }
 

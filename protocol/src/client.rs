@@ -127,12 +127,18 @@ impl Connection {
     /// written before the handshake whenever the socket buffer takes it, so the server finds
     /// it waiting when it accepts the stream and is woken once per exec instead of twice.
     /// A request larger than the buffer is finished after the handshake, as usual.
+    ///
+    /// `send_buf` batches the encoded request into few `send` calls (8 KiB is plenty for a
+    /// typical environment; any size works). It is the caller's so that it can live where
+    /// touching it is cheapest: the wrapper and the shim keep it off the stack, where every
+    /// fresh page of a large frame is a page fault.
     pub fn open_with_request<'a, A, E>(
         session_fd: RawFd,
         program: &[u8],
         argv: A,
         cwd: &[u8],
         env: E,
+        send_buf: &mut [u8],
     ) -> Result<Self, ClientError>
     where
         A: Iterator<Item = &'a [u8]> + Clone,
@@ -142,7 +148,7 @@ impl Connection {
         let conn = Self { fd: pair[0] };
         let mut sink = FdSink {
             fd: conn.fd,
-            buf: [0; 8192],
+            buf: send_buf,
             len: 0,
             pending: Some(PendingHandshake {
                 session: session_fd,
@@ -190,9 +196,10 @@ impl Connection {
         A: Iterator<Item = &'a [u8]> + Clone,
         E: Iterator<Item = &'a [u8]> + Clone,
     {
+        let mut buf = [0; 8192];
         let mut sink = FdSink {
             fd: self.fd,
-            buf: [0; 8192],
+            buf: &mut buf,
             len: 0,
             pending: None,
         };
@@ -250,10 +257,10 @@ impl From<core::convert::Infallible> for ClientError {
     }
 }
 
-/// A stack-buffered sink writing to a socket fd.
-struct FdSink {
+/// A buffered sink writing to a socket fd.
+struct FdSink<'b> {
     fd: RawFd,
-    buf: [u8; 8192],
+    buf: &'b mut [u8],
     len: usize,
     /// The handshake not sent yet ([`Connection::open_with_request`]): until it is, writes
     /// must not block, since the server cannot read this stream before it has the other end.
@@ -266,7 +273,7 @@ struct PendingHandshake {
     peer: RawFd,
 }
 
-impl FdSink {
+impl FdSink<'_> {
     fn flush(&mut self) -> Result<(), ClientError> {
         if self.len > 0 {
             let len = self.len;
@@ -317,7 +324,7 @@ fn send_handshake(pending: &mut Option<PendingHandshake>) -> Result<(), ClientEr
     Ok(())
 }
 
-impl Drop for FdSink {
+impl Drop for FdSink<'_> {
     fn drop(&mut self) {
         if let Some(pending) = self.pending.take() {
             // An unsent peer end is ours alone.
@@ -326,7 +333,7 @@ impl Drop for FdSink {
     }
 }
 
-impl Sink for FdSink {
+impl Sink for FdSink<'_> {
     type Error = ClientError;
 
     fn put(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
@@ -483,6 +490,7 @@ mod tests {
             argv.iter().copied(),
             b"/tmp",
             env.iter().copied(),
+            &mut [0u8; 8192],
         )
         .unwrap();
         let mut server = accept(&server_dgram);
@@ -508,6 +516,7 @@ mod tests {
             argv.iter().copied(),
             b"/",
             [].into_iter(),
+            &mut [0u8; 8192],
         )
         .unwrap();
         let req = server.join().unwrap();
@@ -526,6 +535,7 @@ mod tests {
             argv.iter().copied(),
             b"/",
             [].into_iter(),
+            &mut [0u8; 8192],
         )
         .unwrap_err();
         assert_eq!(err, ClientError::ServerClosed);
