@@ -3,7 +3,7 @@
 //! `execgate_protocol::client::Connection`, one conversation at a time.
 //!
 //! Usage: `roundtrip [--no-events] [N [ROW...]]` (default 2000 conversations per row;
-//! ROW is `bare`, `run`, `run-open` or `escalate`, default all). Release build:
+//! ROW is `bare`, `run`, `run-cold`, `run-open` or `escalate`, default all). Release build:
 //! `cargo run --release -p execgate-escalate-server --example roundtrip`. The server's
 //! events are consumed by a task on its runtime, as `execgate run` does, unless
 //! `--no-events`.
@@ -211,6 +211,7 @@ fn client(n: usize, rows: &[String]) -> anyhow::Result<()> {
                 run_argv.iter().copied(),
                 &cwd,
                 env_iter(),
+                &mut [0u8; 8192],
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?;
             expect(conn.recv(&mut buf), |m| matches!(m, ServerMessageRef::Run))
@@ -220,6 +221,27 @@ fn client(n: usize, rows: &[String]) -> anyhow::Result<()> {
             &mut timed.samples,
             Some(&timed.server_cpu),
         );
+    }
+    if row("run-cold") {
+        // Each timed conversation follows an untimed fork + exec + wait, as in a shell loop:
+        // the server has slept about a millisecond and its caches have gone cold.
+        let mut samples = Vec::with_capacity(n);
+        for _ in 0..n {
+            bare_true()?;
+            let start = Instant::now();
+            let conn = Connection::open_with_request(
+                session,
+                program,
+                run_argv.iter().copied(),
+                &cwd,
+                env_iter(),
+                &mut [0u8; 8192],
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            expect(conn.recv(&mut buf), |m| matches!(m, ServerMessageRef::Run))?;
+            samples.push(start.elapsed().as_secs_f64() * 1e6);
+        }
+        summary("Run, each after a fork+exec", &mut samples, None);
     }
     if row("run-open") {
         let mut timed = time(n, || {
@@ -245,6 +267,7 @@ fn client(n: usize, rows: &[String]) -> anyhow::Result<()> {
                 escalate_argv.iter().copied(),
                 &cwd,
                 env_iter(),
+                &mut [0u8; 8192],
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?;
             expect(conn.recv(&mut buf), |m| {
