@@ -10,7 +10,7 @@ use crate::sys::{self, set_errno, CArray, CStrings, PathBuf, PtrArray, StderrLin
 use core::ffi::CStr;
 use core::fmt::Write as _;
 use execgate_protocol::client::{ClientError, Connection};
-use execgate_protocol::display::quote_command;
+use execgate_protocol::display;
 use execgate_protocol::{ServerMessageRef, DENIED_EXIT_CODE, ESCALATION_FD_ENV, MAX_REASON_LEN};
 use libc::{c_char, c_int};
 
@@ -60,9 +60,7 @@ impl Fault {
 #[inline(never)]
 fn report_fault(program: &[u8], fault: Fault) {
     let mut line = StderrLine::new();
-    line.put(b"execgate: cannot run ");
-    line.put(program);
-    line.put(b": ");
+    let Ok(()) = display::cannot_run(program, &mut line);
     fault.write(&mut line);
     line.finish();
 }
@@ -81,10 +79,7 @@ fn fail_closed(program: &[u8], fault: Fault) -> Next {
 #[inline(never)]
 unsafe fn report_denial(program: &[u8], argv: CArray, reason: &[u8]) {
     let mut line = StderrLine::new();
-    line.put(b"execgate: denied: ");
-    let Ok(()) = quote_command(program, CStrings::new(argv).skip(1), &mut line);
-    line.put(b": ");
-    line.put(reason);
+    let Ok(()) = display::denial(program, CStrings::new(argv).skip(1), reason, &mut line);
     line.finish();
 }
 

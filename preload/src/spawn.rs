@@ -11,6 +11,7 @@ use crate::state;
 use crate::sys::{self, CArray, PtrArray, StderrLine};
 use core::ffi::CStr;
 use core::sync::atomic::{AtomicPtr, Ordering};
+use execgate_protocol::display;
 use libc::{c_char, c_int, c_void, pid_t, posix_spawn_file_actions_t, posix_spawnattr_t};
 
 type SpawnFn = unsafe extern "C" fn(
@@ -137,9 +138,7 @@ unsafe fn spawn_resolved(path: *const c_char, shown: &[u8], st: &libc::stat, cal
 /// running: only the spawn fails).
 fn refuse(shown: &[u8], why: &[u8], errno: c_int) -> c_int {
     let mut line = StderrLine::new();
-    line.put(b"execgate: cannot run ");
-    line.put(shown);
-    line.put(b": ");
+    let Ok(()) = display::cannot_run(shown, &mut line);
     line.put(why);
     line.finish();
     errno

@@ -25,6 +25,32 @@ where
     Ok(())
 }
 
+/// Writes the text of a denial line, `execgate: denied: <command>: <reason>` (no newline):
+/// the command as [`quote_command`] shows it, the reason as the server gave it.
+pub fn denial<'a, S, A>(
+    program: &[u8],
+    args: A,
+    reason: &[u8],
+    sink: &mut S,
+) -> Result<(), S::Error>
+where
+    S: Sink,
+    A: IntoIterator<Item = &'a [u8]>,
+{
+    sink.put(b"execgate: denied: ")?;
+    quote_command(program, args, sink)?;
+    sink.put(b": ")?;
+    sink.put(reason)
+}
+
+/// Writes the start of a line saying a command could not be run, `execgate: cannot run
+/// <program>: `; the caller writes why after it.
+pub fn cannot_run<S: Sink>(program: &[u8], sink: &mut S) -> Result<(), S::Error> {
+    sink.put(b"execgate: cannot run ")?;
+    sink.put(program)?;
+    sink.put(b": ")
+}
+
 /// Writes one word, quoted as needed.
 pub fn quote_word<S: Sink>(word: &[u8], sink: &mut S) -> Result<(), S::Error> {
     if word.is_empty() {
@@ -116,6 +142,16 @@ mod tests {
         let mut out = Vec::new();
         let Ok(()) = quote_command(program, args.iter().copied(), &mut out);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn denial_and_failure_lines_name_the_quoted_command() {
+        let mut out = Vec::new();
+        let Ok(()) = denial(b"/usr/bin/rm", [&b"-rf"[..], b"a b"], b"no", &mut out);
+        assert_eq!(out, b"execgate: denied: /usr/bin/rm -rf 'a b': no");
+        let mut out = Vec::new();
+        let Ok(()) = cannot_run(b"/bin/x", &mut out);
+        assert_eq!(out, b"execgate: cannot run /bin/x: ");
     }
 
     #[test]
