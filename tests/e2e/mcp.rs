@@ -2,7 +2,7 @@
 //! the rmcp client (and, when installed, by the MCP Inspector's CLI), with real shells, the
 //! real sandbox and real rules.
 
-mod common;
+use crate::support;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ClientNotification,
@@ -56,7 +56,7 @@ impl Env {
 
     /// `execgate mcp --rules <rules> ARGS` with the test's HOME and freshly built shells.
     fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let zsh = common::shells::patched_zsh();
+        let zsh = support::shells::patched_zsh();
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_execgate"));
         cmd.arg("mcp")
             .arg("--rules")
@@ -66,7 +66,7 @@ impl Env {
             .env("HOME", &self.home)
             .env_remove("CODEX_HOME")
             .env("EXECGATE_SHELLS_DIR", zsh.parent().unwrap())
-            .env("EXECGATE_PRELOAD", common::preload::preload_shim())
+            .env("EXECGATE_PRELOAD", support::preload::preload_shim())
             .stderr(Stdio::inherit());
         cmd
     }
@@ -168,12 +168,12 @@ fn codex(result: &CallToolResult) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// The exec verdicts of the tool's structured content (see `common::report`).
-fn verdicts(result: &CallToolResult) -> Vec<common::report::Verdict> {
-    common::report::verdicts(result.structured_content.as_ref().unwrap())
+/// The exec verdicts of the tool's structured content (see `support::report`).
+fn verdicts(result: &CallToolResult) -> Vec<support::report::Verdict> {
+    support::report::verdicts(result.structured_content.as_ref().unwrap())
 }
 
-use common::report::v;
+use support::report::v;
 
 #[tokio::test]
 async fn initialize_announces_the_shell_tool_and_the_sandbox_state_capability() {
@@ -654,14 +654,14 @@ async fn codex_home_rules_are_loaded_when_no_rules_flag_is_given() {
         "prefix_rule(pattern = [\"cat\"], decision = \"forbidden\", justification = \"codex says no\")\n",
     )
     .unwrap();
-    let zsh = common::shells::patched_zsh();
+    let zsh = support::shells::patched_zsh();
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_execgate"));
     cmd.arg("mcp")
         .current_dir(&env.work)
         .env("HOME", &env.home)
         .env("CODEX_HOME", &codex_home)
         .env("EXECGATE_SHELLS_DIR", zsh.parent().unwrap())
-        .env("EXECGATE_PRELOAD", common::preload::preload_shim())
+        .env("EXECGATE_PRELOAD", support::preload::preload_shim())
         .stderr(Stdio::inherit());
     let client = TestClient::new(Answer::NotCapable)
         .serve(TokioChildProcess::new(cmd).unwrap())
@@ -757,7 +757,7 @@ fn inspector() -> Option<PathBuf> {
 /// `mcp-inspector --cli ARGS -- execgate mcp --rules <rules>`; returns its JSON output.
 fn inspect(env: &Env, args: &[&str]) -> Value {
     let inspector = inspector().unwrap();
-    let zsh = common::shells::patched_zsh();
+    let zsh = support::shells::patched_zsh();
     let shells = format!("EXECGATE_SHELLS_DIR={}", zsh.parent().unwrap().display());
     let home = format!("HOME={}", env.home.display());
     let out = std::process::Command::new(inspector)

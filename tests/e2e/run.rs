@@ -1,7 +1,7 @@
 //! End-to-end tests of `execgate run`: real shells, the real sandbox, real hook scripts and
 //! a real pty for the approver.
 
-mod common;
+use crate::support;
 
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -41,14 +41,14 @@ impl Env {
 
     /// `execgate run` with the test's HOME, cwd and the freshly built shells and shim.
     fn command(&self, args: &[&str]) -> Command {
-        let zsh = common::shells::patched_zsh();
+        let zsh = support::shells::patched_zsh();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_execgate"));
         cmd.arg("run")
             .args(args)
             .current_dir(&self.work)
             .env("HOME", &self.home)
             .env("EXECGATE_SHELLS_DIR", zsh.parent().unwrap())
-            .env("EXECGATE_PRELOAD", common::preload::preload_shim())
+            .env("EXECGATE_PRELOAD", support::preload::preload_shim())
             .stdin(Stdio::null());
         cmd
     }
@@ -86,7 +86,7 @@ prefix_rule(pattern = ["touch"], decision = "prompt", justification = "touch nee
 prefix_rule(pattern = ["rm", ["-rf", "-fr"]], decision = "forbidden", justification = "no recursive deletes")
 "#;
 
-use common::report::{v, verdicts};
+use support::report::{v, verdicts};
 
 #[test]
 fn mixed_script_gets_exact_verdicts_in_json_and_audit_log() {

@@ -1,18 +1,18 @@
 //! End-to-end tests of the escalation transport: real shells (every setup in
-//! `common::session::setups()`), the real wrapper, the real server, a deterministic policy.
+//! `support::session::setups()`), the real wrapper, the real server, a deterministic policy.
 
-mod common;
+use crate::support;
 
-use common::session::{
-    open_fd_count, run, runtime, setups, start, wrapper, zombie_children, Outcome, ShellSetup,
-    TestPolicy,
-};
 use execgate_escalate_server::{ExecEvent, ExitStatus, Verdict};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use support::session::{
+    open_fd_count, run, runtime, setups, start, wrapper, zombie_children, Outcome, ShellSetup,
+    TestPolicy,
+};
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
@@ -535,7 +535,9 @@ fn in_isolated_child() -> bool {
 #[test]
 fn many_and_parallel_execs_leak_no_fds_and_leave_no_zombies() {
     if !in_isolated_child() {
-        return run_isolated("many_and_parallel_execs_leak_no_fds_and_leave_no_zombies");
+        return run_isolated(
+            "escalation::many_and_parallel_execs_leak_no_fds_and_leave_no_zombies",
+        );
     }
     // 10,000 execs for the first setup; 2,000 for the others keep the suite's time
     // reasonable (the transport is shared, only the shell differs).
@@ -603,7 +605,7 @@ fn killing_the_server_makes_later_execs_fail_closed() {
         let mut host = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "killing_the_server_makes_later_execs_fail_closed",
+                "escalation::killing_the_server_makes_later_execs_fail_closed",
                 "--nocapture",
                 "--test-threads=1",
             ])

@@ -7,7 +7,7 @@
 //! patch must not change what the user sees (command not found, permission denied), the
 //! same script also runs with no wrapper and the two results must be identical.
 
-mod common;
+use crate::support;
 
 use std::ffi::OsStr;
 use std::fs;
@@ -16,7 +16,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::shells::{patched_bash, patched_zsh};
+use support::shells::{patched_bash, patched_zsh};
 
 /// Stands in for execgate's wrapper: log `[path, argv0, argv1, ...]`, then exec `path` with
 /// `[argv0, argv1, ...]`.

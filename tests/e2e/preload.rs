@@ -5,9 +5,8 @@
 //! The test policy records every request and decides from the argv alone: a first argument
 //! `forbidden` is denied, any argument `escalate-me` is escalated, everything else runs.
 
-mod common;
+use crate::support;
 
-use common::preload::{preload_shim, wrapper};
 use execgate_escalate_server::{
     EscalationPolicy, ExecContext, ExecRequest, Interception, SessionBuilder, Verdict,
 };
@@ -23,6 +22,7 @@ use std::pin::Pin;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::preload::{preload_shim, wrapper};
 use tokio::io::AsyncReadExt;
 
 const DENY_REASON: &str = "test policy says no";

@@ -1,0 +1,13 @@
+//! execgate's end-to-end tests, as one test binary: real shells, the real wrapper and shim,
+//! the real sandbox, the real `execgate` binary.
+//!
+//! One module per area; `support` holds every helper they share.
+
+mod escalation;
+mod hooks;
+mod mcp;
+mod patched_shells;
+mod policy;
+mod preload;
+mod run;
+mod support;
