@@ -1,38 +1,32 @@
 //! `execgate hooks check` and `execgate hooks permission-request`, run as a user would.
 
+use crate::support::bins::repo_root;
+use crate::support::dirs::Workspace;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 const ALLOW: &str = r#"{"hookSpecificOutput":{"hookEventName":"PermissionRequest","decision":{"behavior":"allow"}}}"#;
 
+/// A workspace (whose empty HOME keeps the user's own hooks out of every test) to write
+/// hooks files in and run `execgate` from.
 struct Fixture {
-    dir: tempfile::TempDir,
+    ws: Workspace,
 }
 
 impl Fixture {
     fn new() -> Self {
-        let fx = Self {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        std::fs::create_dir(fx.home()).unwrap();
-        fx
+        Self {
+            ws: Workspace::new(),
+        }
     }
 
     fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// An empty HOME, so the user's own hooks never leak into a test.
-    fn home(&self) -> PathBuf {
-        self.path().join("home")
+        &self.ws.work
     }
 
     fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.path().join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, text).unwrap();
-        path
+        self.ws.write(name, text)
     }
 
     fn hooks_file(&self, name: &str, hooks: Value) -> PathBuf {
@@ -40,12 +34,7 @@ impl Fixture {
     }
 
     fn execgate(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_execgate"))
-            .args(args)
-            .current_dir(self.path())
-            .env("HOME", self.home())
-            .output()
-            .unwrap()
+        self.ws.execgate(args).output().unwrap()
     }
 }
 
@@ -323,7 +312,7 @@ fn permission_request_rejects_a_missing_cwd() {
 
 /// Copies the example hooks into `project/.execgate/`, where discovery finds them.
 fn example_project(fx: &Fixture) -> PathBuf {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hooks");
+    let example = repo_root().join("examples/hooks");
     let project = fx.path().join("project");
     std::fs::create_dir_all(project.join(".execgate")).unwrap();
     for name in ["hooks.json", "guard.sh"] {
@@ -385,7 +374,7 @@ fn example_hook_allows_git_status_and_is_silent_otherwise() {
 #[test]
 fn example_hooks_file_checks_clean() {
     let fx = Fixture::new();
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hooks/hooks.json");
+    let example = repo_root().join("examples/hooks/hooks.json");
     let out = fx.execgate(&["hooks", "check", "--hooks", path_arg(&example)]);
     assert_eq!(out.status.code(), Some(0));
     assert!(!stdout(&out).contains("warning:"), "{}", stdout(&out));

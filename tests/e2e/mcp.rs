@@ -2,8 +2,10 @@
 //! the rmcp client (and, when installed, by the MCP Inspector's CLI), with real shells, the
 //! real sandbox and real rules.
 
-use crate::support;
-
+use crate::support::bins::{execgate, shells_dir};
+use crate::support::dirs::Workspace;
+use crate::support::procs::{find_process, wait_for};
+use crate::support::report::{self, v};
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ClientNotification,
     ClientRequest, CustomNotification, CustomRequest, ElicitRequestParams, ElicitResult,
@@ -29,46 +31,27 @@ prefix_rule(pattern = ["sleep", "31.75"], decision = "allow")
 prefix_rule(pattern = ["sleep", "31.625"], decision = "allow")
 "#;
 
-/// A workspace, a home and a rules file for one test.
+/// A workspace and a rules file (next to `work`, not in it) for one test.
 struct Env {
-    _tmp: tempfile::TempDir,
-    work: PathBuf,
-    home: PathBuf,
+    ws: Workspace,
     rules: PathBuf,
 }
 
 impl Env {
     fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let work = tmp.path().join("work");
-        let home = tmp.path().join("home");
-        std::fs::create_dir_all(&work).unwrap();
-        std::fs::create_dir_all(&home).unwrap();
-        let rules = tmp.path().join("test.rules");
+        let ws = Workspace::new();
+        let rules = ws.root().join("test.rules");
         std::fs::write(&rules, RULES).unwrap();
-        Self {
-            work: work.canonicalize().unwrap(),
-            home: home.canonicalize().unwrap(),
-            rules: rules.canonicalize().unwrap(),
-            _tmp: tmp,
-        }
+        Self { ws, rules }
     }
 
     /// `execgate mcp --rules <rules> ARGS` with the test's HOME and freshly built shells.
     fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let zsh = support::shells::patched_zsh();
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_execgate"));
-        cmd.arg("mcp")
-            .arg("--rules")
-            .arg(&self.rules)
-            .args(args)
-            .current_dir(&self.work)
-            .env("HOME", &self.home)
-            .env_remove("CODEX_HOME")
-            .env("EXECGATE_SHELLS_DIR", zsh.parent().unwrap())
-            .env("EXECGATE_PRELOAD", support::preload::preload_shim())
-            .stderr(Stdio::inherit());
-        cmd
+        let mut cmd = self
+            .ws
+            .execgate_session(&["mcp", "--rules", self.rules.to_str().unwrap()]);
+        cmd.args(args).stderr(Stdio::inherit());
+        cmd.into()
     }
 }
 
@@ -169,11 +152,9 @@ fn codex(result: &CallToolResult) -> Value {
 }
 
 /// The exec verdicts of the tool's structured content (see `support::report`).
-fn verdicts(result: &CallToolResult) -> Vec<support::report::Verdict> {
-    support::report::verdicts(result.structured_content.as_ref().unwrap())
+fn verdicts(result: &CallToolResult) -> Vec<report::Verdict> {
+    report::verdicts(result.structured_content.as_ref().unwrap())
 }
-
-use support::report::v;
 
 #[tokio::test]
 async fn initialize_announces_the_shell_tool_and_the_sandbox_state_capability() {
@@ -201,7 +182,7 @@ async fn shell_runs_escalates_and_denies_with_codex_text_and_our_report() {
     let result = shell(
         &client,
         "date +%Y | tr 0-9 x; (rm -rf gone); echo end",
-        &env.work,
+        &env.ws.work,
     )
     .await;
     assert_eq!(result.is_error, Some(false));
@@ -238,7 +219,7 @@ async fn bad_workdir_is_a_tool_error_and_the_server_keeps_serving() {
         message,
         "workdir must be an absolute path, got \"relative/dir\""
     );
-    let missing = shell(&client, "echo hi", &env.work.join("nope")).await;
+    let missing = shell(&client, "echo hi", &env.ws.work.join("nope")).await;
     assert_eq!(missing.is_error, Some(true));
     let no_command = client
         .call_tool(
@@ -248,7 +229,7 @@ async fn bad_workdir_is_a_tool_error_and_the_server_keeps_serving() {
         .await
         .unwrap();
     assert_eq!(no_command.is_error, Some(true));
-    let ok = shell(&client, "echo hi", &env.work).await;
+    let ok = shell(&client, "echo hi", &env.ws.work).await;
     assert_eq!(codex(&ok)["output"], "hi\n");
     client.cancel().await.unwrap();
 }
@@ -257,7 +238,7 @@ async fn bad_workdir_is_a_tool_error_and_the_server_keeps_serving() {
 async fn client_without_elicitation_gets_a_denial() {
     let env = Env::new();
     let client = connect(&env, Answer::NotCapable, &[]).await;
-    let result = shell(&client, "touch t1 || echo no", &env.work).await;
+    let result = shell(&client, "touch t1 || echo no", &env.ws.work).await;
     let output = codex(&result)["output"].as_str().unwrap().to_owned();
     let denial =
         "execgate: denied: /usr/bin/touch t1: approval required; the client cannot be asked\n";
@@ -267,7 +248,7 @@ async fn client_without_elicitation_gets_a_denial() {
         verdicts(&result),
         vec![v("touch", "prompt", "deny", "user")]
     );
-    assert!(!env.work.join("t1").exists());
+    assert!(!env.ws.work.join("t1").exists());
     client.cancel().await.unwrap();
 }
 
@@ -275,19 +256,19 @@ async fn client_without_elicitation_gets_a_denial() {
 async fn elicitation_accepted_once_runs_the_command_and_asks_again_next_time() {
     let env = Env::new();
     let client = connect(&env, Answer::Accept("once"), &[]).await;
-    let result = shell(&client, "touch t1 && echo done", &env.work).await;
+    let result = shell(&client, "touch t1 && echo done", &env.ws.work).await;
     assert_eq!(codex(&result)["output"], "done\n");
     assert_eq!(
         verdicts(&result),
         vec![v("touch", "prompt", "escalate", "user")]
     );
-    assert!(env.work.join("t1").exists());
+    assert!(env.ws.work.join("t1").exists());
     let asked = client.service().asked.lock().unwrap().clone();
     assert_eq!(asked.len(), 1);
     assert!(
         asked[0].contains(&format!(
             "command: /usr/bin/touch t1\ncwd: {}\n",
-            env.work.display()
+            env.ws.work.display()
         )),
         "{}",
         asked[0]
@@ -300,7 +281,7 @@ async fn elicitation_accepted_once_runs_the_command_and_asks_again_next_time() {
         "{}",
         asked[0]
     );
-    shell(&client, "touch t2", &env.work).await;
+    shell(&client, "touch t2", &env.ws.work).await;
     assert_eq!(client.service().asked.lock().unwrap().len(), 2);
     client.cancel().await.unwrap();
 }
@@ -309,13 +290,13 @@ async fn elicitation_accepted_once_runs_the_command_and_asks_again_next_time() {
 async fn elicitation_allow_for_session_is_remembered_across_calls() {
     let env = Env::new();
     let client = connect(&env, Answer::Accept("session"), &[]).await;
-    shell(&client, "touch t1", &env.work).await;
-    let second = shell(&client, "touch t2", &env.work).await;
+    shell(&client, "touch t1", &env.ws.work).await;
+    let second = shell(&client, "touch t2", &env.ws.work).await;
     assert_eq!(
         verdicts(&second),
         vec![v("touch", "prompt", "escalate", "user")]
     );
-    assert!(env.work.join("t1").exists() && env.work.join("t2").exists());
+    assert!(env.ws.work.join("t1").exists() && env.ws.work.join("t2").exists());
     assert_eq!(client.service().asked.lock().unwrap().len(), 1);
     client.cancel().await.unwrap();
 }
@@ -324,7 +305,7 @@ async fn elicitation_allow_for_session_is_remembered_across_calls() {
 async fn elicitation_declined_denies_and_the_script_goes_on() {
     let env = Env::new();
     let client = connect(&env, Answer::Decline, &[]).await;
-    let result = shell(&client, "touch t1 || echo after", &env.work).await;
+    let result = shell(&client, "touch t1 || echo after", &env.ws.work).await;
     let text = codex(&result);
     assert_eq!(
         result.structured_content.as_ref().unwrap()["stdout"],
@@ -336,7 +317,7 @@ async fn elicitation_declined_denies_and_the_script_goes_on() {
         verdicts(&result),
         vec![v("touch", "prompt", "deny", "user")]
     );
-    assert!(!env.work.join("t1").exists());
+    assert!(!env.ws.work.join("t1").exists());
     client.cancel().await.unwrap();
 }
 
@@ -344,7 +325,7 @@ async fn elicitation_declined_denies_and_the_script_goes_on() {
 async fn elicitation_cancelled_denies_and_ends_the_call() {
     let env = Env::new();
     let client = connect(&env, Answer::Cancel, &[]).await;
-    let result = shell(&client, "touch t1; echo after", &env.work).await;
+    let result = shell(&client, "touch t1; echo after", &env.ws.work).await;
     let text = codex(&result);
     assert_eq!(text["exit_code"], 130, "{text}");
     assert!(
@@ -355,9 +336,9 @@ async fn elicitation_cancelled_denies_and_ends_the_call() {
         result.structured_content.as_ref().unwrap()["interrupted"],
         true
     );
-    assert!(!env.work.join("t1").exists());
+    assert!(!env.ws.work.join("t1").exists());
     // The server is still there for the next call.
-    let next = shell(&client, "echo next", &env.work).await;
+    let next = shell(&client, "echo next", &env.ws.work).await;
     assert_eq!(codex(&next)["output"], "next\n");
     client.cancel().await.unwrap();
 }
@@ -366,13 +347,13 @@ async fn elicitation_cancelled_denies_and_ends_the_call() {
 async fn sandbox_state_update_to_read_only_makes_writes_fail() {
     let env = Env::new();
     let client = connect(&env, Answer::NotCapable, &[]).await;
-    let before = shell(&client, "echo x > a && echo wrote", &env.work).await;
+    let before = shell(&client, "echo x > a && echo wrote", &env.ws.work).await;
     assert_eq!(codex(&before)["output"], "wrote\n");
     let update = CustomRequest::new(
         "codex/sandbox-state/update",
         Some(json!({
             "sandboxPolicy": {"type": "read-only", "unknown_field": true},
-            "sandboxCwd": env.work,
+            "sandboxCwd": env.ws.work,
             "codexLinuxSandboxExe": null,
         })),
     );
@@ -385,14 +366,14 @@ async fn sandbox_state_update_to_read_only_makes_writes_fail() {
         ServerResult::EmptyResult(_) => {}
         other => panic!("unexpected answer {other:?}"),
     }
-    let after = shell(&client, "echo y > b && echo wrote", &env.work).await;
+    let after = shell(&client, "echo y > b && echo wrote", &env.ws.work).await;
     let text = codex(&after);
     assert_ne!(text["exit_code"], 0, "{text}");
     assert!(
         !text["output"].as_str().unwrap().contains("wrote"),
         "{text}"
     );
-    assert!(!env.work.join("b").exists());
+    assert!(!env.ws.work.join("b").exists());
     client.cancel().await.unwrap();
 }
 
@@ -411,16 +392,16 @@ async fn sandbox_state_update_sent_as_a_notification_is_honoured_too() {
     // A notification has no answer: poll until a call sees the read-only sandbox.
     let mut denied = None;
     for _ in 0..100 {
-        let result = shell(&client, "echo y > b && echo wrote", &env.work).await;
+        let result = shell(&client, "echo y > b && echo wrote", &env.ws.work).await;
         if !codex(&result)["output"].as_str().unwrap().contains("wrote") {
             denied = Some(result);
             break;
         }
-        std::fs::remove_file(env.work.join("b")).unwrap();
+        std::fs::remove_file(env.ws.work.join("b")).unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(denied.is_some(), "the notification never took effect");
-    assert!(!env.work.join("b").exists());
+    assert!(!env.ws.work.join("b").exists());
     client.cancel().await.unwrap();
 }
 
@@ -428,10 +409,10 @@ async fn sandbox_state_update_sent_as_a_notification_is_honoured_too() {
 async fn cancelled_call_ends_its_session_escalated_processes_included() {
     let env = Env::new();
     let client = connect(&env, Answer::NotCapable, &[]).await;
-    let pidfile = env.work.join("pid");
+    let pidfile = env.ws.work.join("pid");
     // `sleep 31.5` is allowed: it runs outside the sandbox, as an escalated process.
     let command = format!("echo $$ > {}; sleep 31.5; echo finished", pidfile.display());
-    let mut params = shell_params(&command, &env.work);
+    let mut params = shell_params(&command, &env.ws.work);
     params
         .arguments
         .as_mut()
@@ -453,7 +434,7 @@ async fn cancelled_call_ends_its_session_escalated_processes_included() {
         gone.is_some(),
         "the escalated sleep outlived its cancelled call"
     );
-    let next = shell(&client, "echo next", &env.work).await;
+    let next = shell(&client, "echo next", &env.ws.work).await;
     assert_eq!(codex(&next)["output"], "next\n");
     client.cancel().await.unwrap();
 }
@@ -462,7 +443,7 @@ async fn cancelled_call_ends_its_session_escalated_processes_included() {
 async fn timeout_ms_ends_the_call_with_timed_out_and_124() {
     let env = Env::new();
     let client = connect(&env, Answer::NotCapable, &[]).await;
-    let mut params = shell_params("echo before; sleep 31.625; echo after", &env.work);
+    let mut params = shell_params("echo before; sleep 31.625; echo after", &env.ws.work);
     params
         .arguments
         .as_mut()
@@ -490,12 +471,12 @@ async fn two_concurrent_calls_each_get_their_own_session() {
     let a = shell(
         &client,
         "echo a > a; i=0; while [ ! -e b ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; cat b",
-        &env.work,
+        &env.ws.work,
     );
     let b = shell(
         &client,
         "echo b > b; i=0; while [ ! -e a ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; cat a",
-        &env.work,
+        &env.ws.work,
     );
     let (a, b) = tokio::join!(a, b);
     assert_eq!(codex(&a)["output"], "b\n");
@@ -510,7 +491,7 @@ async fn progress_notifications_count_verdicts() {
     shell(
         &client,
         "date > /dev/null; (rm -rf x); cat /dev/null",
-        &env.work,
+        &env.ws.work,
     )
     .await;
     // Notifications may trail the response a little.
@@ -537,7 +518,7 @@ async fn output_is_capped_keeping_head_and_tail() {
     let result = shell(
         &client,
         "echo start; head -c 5000 /dev/zero | tr '\\0' x; echo; echo stop",
-        &env.work,
+        &env.ws.work,
     )
     .await;
     let output = codex(&result)["output"].as_str().unwrap().to_owned();
@@ -612,7 +593,7 @@ async fn client_disconnect_mid_call_ends_the_server_and_its_sessions() {
         "clientInfo": {"name": "raw", "version": "0"}}});
     let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
         "name": "shell", "arguments": {
-            "command": "sleep 31.75", "workdir": env.work, "login": false, "timeout_ms": 60000}}});
+            "command": "sleep 31.75", "workdir": env.ws.work, "login": false, "timeout_ms": 60000}}});
     for line in [
         init.to_string(),
         r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_string(),
@@ -647,27 +628,20 @@ async fn client_disconnect_mid_call_ends_the_server_and_its_sessions() {
 #[tokio::test]
 async fn codex_home_rules_are_loaded_when_no_rules_flag_is_given() {
     let env = Env::new();
-    let codex_home = env.home.join("codex");
+    let codex_home = env.ws.home.join("codex");
     std::fs::create_dir_all(codex_home.join("rules")).unwrap();
     std::fs::write(
         codex_home.join("rules/default.rules"),
         "prefix_rule(pattern = [\"cat\"], decision = \"forbidden\", justification = \"codex says no\")\n",
     )
     .unwrap();
-    let zsh = support::shells::patched_zsh();
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_execgate"));
-    cmd.arg("mcp")
-        .current_dir(&env.work)
-        .env("HOME", &env.home)
-        .env("CODEX_HOME", &codex_home)
-        .env("EXECGATE_SHELLS_DIR", zsh.parent().unwrap())
-        .env("EXECGATE_PRELOAD", support::preload::preload_shim())
-        .stderr(Stdio::inherit());
+    let mut cmd = env.ws.execgate_session(&["mcp"]);
+    cmd.env("CODEX_HOME", &codex_home).stderr(Stdio::inherit());
     let client = TestClient::new(Answer::NotCapable)
-        .serve(TokioChildProcess::new(cmd).unwrap())
+        .serve(TokioChildProcess::new(tokio::process::Command::from(cmd)).unwrap())
         .await
         .unwrap();
-    let result = shell(&client, "cat /dev/null", &env.work).await;
+    let result = shell(&client, "cat /dev/null", &env.ws.work).await;
     assert_eq!(
         verdicts(&result),
         vec![v("cat", "forbidden", "deny", "policy")]
@@ -684,10 +658,9 @@ async fn codex_home_rules_are_loaded_when_no_rules_flag_is_given() {
 fn bad_rules_file_refuses_to_start_naming_file_line_col() {
     let env = Env::new();
     std::fs::write(&env.rules, "prefix_rule(pattern = [])\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_execgate"))
-        .args(["mcp", "--rules"])
-        .arg(&env.rules)
-        .env("HOME", &env.home)
+    let out = env
+        .ws
+        .execgate(&["mcp", "--rules", env.rules.to_str().unwrap()])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -698,39 +671,6 @@ fn bad_rules_file_refuses_to_start_naming_file_line_col() {
         "{stderr}"
     );
     assert!(out.stdout.is_empty());
-}
-
-/// Polls `probe` every 50 ms for up to 20 s.
-async fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> Option<T> {
-    for _ in 0..400 {
-        if let Some(found) = probe() {
-            return Some(found);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    None
-}
-
-/// A live process whose command line contains `needle` as a whole argument.
-fn find_process(needle: &str) -> Option<u32> {
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let is_sleep = cmdline
-            .split(|&b| b == 0)
-            .any(|arg| arg == needle.as_bytes());
-        let zombie = std::fs::read_to_string(entry.path().join("stat"))
-            .map(|s| s.contains(") Z "))
-            .unwrap_or(true);
-        if is_sleep && !zombie {
-            return Some(pid);
-        }
-    }
-    None
 }
 
 /// The MCP Inspector's CLI (`mcp-inspector` from `@modelcontextprotocol/inspector`), named by
@@ -757,19 +697,18 @@ fn inspector() -> Option<PathBuf> {
 /// `mcp-inspector --cli ARGS -- execgate mcp --rules <rules>`; returns its JSON output.
 fn inspect(env: &Env, args: &[&str]) -> Value {
     let inspector = inspector().unwrap();
-    let zsh = support::shells::patched_zsh();
-    let shells = format!("EXECGATE_SHELLS_DIR={}", zsh.parent().unwrap().display());
-    let home = format!("HOME={}", env.home.display());
+    let shells = format!("EXECGATE_SHELLS_DIR={}", shells_dir().display());
+    let home = format!("HOME={}", env.ws.home.display());
     let out = std::process::Command::new(inspector)
         .arg("--cli")
         .args(args)
         .args(["-e", &home, "-e", &shells, "--"])
-        .arg(env!("CARGO_BIN_EXE_execgate"))
+        .arg(execgate())
         .arg("mcp")
         .arg("--rules")
         .arg(&env.rules)
-        .env("HOME", &env.home)
-        .current_dir(&env.work)
+        .env("HOME", &env.ws.home)
+        .current_dir(&env.ws.work)
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -807,7 +746,7 @@ fn inspector_cli_calls_shell_for_run_escalate_deny_and_unaskable_prompt() {
     }
     let env = Env::new();
     let command = "date +%Y | tr 0-9 x; (rm -rf g); touch t; echo end";
-    let workdir = format!("workdir={}", env.work.display());
+    let workdir = format!("workdir={}", env.ws.work.display());
     let result = inspect(
         &env,
         &[
@@ -849,7 +788,7 @@ fn inspector_cli_calls_shell_for_run_escalate_deny_and_unaskable_prompt() {
         ]
         .map(|(p, v)| (p.to_owned(), v.to_owned()))
     );
-    assert!(!env.work.join("t").exists());
+    assert!(!env.ws.work.join("t").exists());
 }
 
 #[test]

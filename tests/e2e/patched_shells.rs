@@ -7,16 +7,14 @@
 //! patch must not change what the user sees (command not found, permission denied), the
 //! same script also runs with no wrapper and the two results must be identical.
 
-use crate::support;
-
+use crate::support::bins::{patched_bash, patched_zsh};
+use crate::support::dirs::Scratch;
+use crate::support::setups::per_setup;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
-
-use support::shells::{patched_bash, patched_zsh};
 
 /// Stands in for execgate's wrapper: log `[path, argv0, argv1, ...]`, then exec `path` with
 /// `[argv0, argv1, ...]`.
@@ -80,13 +78,13 @@ impl std::fmt::Debug for Outcome {
 
 /// A scratch directory with `bin/show`, the recording wrapper and its log.
 struct Fixture {
-    dir: tempfile::TempDir,
+    dir: Scratch,
 }
 
 impl Fixture {
     fn new() -> Fixture {
         let fixture = Fixture {
-            dir: tempfile::tempdir().expect("create temp dir"),
+            dir: Scratch::new(),
         };
         fixture.file("bin/show", SHOW.as_bytes(), 0o755);
         fixture.file("wrapper", RECORDING_WRAPPER.as_bytes(), 0o755);
@@ -95,7 +93,7 @@ impl Fixture {
     }
 
     fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
+        self.dir.join(rel)
     }
 
     fn path_str(&self, rel: &str) -> String {
@@ -106,10 +104,7 @@ impl Fixture {
     }
 
     fn file(&self, rel: &str, contents: &[u8], mode: u32) {
-        let path = self.path(rel);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, contents).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        self.dir.file(rel, contents, mode);
     }
 
     /// Run `script` with `shell -c` in the fixture directory, with a clean environment:
@@ -204,7 +199,7 @@ fn ok(stdout: Vec<u8>) -> Outcome {
     }
 }
 
-// ---- the behaviours, each run on both shells (see `both!` at the end) ----
+// ---- the behaviours, each run on both shells (see `per_setup!` at the end) ----
 
 fn path_lookup_passes_absolute_path_and_original_argv(shell: Shell) {
     let f = Fixture::new();
@@ -576,36 +571,29 @@ fn nested_patched_shell_is_wrapped_and_wraps_its_own_commands(shell: Shell) {
     );
 }
 
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod zsh {
-            $( #[test] fn $name() { super::$name(super::Shell::Zsh) } )*
-        }
-        mod bash {
-            $( #[test] fn $name() { super::$name(super::Shell::Bash) } )*
-        }
-    };
+per_setup! {
+    zsh => Shell::Zsh,
+    bash => Shell::Bash;
+    [
+        path_lookup_passes_absolute_path_and_original_argv,
+        relative_path_is_passed_as_written,
+        dot_in_path_runs_the_program_in_the_working_directory,
+        exec_builtin_goes_through_the_wrapper,
+        command_not_found_behaves_as_unwrapped,
+        permission_denied_behaves_as_unwrapped,
+        missing_file_by_path_behaves_as_unwrapped,
+        path_search_skips_non_executable_files_and_directories,
+        legacy_bash_exec_wrapper_is_used_when_exec_wrapper_is_unset,
+        legacy_bash_exec_wrapper_is_used_when_exec_wrapper_is_empty,
+        exec_wrapper_takes_precedence_over_the_legacy_name,
+        empty_exec_wrapper_means_no_wrapping,
+        argv_bytes_reach_the_wrapper_and_the_program_exactly,
+        pipelines_and_command_substitution_are_wrapped,
+        script_without_shebang_runs_once_through_the_wrapper,
+        missing_wrapper_fails_closed,
+        missing_wrapper_fails_closed_on_exec_with_one_message,
+        builtins_and_functions_are_not_execs_but_their_commands_are,
+        unset_exec_wrapper_in_a_script_turns_wrapping_off,
+        nested_patched_shell_is_wrapped_and_wraps_its_own_commands,
+    ]
 }
-
-both!(
-    path_lookup_passes_absolute_path_and_original_argv,
-    relative_path_is_passed_as_written,
-    dot_in_path_runs_the_program_in_the_working_directory,
-    exec_builtin_goes_through_the_wrapper,
-    command_not_found_behaves_as_unwrapped,
-    permission_denied_behaves_as_unwrapped,
-    missing_file_by_path_behaves_as_unwrapped,
-    path_search_skips_non_executable_files_and_directories,
-    legacy_bash_exec_wrapper_is_used_when_exec_wrapper_is_unset,
-    legacy_bash_exec_wrapper_is_used_when_exec_wrapper_is_empty,
-    exec_wrapper_takes_precedence_over_the_legacy_name,
-    empty_exec_wrapper_means_no_wrapping,
-    argv_bytes_reach_the_wrapper_and_the_program_exactly,
-    pipelines_and_command_substitution_are_wrapped,
-    script_without_shebang_runs_once_through_the_wrapper,
-    missing_wrapper_fails_closed,
-    missing_wrapper_fails_closed_on_exec_with_one_message,
-    builtins_and_functions_are_not_execs_but_their_commands_are,
-    unset_exec_wrapper_in_a_script_turns_wrapping_off,
-    nested_patched_shell_is_wrapped_and_wraps_its_own_commands,
-);

@@ -1,17 +1,19 @@
 //! End-to-end tests of `execgate policy check` and `execgate policy test`: the real binary,
 //! real rule files, exact output.
 
+use crate::support::bins::{self, repo_root};
+use crate::support::dirs::Scratch;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn execgate() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_execgate"))
+    Command::new(bins::execgate())
 }
 
 fn example_rules() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/basic.rules")
+    repo_root().join("examples/basic.rules")
 }
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
@@ -25,12 +27,6 @@ fn run(cmd: &mut Command) -> (i32, String, String) {
         String::from_utf8(stdout).expect("utf-8 stdout"),
         String::from_utf8(stderr).expect("utf-8 stderr"),
     )
-}
-
-fn write_rules(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("write rules");
-    path
 }
 
 #[test]
@@ -116,10 +112,8 @@ fn check_does_not_resolve_unlisted_host_executables() {
 
 #[test]
 fn check_resolves_home_relative_host_executables_from_home() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rules = write_rules(
-        dir.path(),
-        "home.rules",
+    let dir = Scratch::new();
+    let rules = dir.write("home.rules",
         "host_executable(name = \"tool\", paths = [\"~/bin/tool\"])\nprefix_rule(pattern = [\"tool\"], decision = \"prompt\")\n",
     );
     let listed = dir.path().join("bin/tool");
@@ -147,10 +141,9 @@ fn check_resolves_home_relative_host_executables_from_home() {
 
 #[test]
 fn check_merges_several_rules_files_in_order() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let a = write_rules(dir.path(), "a.rules", "prefix_rule(pattern = [\"make\"])\n");
-    let b = write_rules(
-        dir.path(),
+    let dir = Scratch::new();
+    let a = dir.write("a.rules", "prefix_rule(pattern = [\"make\"])\n");
+    let b = dir.write(
         "b.rules",
         "prefix_rule(pattern = [\"make\", \"install\"], decision = \"forbidden\")\n",
     );
@@ -180,10 +173,8 @@ fn check_with_non_utf8_argument_matches_nothing_and_succeeds() {
 
 #[test]
 fn check_with_broken_rules_fails_with_one_located_line() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rules = write_rules(
-        dir.path(),
-        "bad.rules",
+    let dir = Scratch::new();
+    let rules = dir.write("bad.rules",
         "prefix_rule(pattern = [\"ls\"])\n\nprefix_rule(pattern = [\"git\"], decision = \"deny\")\n",
     );
     let (code, stdout, stderr) = run(execgate()
@@ -225,9 +216,8 @@ fn test_passes_the_shipped_example() {
 
 #[test]
 fn test_reports_every_failure_in_one_run() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rules = write_rules(
-        dir.path(),
+    let dir = Scratch::new();
+    let rules = dir.write(
         "t.rules",
         r#"prefix_rule(pattern = ["git", "status"], match = ["git status", "git stat"])
 prefix_rule(pattern = ["ls"], not_match = ["ls -l"])
@@ -251,9 +241,8 @@ prefix_rule(pattern = ["cat"], match = ["cat x"])
 
 #[test]
 fn test_json_lists_each_example_with_its_outcome() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rules = write_rules(
-        dir.path(),
+    let dir = Scratch::new();
+    let rules = dir.write(
         "t.rules",
         "prefix_rule(pattern = [\"ls\"], match = [\"ls\"], not_match = [[\"ls\", \"-l\"]])\n",
     );
@@ -281,8 +270,8 @@ fn test_json_lists_each_example_with_its_outcome() {
 
 #[test]
 fn test_with_a_syntax_error_fails_with_one_located_line() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rules = write_rules(dir.path(), "t.rules", "prefix_rule(pattern = [\"ls\"]\n");
+    let dir = Scratch::new();
+    let rules = dir.write("t.rules", "prefix_rule(pattern = [\"ls\"]\n");
     let (code, stdout, stderr) = run(execgate().args(["policy", "test", "--rules"]).arg(&rules));
     assert_eq!((code, stdout.as_str()), (2, ""));
     assert!(

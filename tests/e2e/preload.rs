@@ -2,84 +2,24 @@
 //! and zsh, and the dynamically linked programs they start (`env`, `xargs`, `find`, `make`,
 //! python), run in a real session of the escalation server with a deterministic test policy.
 //!
-//! The test policy records every request and decides from the argv alone: a first argument
-//! `forbidden` is denied, any argument `escalate-me` is escalated, everything else runs.
+//! The test policy (`support::policy`) records every request and decides from the argv
+//! alone: a first argument `forbidden` is denied, any argument `escalate-me` is escalated,
+//! everything else runs. The shell behaviours run in each of the three shells, each its own
+//! test module (see the `per_setup!` list); the rest run in bash.
 
-use crate::support;
-
-use execgate_escalate_server::{
-    EscalationPolicy, ExecContext, ExecRequest, Interception, SessionBuilder, Verdict,
-};
+use crate::support::bins::{preload_shim, wrapper};
+use crate::support::dirs::Scratch;
+use crate::support::policy::{TestPolicy, DENY_REASON};
+use crate::support::session::{run_with_env, Outcome};
+use crate::support::setups::{per_setup, ShellSetup};
+use execgate_escalate_server::ExecRequest;
 use std::ffi::OsStr;
-use std::fs;
-use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use support::preload::{preload_shim, wrapper};
-use tokio::io::AsyncReadExt;
-
-const DENY_REASON: &str = "test policy says no";
-
-#[derive(Default)]
-struct TestPolicy {
-    seen: Mutex<Vec<ExecRequest>>,
-}
-
-impl TestPolicy {
-    fn verdict(request: &ExecRequest) -> Verdict {
-        if request.argv.get(1).is_some_and(|a| a == b"forbidden") {
-            Verdict::Deny {
-                reason: DENY_REASON.into(),
-            }
-        } else if request.argv.iter().any(|a| a == b"escalate-me") {
-            Verdict::Escalate
-        } else {
-            Verdict::Run
-        }
-    }
-}
-
-// Written out rather than with `#[async_trait]`: the root package does not depend on it.
-impl EscalationPolicy for TestPolicy {
-    fn decide<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        exec: &'life1 ExecContext,
-    ) -> Pin<Box<dyn Future<Output = Verdict> + Send + 'async_trait>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        let request = ExecRequest::clone(&exec.request);
-        let verdict = Self::verdict(&request);
-        self.seen.lock().unwrap().push(request);
-        Box::pin(async move { verdict })
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Shell {
-    Bash,
-    Dash,
-    Zsh,
-}
-
-impl Shell {
-    fn path(self) -> &'static Path {
-        Path::new(match self {
-            Shell::Bash => "/bin/bash",
-            Shell::Dash => "/bin/dash",
-            Shell::Zsh => "/usr/bin/zsh",
-        })
-    }
-}
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 
 /// Raw bytes that print readably in assertion failures.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -91,116 +31,43 @@ impl std::fmt::Debug for Bytes {
     }
 }
 
-/// What one session produced.
-#[derive(Debug)]
-struct Outcome {
-    status: Option<i32>,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    requests: Vec<ExecRequest>,
+/// `(program, argv, cwd)` of every request, in arrival order.
+fn execs(outcome: &Outcome) -> Vec<(Bytes, Vec<Bytes>, Bytes)> {
+    outcome
+        .requests()
+        .into_iter()
+        .map(|r| {
+            (
+                Bytes(r.program.clone()),
+                r.argv.iter().cloned().map(Bytes).collect(),
+                Bytes(r.cwd.clone()),
+            )
+        })
+        .collect()
 }
 
-impl Outcome {
-    /// `(program, argv, cwd)` of every request, in arrival order.
-    fn execs(&self) -> Vec<(Bytes, Vec<Bytes>, Bytes)> {
-        self.requests
-            .iter()
-            .map(|r| {
-                (
-                    Bytes(r.program.clone()),
-                    r.argv.iter().cloned().map(Bytes).collect(),
-                    Bytes(r.cwd.clone()),
-                )
-            })
-            .collect()
-    }
-
-    fn text(bytes: &[u8]) -> String {
-        String::from_utf8_lossy(bytes).into_owned()
-    }
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// A scratch directory (canonical, as `getcwd` reports it) with a `sub/` directory.
-struct Scratch {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
+/// A scratch directory with a `sub/` directory.
+fn scratch() -> Scratch {
+    let scratch = Scratch::new();
+    std::fs::create_dir(scratch.join("sub")).expect("create sub");
+    scratch
 }
 
-impl Scratch {
-    fn new() -> Scratch {
-        let dir = tempfile::tempdir().expect("create temp dir");
-        let path = fs::canonicalize(dir.path()).expect("canonicalize temp dir");
-        fs::create_dir(path.join("sub")).expect("create sub");
-        Scratch { _dir: dir, path }
-    }
-
-    fn file(&self, name: &str, contents: &str, mode: u32) -> PathBuf {
-        let path = self.path.join(name);
-        fs::write(&path, contents).expect("write fixture");
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod fixture");
-        path
-    }
-
-    fn bytes(&self, rel: &str) -> Vec<u8> {
-        self.path.join(rel).as_os_str().as_bytes().to_vec()
-    }
-
-    fn dir(&self) -> Vec<u8> {
-        self.path.as_os_str().as_bytes().to_vec()
-    }
+/// A path's bytes, as a request carries it.
+fn path_bytes(path: &Path) -> Vec<u8> {
+    path.as_os_str().as_bytes().to_vec()
 }
 
-/// Runs `script` with `shell -c` in a preload-shim session in `dir`, with `PATH=/usr/bin:/bin`
-/// and the extra `env`.
-fn run(shell: &Path, script: &str, dir: &Path, env: &[(&str, &OsStr)]) -> Outcome {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(async {
-        let policy = Arc::new(TestPolicy::default());
-        let interception = Interception::Preload {
-            shim: preload_shim(),
-            wrapper: wrapper(),
-        };
-        let mut builder = SessionBuilder::new(shell, interception)
-            .arg("-c")
-            .arg(script)
-            .cwd(dir)
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (key, value) in env {
-            builder = builder.env(key, value);
-        }
-        let mut session = builder.spawn(policy.clone()).expect("start session");
-        let mut stdout = session.take_stdout().expect("stdout");
-        let mut stderr = session.take_stderr().expect("stderr");
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let all = async {
-            let (o, e, status) = tokio::join!(
-                stdout.read_to_end(&mut out),
-                stderr.read_to_end(&mut err),
-                session.wait()
-            );
-            o.expect("read stdout");
-            e.expect("read stderr");
-            status.expect("wait for shell")
-        };
-        let status = tokio::time::timeout(Duration::from_secs(60), all)
-            .await
-            .expect("session finished within 60 s");
-        let requests = policy.seen.lock().unwrap().clone();
-        Outcome {
-            status: status.code(),
-            stdout: out,
-            stderr: err,
-            requests,
-        }
-    })
+/// Runs `script` in a preload-shim session of `setup` in `dir`, with `HOME=dir` and the
+/// extra `env`.
+fn run(setup: &ShellSetup, script: &str, dir: &Path, env: &[(&str, &OsStr)]) -> Outcome {
+    let mut all = vec![("HOME", dir.as_os_str())];
+    all.extend_from_slice(env);
+    run_with_env(setup, dir, script, &all, Arc::new(TestPolicy::run_all()))
 }
 
 fn argv(parts: &[&str]) -> Vec<Bytes> {
@@ -212,31 +79,26 @@ fn b(s: &str) -> Bytes {
 }
 
 fn assert_ok(outcome: &Outcome) {
-    assert_eq!(
-        outcome.status,
-        Some(0),
-        "stderr: {}",
-        Outcome::text(&outcome.stderr)
-    );
-    assert_eq!(Outcome::text(&outcome.stderr), "");
+    assert_eq!(outcome.code(), Some(0), "stderr: {}", text(&outcome.stderr));
+    assert_eq!(text(&outcome.stderr), "");
 }
 
 // ---- Shell behaviour (each test runs with bash, dash and zsh) ----
 
-fn execs_reach_the_server_with_absolute_path_exact_argv_and_cwd(shell: Shell) {
-    let scratch = Scratch::new();
+fn execs_reach_the_server_with_absolute_path_exact_argv_and_cwd(setup: &ShellSetup) {
+    let scratch = scratch();
     let arg = OsStr::from_bytes(b"\xff\xfe-not-utf8");
     let outcome = run(
-        shell.path(),
+        setup,
         r#"cd sub && cat /dev/null && /bin/echo "$ARG" 'two  words'"#,
-        &scratch.path,
+        scratch.path(),
         &[("ARG", arg)],
     );
     assert_ok(&outcome);
     assert_eq!(outcome.stdout, b"\xff\xfe-not-utf8 two  words\n");
-    let sub = Bytes(scratch.bytes("sub"));
+    let sub = Bytes(path_bytes(&scratch.join("sub")));
     assert_eq!(
-        outcome.execs(),
+        execs(&outcome),
         vec![
             (b("/usr/bin/cat"), argv(&["cat", "/dev/null"]), sub.clone()),
             (
@@ -250,25 +112,25 @@ fn execs_reach_the_server_with_absolute_path_exact_argv_and_cwd(shell: Shell) {
             ),
         ]
     );
-    let env = &outcome.requests[1].env;
+    let env = &outcome.requests()[1].env;
     assert!(
         env.contains(&b"ARG=\xff\xfe-not-utf8".to_vec()),
         "request env lacks ARG: {env:?}"
     );
 }
 
-fn relative_program_path_is_joined_to_the_working_directory(shell: Shell) {
-    let scratch = Scratch::new();
+fn relative_program_path_is_joined_to_the_working_directory(setup: &ShellSetup) {
+    let scratch = scratch();
     scratch.file("tool", "#!/bin/sh\nexec /bin/echo tool \"$@\"\n", 0o755);
-    let outcome = run(shell.path(), "./tool x", &scratch.path, &[]);
+    let outcome = run(setup, "./tool x", scratch.path(), &[]);
     assert_ok(&outcome);
     assert_eq!(outcome.stdout, b"tool x\n");
-    let dir = Bytes(scratch.dir());
+    let dir = Bytes(path_bytes(scratch.path()));
     assert_eq!(
-        outcome.execs(),
+        execs(&outcome),
         vec![
             (
-                Bytes(scratch.bytes("tool")),
+                Bytes(path_bytes(&scratch.join("tool"))),
                 argv(&["./tool", "x"]),
                 dir.clone()
             ),
@@ -277,50 +139,49 @@ fn relative_program_path_is_joined_to_the_working_directory(shell: Shell) {
     );
 }
 
-fn denied_command_prints_the_reason_and_exits_126(shell: Shell) {
-    let scratch = Scratch::new();
+fn denied_command_prints_the_reason_and_exits_126(setup: &ShellSetup) {
+    let scratch = scratch();
     let outcome = run(
-        shell.path(),
+        setup,
         "/bin/echo forbidden 'a b'; echo \"status=$?\"",
-        &scratch.path,
+        scratch.path(),
         &[],
     );
-    assert_eq!(outcome.status, Some(0));
-    assert_eq!(Outcome::text(&outcome.stdout), "status=126\n");
+    assert_eq!(outcome.code(), Some(0));
+    assert_eq!(text(&outcome.stdout), "status=126\n");
     assert_eq!(
-        Outcome::text(&outcome.stderr),
+        text(&outcome.stderr),
         format!("execgate: denied: /bin/echo forbidden 'a b': {DENY_REASON}\n")
     );
-    assert_eq!(outcome.requests.len(), 1);
+    assert_eq!(outcome.requests().len(), 1);
 }
 
-fn set_e_stops_at_a_denied_command(shell: Shell) {
-    let scratch = Scratch::new();
+fn set_e_stops_at_a_denied_command(setup: &ShellSetup) {
+    let scratch = scratch();
     let outcome = run(
-        shell.path(),
+        setup,
         "set -e; /bin/echo forbidden; /bin/echo not-reached",
-        &scratch.path,
+        scratch.path(),
         &[],
     );
-    assert_eq!(outcome.status, Some(126));
-    assert_eq!(Outcome::text(&outcome.stdout), "");
-    assert_eq!(outcome.requests.len(), 1);
+    assert_eq!(outcome.code(), Some(126));
+    assert_eq!(text(&outcome.stdout), "");
+    assert_eq!(outcome.requests().len(), 1);
 }
 
-fn escalated_command_runs_through_the_wrapper(shell: Shell) {
-    let scratch = Scratch::new();
+fn escalated_command_runs_through_the_wrapper(setup: &ShellSetup) {
+    let scratch = scratch();
     let outcome = run(
-        shell.path(),
+        setup,
         "/bin/echo escalate-me; /bin/sh -c 'exit 7' escalate-me; echo \"status=$?\"",
-        &scratch.path,
+        scratch.path(),
         &[],
     );
     assert_ok(&outcome);
-    assert_eq!(Outcome::text(&outcome.stdout), "escalate-me\nstatus=7\n");
+    assert_eq!(text(&outcome.stdout), "escalate-me\nstatus=7\n");
     // Decided once each: the shim's exec of the wrapper is not a new request.
     assert_eq!(
-        outcome
-            .execs()
+        execs(&outcome)
             .into_iter()
             .map(|(program, ..)| program)
             .collect::<Vec<_>>(),
@@ -328,34 +189,34 @@ fn escalated_command_runs_through_the_wrapper(shell: Shell) {
     );
 }
 
-fn exec_of_the_wrapper_binary_is_decided_once(shell: Shell) {
-    let scratch = Scratch::new();
+fn exec_of_the_wrapper_binary_is_decided_once(setup: &ShellSetup) {
+    let scratch = scratch();
     let outcome = run(
-        shell.path(),
+        setup,
         r#""$EXEC_WRAPPER" /bin/echo echo once"#,
-        &scratch.path,
+        scratch.path(),
         &[],
     );
     assert_ok(&outcome);
     assert_eq!(outcome.stdout, b"once\n");
     assert_eq!(
-        outcome.execs(),
+        execs(&outcome),
         vec![(
             b("/bin/echo"),
             argv(&["echo", "once"]),
-            Bytes(scratch.dir())
+            Bytes(path_bytes(scratch.path()))
         )]
     );
 }
 
-fn env_dash_i_child_is_still_decided(shell: Shell) {
-    let scratch = Scratch::new();
-    let outcome = run(shell.path(), "env -i /bin/echo clean", &scratch.path, &[]);
+fn env_dash_i_child_is_still_decided(setup: &ShellSetup) {
+    let scratch = scratch();
+    let outcome = run(setup, "env -i /bin/echo clean", scratch.path(), &[]);
     assert_ok(&outcome);
     assert_eq!(outcome.stdout, b"clean\n");
-    let dir = Bytes(scratch.dir());
+    let dir = Bytes(path_bytes(scratch.path()));
     assert_eq!(
-        outcome.execs(),
+        execs(&outcome),
         vec![
             (
                 b("/usr/bin/env"),
@@ -365,37 +226,37 @@ fn env_dash_i_child_is_still_decided(shell: Shell) {
             (b("/bin/echo"), argv(&["/bin/echo", "clean"]), dir),
         ]
     );
-    assert_eq!(outcome.requests[1].env, Vec::<Vec<u8>>::new());
+    assert_eq!(outcome.requests()[1].env, Vec::<Vec<u8>>::new());
 }
 
-fn execvp_path_search_decides_the_program_found(shell: Shell) {
-    let scratch = Scratch::new();
-    let outcome = run(shell.path(), "env echo found", &scratch.path, &[]);
+fn execvp_path_search_decides_the_program_found(setup: &ShellSetup) {
+    let scratch = scratch();
+    let outcome = run(setup, "env echo found", scratch.path(), &[]);
     assert_ok(&outcome);
     assert_eq!(outcome.stdout, b"found\n");
     assert_eq!(
-        outcome.execs()[1],
+        execs(&outcome)[1],
         (
             b("/usr/bin/echo"),
             argv(&["echo", "found"]),
-            Bytes(scratch.dir())
+            Bytes(path_bytes(scratch.path()))
         )
     );
 }
 
-fn script_without_shebang_runs_with_sh_after_execvp(shell: Shell) {
-    let scratch = Scratch::new();
+fn script_without_shebang_runs_with_sh_after_execvp(setup: &ShellSetup) {
+    let scratch = scratch();
     scratch.file("plain", "/bin/echo from-plain\n", 0o755);
-    let outcome = run(shell.path(), "env ./plain", &scratch.path, &[]);
+    let outcome = run(setup, "env ./plain", scratch.path(), &[]);
     assert_ok(&outcome);
     assert_eq!(outcome.stdout, b"from-plain\n");
-    let dir = Bytes(scratch.dir());
+    let dir = Bytes(path_bytes(scratch.path()));
     assert_eq!(
-        outcome.execs(),
+        execs(&outcome),
         vec![
             (b("/usr/bin/env"), argv(&["env", "./plain"]), dir.clone()),
             (
-                Bytes(scratch.bytes("plain")),
+                Bytes(path_bytes(&scratch.join("plain"))),
                 argv(&["./plain"]),
                 dir.clone()
             ),
@@ -404,15 +265,15 @@ fn script_without_shebang_runs_with_sh_after_execvp(shell: Shell) {
     );
 }
 
-fn pipelines_subshells_substitutions_and_background_jobs_are_decided(shell: Shell) {
-    let scratch = Scratch::new();
+fn pipelines_subshells_substitutions_and_background_jobs_are_decided(setup: &ShellSetup) {
+    let scratch = scratch();
     let script = "f() { /bin/echo in-function; }; f; \
                   /bin/echo piped | cat; \
                   (/bin/echo in-subshell); \
                   x=$(/bin/echo substituted); /bin/echo \"$x\"; \
                   /bin/echo background & wait; \
                   exec /bin/echo exec-builtin";
-    let outcome = run(shell.path(), script, &scratch.path, &[]);
+    let outcome = run(setup, script, scratch.path(), &[]);
     assert_ok(&outcome);
     let mut echoed: Vec<Vec<Bytes>> = program_of(&outcome, "/bin/echo");
     echoed.sort_by(|a, b| a[1].0.cmp(&b[1].0));
@@ -430,51 +291,46 @@ fn pipelines_subshells_substitutions_and_background_jobs_are_decided(shell: Shel
     );
     assert_eq!(program_of(&outcome, "/usr/bin/cat"), vec![argv(&["cat"])]);
     assert_eq!(
-        Outcome::text(&outcome.stdout),
+        text(&outcome.stdout),
         "in-function\npiped\nin-subshell\nsubstituted\nbackground\nexec-builtin\n"
     );
 }
 
-fn escalated_command_gets_the_callers_fds(shell: Shell) {
-    let scratch = Scratch::new();
+fn escalated_command_gets_the_callers_fds(setup: &ShellSetup) {
+    let scratch = scratch();
     let script = "/bin/sh -c 'cat; echo to-three >&3' escalate-me 3>out.txt <<EOF\n\
                   from-stdin\n\
                   EOF\n\
                   /bin/cat out.txt";
-    let outcome = run(shell.path(), script, &scratch.path, &[]);
+    let outcome = run(setup, script, scratch.path(), &[]);
     assert_ok(&outcome);
-    assert_eq!(Outcome::text(&outcome.stdout), "from-stdin\nto-three\n");
+    assert_eq!(text(&outcome.stdout), "from-stdin\nto-three\n");
 }
 
-fn escalated_signal_death_gives_128_plus_signal(shell: Shell) {
-    let scratch = Scratch::new();
+fn escalated_signal_death_gives_128_plus_signal(setup: &ShellSetup) {
+    let scratch = scratch();
     let outcome = run(
-        shell.path(),
+        setup,
         "/bin/sh -c 'kill -9 $$' escalate-me; echo \"status=$?\"",
-        &scratch.path,
+        scratch.path(),
         &[],
     );
-    assert_eq!(outcome.status, Some(0));
-    assert_eq!(Outcome::text(&outcome.stdout), "status=137\n");
+    assert_eq!(outcome.code(), Some(0));
+    assert_eq!(text(&outcome.stdout), "status=137\n");
 }
 
-fn script_without_shebang_run_by_the_shell_has_its_commands_decided(shell: Shell) {
-    let scratch = Scratch::new();
+fn script_without_shebang_run_by_the_shell_has_its_commands_decided(setup: &ShellSetup) {
+    let scratch = scratch();
     scratch.file("plain", "/bin/echo from-plain\n", 0o755);
-    let outcome = run(
-        shell.path(),
-        "./plain; echo \"status=$?\"",
-        &scratch.path,
-        &[],
-    );
+    let outcome = run(setup, "./plain; echo \"status=$?\"", scratch.path(), &[]);
     assert_ok(&outcome);
-    assert_eq!(Outcome::text(&outcome.stdout), "from-plain\nstatus=0\n");
+    assert_eq!(text(&outcome.stdout), "from-plain\nstatus=0\n");
     assert_eq!(
-        outcome.execs()[0],
+        execs(&outcome)[0],
         (
-            Bytes(scratch.bytes("plain")),
+            Bytes(path_bytes(&scratch.join("plain"))),
             argv(&["./plain"]),
-            Bytes(scratch.dir())
+            Bytes(path_bytes(scratch.path()))
         )
     );
     assert_eq!(
@@ -483,23 +339,23 @@ fn script_without_shebang_run_by_the_shell_has_its_commands_decided(shell: Shell
     );
 }
 
-fn missing_session_socket_fails_closed(shell: Shell) {
-    let outcome = run_without_server(shell, None);
-    assert_eq!(Outcome::text(&outcome.stdout), "status=126\n");
+fn missing_session_socket_fails_closed(setup: &ShellSetup) {
+    let outcome = run_without_server(setup, None);
+    assert_eq!(text(&outcome.stdout), "status=126\n");
     assert_eq!(
-        Outcome::text(&outcome.stderr),
+        text(&outcome.stderr),
         "execgate: cannot run /bin/echo: EXECGATE_SOCKET is not set: not running inside an \
          execgate session\n"
     );
 }
 
-fn server_gone_fails_closed(shell: Shell) {
+fn server_gone_fails_closed(setup: &ShellSetup) {
     let (ours, theirs) = UnixDatagram::pair().expect("socketpair");
     drop(theirs);
-    let outcome = run_without_server(shell, Some(ours));
-    assert_eq!(Outcome::text(&outcome.stdout), "status=126\n");
+    let outcome = run_without_server(setup, Some(ours));
+    assert_eq!(text(&outcome.stdout), "status=126\n");
     assert_eq!(
-        Outcome::text(&outcome.stderr),
+        text(&outcome.stderr),
         "execgate: cannot run /bin/echo: the execgate server closed the connection\n"
     );
 }
@@ -518,61 +374,51 @@ c.recv(n, socket.MSG_WAITALL)
 c.sendall(struct.pack('<I', 1) + b'\x7f')
 "#;
 
-fn malformed_verdict_fails_closed(shell: Shell) {
+fn malformed_verdict_fails_closed(setup: &ShellSetup) {
     let (ours, theirs) = UnixDatagram::pair().expect("socketpair");
     let mut peer = Command::new("/usr/bin/python3")
         .args(["-c", BAD_FRAME_PEER])
         .stdin(Stdio::from(OwnedFd::from(theirs)))
         .spawn()
         .expect("start the bad-frame peer");
-    let outcome = run_without_server(shell, Some(ours));
+    let outcome = run_without_server(setup, Some(ours));
     assert!(peer.wait().expect("wait for peer").success());
-    assert_eq!(Outcome::text(&outcome.stdout), "status=126\n");
+    assert_eq!(text(&outcome.stdout), "status=126\n");
     assert_eq!(
-        Outcome::text(&outcome.stderr),
+        text(&outcome.stderr),
         "execgate: cannot run /bin/echo: protocol error: unexpected message tag 0x7f\n"
     );
 }
 
-macro_rules! per_shell {
-    ($($name:ident),* $(,)?) => {
-        mod bash {
-            $( #[test] fn $name() { super::$name(super::Shell::Bash) } )*
-        }
-        mod dash {
-            $( #[test] fn $name() { super::$name(super::Shell::Dash) } )*
-        }
-        mod zsh {
-            $( #[test] fn $name() { super::$name(super::Shell::Zsh) } )*
-        }
-    };
+per_setup! {
+    bash => &ShellSetup::shim_bash(),
+    dash => &ShellSetup::shim_dash(),
+    zsh => &ShellSetup::shim_zsh();
+    [
+        execs_reach_the_server_with_absolute_path_exact_argv_and_cwd,
+        relative_program_path_is_joined_to_the_working_directory,
+        denied_command_prints_the_reason_and_exits_126,
+        set_e_stops_at_a_denied_command,
+        escalated_command_runs_through_the_wrapper,
+        exec_of_the_wrapper_binary_is_decided_once,
+        env_dash_i_child_is_still_decided,
+        execvp_path_search_decides_the_program_found,
+        script_without_shebang_runs_with_sh_after_execvp,
+        script_without_shebang_run_by_the_shell_has_its_commands_decided,
+        pipelines_subshells_substitutions_and_background_jobs_are_decided,
+        escalated_command_gets_the_callers_fds,
+        escalated_signal_death_gives_128_plus_signal,
+        missing_session_socket_fails_closed,
+        server_gone_fails_closed,
+        malformed_verdict_fails_closed,
+    ]
 }
-
-per_shell!(
-    execs_reach_the_server_with_absolute_path_exact_argv_and_cwd,
-    relative_program_path_is_joined_to_the_working_directory,
-    denied_command_prints_the_reason_and_exits_126,
-    set_e_stops_at_a_denied_command,
-    escalated_command_runs_through_the_wrapper,
-    exec_of_the_wrapper_binary_is_decided_once,
-    env_dash_i_child_is_still_decided,
-    execvp_path_search_decides_the_program_found,
-    script_without_shebang_runs_with_sh_after_execvp,
-    script_without_shebang_run_by_the_shell_has_its_commands_decided,
-    pipelines_subshells_substitutions_and_background_jobs_are_decided,
-    escalated_command_gets_the_callers_fds,
-    escalated_signal_death_gives_128_plus_signal,
-    missing_session_socket_fails_closed,
-    server_gone_fails_closed,
-    malformed_verdict_fails_closed,
-);
 
 // ---- Dynamically linked children of the shell ----
 
 /// The argv of every request for `program`, in arrival order.
 fn program_of(outcome: &Outcome, program: &str) -> Vec<Vec<Bytes>> {
-    outcome
-        .execs()
+    execs(outcome)
         .into_iter()
         .filter(|(p, ..)| p.0 == program.as_bytes())
         .map(|(_, argv, _)| argv)
@@ -581,11 +427,11 @@ fn program_of(outcome: &Outcome, program: &str) -> Vec<Vec<Bytes>> {
 
 #[test]
 fn xargs_execs_are_decided() {
-    let scratch = Scratch::new();
+    let scratch = scratch();
     let outcome = run(
-        Shell::Bash.path(),
+        &ShellSetup::shim_bash(),
         "printf 'a\\nb\\n' | xargs /bin/echo",
-        &scratch.path,
+        scratch.path(),
         &[],
     );
     assert_ok(&outcome);
@@ -599,15 +445,15 @@ fn xargs_execs_are_decided() {
 
 #[test]
 fn parallel_execs_are_each_decided_once() {
-    let scratch = Scratch::new();
+    let scratch = scratch();
     let outcome = run(
-        Shell::Bash.path(),
+        &ShellSetup::shim_bash(),
         "seq 64 | xargs -P 64 -n 1 /bin/echo",
-        &scratch.path,
+        scratch.path(),
         &[],
     );
     assert_ok(&outcome);
-    let mut lines: Vec<u32> = Outcome::text(&outcome.stdout)
+    let mut lines: Vec<u32> = text(&outcome.stdout)
         .lines()
         .map(|l| l.parse().expect("a number"))
         .collect();
@@ -627,12 +473,12 @@ fn parallel_execs_are_each_decided_once() {
 
 #[test]
 fn find_exec_is_decided() {
-    let scratch = Scratch::new();
+    let scratch = scratch();
     scratch.file("marker", "", 0o644);
     let outcome = run(
-        Shell::Bash.path(),
+        &ShellSetup::shim_bash(),
         "find . -name marker -exec /bin/echo found {} \\;",
-        &scratch.path,
+        scratch.path(),
         &[],
     );
     assert_ok(&outcome);
@@ -645,31 +491,31 @@ fn find_exec_is_decided() {
 
 #[test]
 fn find_exec_of_a_denied_command_is_refused() {
-    let scratch = Scratch::new();
+    let scratch = scratch();
     scratch.file("marker", "", 0o644);
     let outcome = run(
-        Shell::Bash.path(),
+        &ShellSetup::shim_bash(),
         "find . -name marker -exec /bin/echo forbidden {} \\; ; echo \"status=$?\"",
-        &scratch.path,
+        scratch.path(),
         &[],
     );
     // A failing `-exec` command only makes the test false: find itself succeeds.
-    assert_eq!(Outcome::text(&outcome.stdout), "status=0\n");
+    assert_eq!(text(&outcome.stdout), "status=0\n");
     assert_eq!(
-        Outcome::text(&outcome.stderr),
+        text(&outcome.stderr),
         format!("execgate: denied: /bin/echo forbidden ./marker: {DENY_REASON}\n")
     );
 }
 
 #[test]
 fn make_recipes_are_decided() {
-    let scratch = Scratch::new();
+    let scratch = scratch();
     scratch.file(
         "Makefile",
         "all:\n\t/bin/echo made\n\t/bin/echo 'with shell' | cat\n",
         0o644,
     );
-    let outcome = run(Shell::Bash.path(), "make -s", &scratch.path, &[]);
+    let outcome = run(&ShellSetup::shim_bash(), "make -s", scratch.path(), &[]);
     assert_ok(&outcome);
     assert_eq!(outcome.stdout, b"made\nwith shell\n");
     assert_eq!(
@@ -684,14 +530,14 @@ fn make_recipes_are_decided() {
 
 #[test]
 fn python_subprocess_is_decided() {
-    let scratch = Scratch::new();
+    let scratch = scratch();
     // subprocess closes every fd above 2 before exec (close_fds=True) and uses vfork.
     let script = "import subprocess; subprocess.run(['/bin/echo', 'py'], check=True); \
                   subprocess.run(['echo', 'viapath'], check=True)";
     let outcome = run(
-        Shell::Bash.path(),
+        &ShellSetup::shim_bash(),
         &format!("/usr/bin/python3 -c \"{script}\""),
-        &scratch.path,
+        scratch.path(),
         &[],
     );
     assert_ok(&outcome);
@@ -708,25 +554,25 @@ fn python_subprocess_is_decided() {
 
 #[test]
 fn python_posix_spawn_is_decided_by_the_wrapper() {
-    let scratch = Scratch::new();
+    let scratch = scratch();
     let script = "import os; \
                   p = os.posix_spawn('/bin/echo', ['echo', 'spawned'], os.environ); \
                   q = os.posix_spawnp('echo', ['echo', 'spawnedp'], os.environ); \
                   r = os.posix_spawn('/bin/echo', ['echo', 'forbidden'], os.environ); \
                   print([os.waitstatus_to_exitcode(os.waitpid(x, 0)[1]) for x in (p, q, r)])";
     let outcome = run(
-        Shell::Bash.path(),
+        &ShellSetup::shim_bash(),
         &format!("/usr/bin/python3 -c \"{script}\""),
-        &scratch.path,
+        scratch.path(),
         &[],
     );
-    assert_eq!(outcome.status, Some(0));
-    let stdout = Outcome::text(&outcome.stdout);
+    assert_eq!(outcome.code(), Some(0));
+    let stdout = text(&outcome.stdout);
     assert!(stdout.contains("spawned\n"), "{stdout}");
     assert!(stdout.contains("spawnedp\n"), "{stdout}");
     assert!(stdout.ends_with("[0, 0, 126]\n"), "{stdout}");
     assert_eq!(
-        Outcome::text(&outcome.stderr),
+        text(&outcome.stderr),
         format!("execgate: denied: /bin/echo forbidden: {DENY_REASON}\n")
     );
     // The three children run concurrently: their decisions arrive in any order.
@@ -744,13 +590,13 @@ fn python_posix_spawn_is_decided_by_the_wrapper() {
 
 #[test]
 fn python_fexecve_is_decided_with_the_files_path() {
-    let scratch = Scratch::new();
+    let scratch = scratch();
     let script = "import os; fd = os.open('/usr/bin/echo', os.O_RDONLY); \
                   os.execve(fd, ['echo', 'via-fd'], os.environ)";
     let outcome = run(
-        Shell::Bash.path(),
+        &ShellSetup::shim_bash(),
         &format!("/usr/bin/python3 -c \"{script}\""),
-        &scratch.path,
+        scratch.path(),
         &[],
     );
     assert_ok(&outcome);
@@ -784,19 +630,19 @@ int main(void) { run(0); run(1); run(2); return 0; }
 
 #[test]
 fn execl_execlp_and_execle_are_decided() {
-    let scratch = Scratch::new();
+    let scratch = scratch();
     let source = scratch.file("execl.c", EXECL_PROGRAM, 0o644);
     let status = Command::new("cc")
         .arg("-o")
-        .arg(scratch.path.join("execl"))
+        .arg(scratch.join("execl"))
         .arg(&source)
         .status()
         .expect("run cc");
     assert!(status.success(), "cc failed");
-    let outcome = run(Shell::Bash.path(), "./execl", &scratch.path, &[]);
+    let outcome = run(&ShellSetup::shim_bash(), "./execl", scratch.path(), &[]);
     assert_ok(&outcome);
     assert_eq!(
-        Outcome::text(&outcome.stdout),
+        text(&outcome.stdout),
         "1 2 3 4 5 6 7 8\nfrom-execlp\nONLY=this\n"
     );
     assert_eq!(
@@ -808,8 +654,8 @@ fn execl_execlp_and_execle_are_decided() {
         vec![argv(&["echo", "from-execlp"])]
     );
     let env_requests: Vec<&ExecRequest> = outcome
-        .requests
-        .iter()
+        .requests()
+        .into_iter()
         .filter(|r| r.program == b"/usr/bin/env")
         .collect();
     assert_eq!(env_requests.len(), 1);
@@ -818,44 +664,45 @@ fn execl_execlp_and_execle_are_decided() {
 
 #[test]
 fn posix_spawn_keeps_the_callers_file_actions() {
-    let scratch = Scratch::new();
+    let scratch = scratch();
     let script = "import os; \
                   actions = [(os.POSIX_SPAWN_OPEN, 1, 'out.txt', os.O_WRONLY | os.O_CREAT, 0o644)]; \
                   p = os.posix_spawn('/bin/echo', ['echo', 'to-file'], os.environ, file_actions=actions); \
                   print(os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]))";
     let outcome = run(
-        Shell::Bash.path(),
+        &ShellSetup::shim_bash(),
         &format!("/usr/bin/python3 -c \"{script}\"; /bin/cat out.txt"),
-        &scratch.path,
+        scratch.path(),
         &[],
     );
     assert_ok(&outcome);
-    assert_eq!(Outcome::text(&outcome.stdout), "0\nto-file\n");
+    assert_eq!(text(&outcome.stdout), "0\nto-file\n");
 }
 
 #[test]
 fn posix_spawn_of_a_missing_program_reports_enoent_without_asking() {
-    let scratch = Scratch::new();
+    let scratch = scratch();
     let script = "import os\ntry:\n    os.posix_spawn('/nonexistent/x', ['x'], os.environ)\n\
                   except FileNotFoundError:\n    print('enoent')";
     let outcome = run(
-        Shell::Bash.path(),
+        &ShellSetup::shim_bash(),
         &format!("/usr/bin/python3 -c \"{script}\""),
-        &scratch.path,
+        scratch.path(),
         &[],
     );
     assert_ok(&outcome);
     assert_eq!(outcome.stdout, b"enoent\n");
-    assert_eq!(outcome.requests.len(), 1, "only python itself is decided");
+    assert_eq!(outcome.requests().len(), 1, "only python itself is decided");
 }
 
 // ---- Faults, without a server ----
 
 /// Runs `/bin/echo hi; echo "status=$?"` with the shim and `socket` as the session socket,
 /// or no `EXECGATE_SOCKET` at all.
-fn run_without_server(shell: Shell, socket: Option<UnixDatagram>) -> Outcome {
-    let mut cmd = Command::new(shell.path());
-    cmd.args(["-c", "/bin/echo hi; echo \"status=$?\""])
+fn run_without_server(setup: &ShellSetup, socket: Option<UnixDatagram>) -> Output {
+    let mut cmd = Command::new(&setup.shell);
+    cmd.args(&setup.args)
+        .args(["-c", "/bin/echo hi; echo \"status=$?\""])
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         // bash sources ~/.bashrc when its stdin is a socket (the "run by sshd" guess).
@@ -868,13 +715,7 @@ fn run_without_server(shell: Shell, socket: Option<UnixDatagram>) -> Outcome {
         cmd.env("EXECGATE_SOCKET", "0")
             .stdin(Stdio::from(OwnedFd::from(socket)));
     }
-    let output = cmd.output().expect("run shell");
-    Outcome {
-        status: output.status.code(),
-        stdout: output.stdout,
-        stderr: output.stderr,
-        requests: Vec::new(),
-    }
+    cmd.output().expect("run shell")
 }
 
 /// Runs a binutils tool on `file` and returns its stdout.
@@ -1041,33 +882,37 @@ int main(void) {
 fn concurrent_execs_of_threads_and_their_children_each_get_their_own_buffers() {
     const THREADS: usize = 8;
     const ROUNDS: usize = 25;
-    let scratch = Scratch::new();
+    let scratch = scratch();
     let source = scratch.file("concurrent.c", CONCURRENT_EXECS_PROGRAM, 0o644);
     let status = Command::new("cc")
         .arg("-pthread")
         .arg("-o")
-        .arg(scratch.path.join("concurrent"))
+        .arg(scratch.join("concurrent"))
         .arg(&source)
         .status()
         .expect("run cc");
     assert!(status.success(), "cc failed");
     for t in 0..THREADS {
         scratch.file(
-            &format!("not-a-program-{t}"),
+            format!("not-a-program-{t}"),
             "no format the kernel knows\n",
             0o755,
         );
     }
-    let outcome = run(Shell::Bash.path(), "./concurrent", &scratch.path, &[]);
+    let outcome = run(
+        &ShellSetup::shim_bash(),
+        "./concurrent",
+        scratch.path(),
+        &[],
+    );
     assert_ok(&outcome);
 
     // (program, argv, cwd) as text, sorted: the order of concurrent requests is arbitrary.
-    let text = |bytes: &[u8]| Outcome::text(bytes);
     let sorted = |mut v: Vec<(String, Vec<String>, String)>| {
         v.sort_unstable();
         v
     };
-    let dir = scratch.path.display().to_string();
+    let dir = scratch.path().display().to_string();
     let mut expected_lines = Vec::new();
     let mut expected = Vec::new();
     for t in 0..THREADS {
@@ -1098,8 +943,7 @@ fn concurrent_execs_of_threads_and_their_children_each_get_their_own_buffers() {
 
     // Every request names the program its own argv goes with; the only other one is the
     // shell's exec of the test program.
-    let seen: Vec<(String, Vec<String>, String)> = outcome
-        .execs()
+    let seen: Vec<(String, Vec<String>, String)> = execs(&outcome)
         .into_iter()
         .map(|(program, argv, cwd)| {
             let argv: Vec<String> = argv.iter().map(|a| text(&a.0)).collect();
@@ -1107,6 +951,6 @@ fn concurrent_execs_of_threads_and_their_children_each_get_their_own_buffers() {
         })
         .filter(|(_, argv, _)| argv.first().is_none_or(|a| a != "./concurrent"))
         .collect();
-    assert_eq!(outcome.requests.len(), 1 + seen.len());
+    assert_eq!(outcome.requests().len(), 1 + seen.len());
     assert_eq!(sorted(seen), sorted(expected));
 }

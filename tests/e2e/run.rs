@@ -1,83 +1,39 @@
 //! End-to-end tests of `execgate run`: real shells, the real sandbox, real hook scripts and
 //! a real pty for the approver.
 
-use crate::support;
-
+use crate::support::dirs::Workspace;
+use crate::support::pty::{without_terminal, PtyRun};
+use crate::support::report::{v, verdicts};
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-/// A workspace and a home directory for one test.
-struct Env {
-    _tmp: tempfile::TempDir,
-    work: PathBuf,
-    home: PathBuf,
+/// `execgate run ARGS` in `env`, with the freshly built shells and shim.
+fn command(env: &Workspace, args: &[&str]) -> Command {
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    env.execgate_session(&all)
 }
 
-impl Env {
-    fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let work = tmp.path().join("work");
-        let home = tmp.path().join("home");
-        std::fs::create_dir_all(&work).unwrap();
-        std::fs::create_dir_all(&home).unwrap();
-        Self {
-            work: work.canonicalize().unwrap(),
-            home: home.canonicalize().unwrap(),
-            _tmp: tmp,
-        }
-    }
+/// [`command`] run to completion with no controlling terminal: the approver is unavailable.
+fn run(env: &Workspace, args: &[&str]) -> Output {
+    without_terminal(&mut command(env, args)).output().unwrap()
+}
 
-    fn write(&self, rel: &str, text: &str) -> PathBuf {
-        let path = self.work.join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    /// `execgate run` with the test's HOME, cwd and the freshly built shells and shim.
-    fn command(&self, args: &[&str]) -> Command {
-        let zsh = support::shells::patched_zsh();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_execgate"));
-        cmd.arg("run")
-            .args(args)
-            .current_dir(&self.work)
-            .env("HOME", &self.home)
-            .env("EXECGATE_SHELLS_DIR", zsh.parent().unwrap())
-            .env("EXECGATE_PRELOAD", support::preload::preload_shim())
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = self.command(args);
-        // No controlling terminal: the approver is unavailable.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::setsid();
-                Ok(())
-            });
-        }
-        cmd.output().unwrap()
-    }
-
-    fn run_json(&self, args: &[&str]) -> (Value, Output) {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let out = self.run(&all);
-        let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "not JSON ({e}): stdout={} stderr={}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        (json, out)
-    }
+/// [`run`] with `--json`; the report and the output.
+fn run_json(env: &Workspace, args: &[&str]) -> (Value, Output) {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = run(env, &all);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): stdout={} stderr={}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (json, out)
 }
 
 const RULES: &str = r#"
@@ -86,22 +42,23 @@ prefix_rule(pattern = ["touch"], decision = "prompt", justification = "touch nee
 prefix_rule(pattern = ["rm", ["-rf", "-fr"]], decision = "forbidden", justification = "no recursive deletes")
 "#;
 
-use support::report::{v, verdicts};
-
 #[test]
 fn mixed_script_gets_exact_verdicts_in_json_and_audit_log() {
-    let env = Env::new();
+    let env = Workspace::new();
     let rules = env.write(".execgate/rules/test.rules", RULES);
     let audit = env.work.join("audit.jsonl");
     let script = "date +%Y | tr 0-9 x; (rm -rf gone); touch t1 || echo touch-denied; \
                   echo abc | cat | wc -c; echo end";
-    let (report, out) = env.run_json(&[
-        "--rules",
-        rules.to_str().unwrap(),
-        "--audit-log",
-        audit.to_str().unwrap(),
-        script,
-    ]);
+    let (report, out) = run_json(
+        &env,
+        &[
+            "--rules",
+            rules.to_str().unwrap(),
+            "--audit-log",
+            audit.to_str().unwrap(),
+            script,
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{report}");
     assert_eq!(report["exit_code"], 0);
     assert_eq!(report["timed_out"], false);
@@ -167,17 +124,20 @@ fn mixed_script_gets_exact_verdicts_in_json_and_audit_log() {
 
 #[test]
 fn audit_log_appends_across_sessions() {
-    let env = Env::new();
+    let env = Workspace::new();
     let rules = env.write("r.rules", RULES);
     let audit = env.work.join("audit.jsonl");
     for _ in 0..2 {
-        let out = env.run(&[
-            "--rules",
-            rules.to_str().unwrap(),
-            "--audit-log",
-            audit.to_str().unwrap(),
-            "/bin/true",
-        ]);
+        let out = run(
+            &env,
+            &[
+                "--rules",
+                rules.to_str().unwrap(),
+                "--audit-log",
+                audit.to_str().unwrap(),
+                "/bin/true",
+            ],
+        );
         assert_eq!(out.status.code(), Some(0));
     }
     let text = std::fs::read_to_string(&audit).unwrap();
@@ -191,13 +151,16 @@ fn audit_log_appends_across_sessions() {
 
 #[test]
 fn default_output_streams_through_and_exit_status_is_the_shells() {
-    let env = Env::new();
+    let env = Workspace::new();
     let rules = env.write("r.rules", RULES);
-    let out = env.run(&[
-        "--rules",
-        rules.to_str().unwrap(),
-        "echo out; echo err >&2; rm -rf x; exit 3",
-    ]);
+    let out = run(
+        &env,
+        &[
+            "--rules",
+            rules.to_str().unwrap(),
+            "echo out; echo err >&2; rm -rf x; exit 3",
+        ],
+    );
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
     assert_eq!(
@@ -217,8 +180,8 @@ case "$input" in
 esac
 "#;
 
-fn hook_env() -> (Env, PathBuf, PathBuf) {
-    let env = Env::new();
+fn hook_env() -> (Workspace, PathBuf, PathBuf) {
+    let env = Workspace::new();
     let rules = env.write("r.rules", RULES);
     let script = env.write("hook.sh", HOOK);
     let hooks = env.write(
@@ -231,14 +194,17 @@ fn hook_env() -> (Env, PathBuf, PathBuf) {
     (env, rules, hooks)
 }
 
-fn run_with_hook(env: &Env, rules: &Path, hooks: &Path, script: &str) -> (Value, Output) {
-    env.run_json(&[
-        "--rules",
-        rules.to_str().unwrap(),
-        "--hooks",
-        hooks.to_str().unwrap(),
-        script,
-    ])
+fn run_with_hook(env: &Workspace, rules: &Path, hooks: &Path, script: &str) -> (Value, Output) {
+    run_json(
+        env,
+        &[
+            "--rules",
+            rules.to_str().unwrap(),
+            "--hooks",
+            hooks.to_str().unwrap(),
+            script,
+        ],
+    )
 }
 
 #[test]
@@ -308,15 +274,18 @@ fn silent_and_broken_hooks_fall_through_to_the_approver() {
 
 #[test]
 fn approval_mode_never_denies_prompts_naming_the_rule() {
-    let env = Env::new();
+    let env = Workspace::new();
     let rules = env.write("r.rules", RULES);
-    let (report, _) = env.run_json(&[
-        "--approval",
-        "never",
-        "--rules",
-        rules.to_str().unwrap(),
-        "touch x; touch y2",
-    ]);
+    let (report, _) = run_json(
+        &env,
+        &[
+            "--approval",
+            "never",
+            "--rules",
+            rules.to_str().unwrap(),
+            "touch x; touch y2",
+        ],
+    );
     let execs = report["execs"].as_array().unwrap();
     assert_eq!(execs.len(), 2);
     for e in execs {
@@ -334,15 +303,18 @@ fn approval_mode_never_denies_prompts_naming_the_rule() {
 
 #[test]
 fn approval_mode_untrusted_asks_for_unmatched_commands_unless_known_safe() {
-    let env = Env::new();
+    let env = Workspace::new();
     let rules = env.write("r.rules", RULES);
-    let (report, _) = env.run_json(&[
-        "--approval",
-        "untrusted",
-        "--rules",
-        rules.to_str().unwrap(),
-        "ls >/dev/null; mkdir d",
-    ]);
+    let (report, _) = run_json(
+        &env,
+        &[
+            "--approval",
+            "untrusted",
+            "--rules",
+            rules.to_str().unwrap(),
+            "ls >/dev/null; mkdir d",
+        ],
+    );
     assert_eq!(
         verdicts(&report),
         vec![
@@ -355,9 +327,9 @@ fn approval_mode_untrusted_asks_for_unmatched_commands_unless_known_safe() {
 
 #[test]
 fn approval_mode_on_request_runs_unmatched_commands_in_the_sandbox() {
-    let env = Env::new();
+    let env = Workspace::new();
     let rules = env.write("r.rules", RULES);
-    let (report, _) = env.run_json(&["--rules", rules.to_str().unwrap(), "mkdir d"]);
+    let (report, _) = run_json(&env, &["--rules", rules.to_str().unwrap(), "mkdir d"]);
     assert_eq!(
         verdicts(&report),
         vec![v("mkdir", "unmatched", "run", "policy")]
@@ -367,9 +339,9 @@ fn approval_mode_on_request_runs_unmatched_commands_in_the_sandbox() {
 
 #[test]
 fn bad_rules_file_stops_run_before_the_shell_starts() {
-    let env = Env::new();
+    let env = Workspace::new();
     let rules = env.write("bad.rules", "prefix_rule(pattern = [])\n");
-    let out = env.run(&["--rules", rules.to_str().unwrap(), "touch started"]);
+    let out = run(&env, &["--rules", rules.to_str().unwrap(), "touch started"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -382,9 +354,9 @@ fn bad_rules_file_stops_run_before_the_shell_starts() {
 
 #[test]
 fn bad_hooks_file_stops_run_before_the_shell_starts() {
-    let env = Env::new();
+    let env = Workspace::new();
     let hooks = env.write("hooks.json", "{\"hooks\": {\n  \"PermissionRequest\": [}\n");
-    let out = env.run(&["--hooks", hooks.to_str().unwrap(), "touch started"]);
+    let out = run(&env, &["--hooks", hooks.to_str().unwrap(), "touch started"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -396,19 +368,22 @@ fn bad_hooks_file_stops_run_before_the_shell_starts() {
 
 #[test]
 fn timeout_kills_the_whole_session_including_escalated_processes() {
-    let env = Env::new();
+    let env = Workspace::new();
     let rules = env.write(
         "r.rules",
         "prefix_rule(pattern = [\"sleep\", \"31.25\"], decision = \"allow\")\n",
     );
     let started = Instant::now();
-    let (report, out) = env.run_json(&[
-        "--rules",
-        rules.to_str().unwrap(),
-        "--timeout",
-        "1",
-        "sleep 31.25 & sleep 32.5; echo not-reached",
-    ]);
+    let (report, out) = run_json(
+        &env,
+        &[
+            "--rules",
+            rules.to_str().unwrap(),
+            "--timeout",
+            "1",
+            "sleep 31.25 & sleep 32.5; echo not-reached",
+        ],
+    );
     assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(out.status.code(), Some(124));
     assert_eq!(report["timed_out"], true);
@@ -424,86 +399,13 @@ fn timeout_kills_the_whole_session_including_escalated_processes() {
 
 // ---- the approver, through a real pty -------------------------------------------------
 
-/// `execgate run` with a pty as its controlling terminal; stdout/stderr captured.
-struct PtyRun {
-    master: std::fs::File,
-    child: std::process::Child,
-}
-
-impl PtyRun {
-    fn start(env: &Env, args: &[&str]) -> Self {
-        let pty = nix::pty::openpty(None, None).unwrap();
-        let slave: OwnedFd = pty.slave;
-        let slave_fd = slave.as_raw_fd();
-        let mut cmd = env.command(args);
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setsid() < 0 || libc::ioctl(slave_fd, libc::TIOCSCTTY, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().unwrap();
-        drop(slave);
-        let master =
-            unsafe { std::fs::File::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(pty.master)) };
-        Self { master, child }
-    }
-
-    /// Reads the terminal until `needle` shows up; returns everything read.
-    fn expect(&mut self, needle: &str) -> String {
-        let mut seen = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut buf = [0u8; 4096];
-        while Instant::now() < deadline {
-            let mut poll = [nix::poll::PollFd::new(
-                std::os::fd::AsFd::as_fd(&self.master),
-                nix::poll::PollFlags::POLLIN,
-            )];
-            if nix::poll::poll(&mut poll, nix::poll::PollTimeout::from(200u16)).unwrap() == 0 {
-                continue;
-            }
-            let n = self.master.read(&mut buf).unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            seen.extend_from_slice(&buf[..n]);
-            if String::from_utf8_lossy(&seen).contains(needle) {
-                return String::from_utf8_lossy(&seen).into_owned();
-            }
-        }
-        panic!(
-            "never saw {needle:?}; got {:?}",
-            String::from_utf8_lossy(&seen)
-        );
-    }
-
-    fn answer(&mut self, text: &str) {
-        self.master.write_all(text.as_bytes()).unwrap();
-    }
-
-    fn finish(self) -> (Value, Output) {
-        let out = self.child.wait_with_output().unwrap();
-        let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "not JSON ({e}): {} / {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        (json, out)
-    }
-}
-
 const PROMPT_END: &str = "deny and end the session: ";
 
 #[test]
 fn approver_y_runs_once_outside_the_sandbox() {
-    let env = Env::new();
+    let env = Workspace::new();
     let rules = env.write("r.rules", RULES);
-    let mut run = PtyRun::start(
+    let mut run = PtyRun::start(command(
         &env,
         &[
             "--json",
@@ -511,7 +413,7 @@ fn approver_y_runs_once_outside_the_sandbox() {
             rules.to_str().unwrap(),
             "touch yes-file",
         ],
-    );
+    ));
     let shown = run.expect(PROMPT_END);
     assert!(
         shown.contains("command: /usr/bin/touch yes-file"),
@@ -538,9 +440,9 @@ fn approver_y_runs_once_outside_the_sandbox() {
 
 #[test]
 fn approver_s_allows_the_prefix_for_the_rest_of_the_session() {
-    let env = Env::new();
+    let env = Workspace::new();
     let rules = env.write("r.rules", RULES);
-    let mut run = PtyRun::start(
+    let mut run = PtyRun::start(command(
         &env,
         &[
             "--json",
@@ -548,7 +450,7 @@ fn approver_s_allows_the_prefix_for_the_rest_of_the_session() {
             rules.to_str().unwrap(),
             "touch s1; touch s2",
         ],
-    );
+    ));
     run.expect(PROMPT_END);
     run.answer("s\n");
     let (report, _) = run.finish();
@@ -564,9 +466,9 @@ fn approver_s_allows_the_prefix_for_the_rest_of_the_session() {
 
 #[test]
 fn approver_a_writes_a_rule_the_next_session_honours() {
-    let env = Env::new();
+    let env = Workspace::new();
     env.write(".execgate/rules/project.rules", RULES);
-    let mut run = PtyRun::start(&env, &["--json", "touch a1"]);
+    let mut run = PtyRun::start(command(&env, &["--json", "touch a1"]));
     run.expect(PROMPT_END);
     run.answer("a\n");
     let (report, _) = run.finish();
@@ -583,7 +485,7 @@ fn approver_a_writes_a_rule_the_next_session_honours() {
     );
 
     // Next session: discovery loads the approvals file; no prompt (no terminal at all).
-    let (report, _) = env.run_json(&["touch a2"]);
+    let (report, _) = run_json(&env, &["touch a2"]);
     assert_eq!(
         verdicts(&report),
         vec![v("touch", "prompt", "escalate", "policy")]
@@ -594,7 +496,7 @@ fn approver_a_writes_a_rule_the_next_session_honours() {
     );
     assert!(env.work.join("a2").exists());
     // A forbidden rule still wins over a saved approval.
-    let (report, _) = env.run_json(&["rm -rf a2"]);
+    let (report, _) = run_json(&env, &["rm -rf a2"]);
     assert_eq!(
         verdicts(&report),
         vec![v("rm", "forbidden", "deny", "policy")]
@@ -603,9 +505,9 @@ fn approver_a_writes_a_rule_the_next_session_honours() {
 
 #[test]
 fn approver_n_denies() {
-    let env = Env::new();
+    let env = Workspace::new();
     let rules = env.write("r.rules", RULES);
-    let mut run = PtyRun::start(
+    let mut run = PtyRun::start(command(
         &env,
         &[
             "--json",
@@ -613,7 +515,7 @@ fn approver_n_denies() {
             rules.to_str().unwrap(),
             "touch no-file; echo after",
         ],
-    );
+    ));
     run.expect(PROMPT_END);
     run.answer("n\n");
     let (report, _) = run.finish();
@@ -628,9 +530,9 @@ fn approver_n_denies() {
 
 #[test]
 fn approver_x_denies_and_ends_the_session() {
-    let env = Env::new();
+    let env = Workspace::new();
     let rules = env.write("r.rules", RULES);
-    let mut run = PtyRun::start(
+    let mut run = PtyRun::start(command(
         &env,
         &[
             "--json",
@@ -638,7 +540,7 @@ fn approver_x_denies_and_ends_the_session() {
             rules.to_str().unwrap(),
             "touch x-file; echo after",
         ],
-    );
+    ));
     run.expect(PROMPT_END);
     run.answer("x\n");
     let (report, out) = run.finish();
@@ -650,9 +552,9 @@ fn approver_x_denies_and_ends_the_session() {
 
 #[test]
 fn concurrent_prompts_are_asked_one_at_a_time() {
-    let env = Env::new();
+    let env = Workspace::new();
     let rules = env.write("r.rules", RULES);
-    let mut run = PtyRun::start(
+    let mut run = PtyRun::start(command(
         &env,
         &[
             "--json",
@@ -660,7 +562,7 @@ fn concurrent_prompts_are_asked_one_at_a_time() {
             rules.to_str().unwrap(),
             "touch p1 | touch p2",
         ],
-    );
+    ));
     let first = run.expect(PROMPT_END);
     assert_eq!(first.matches("approval needed").count(), 1, "{first}");
     run.answer("y\n");
@@ -678,9 +580,9 @@ fn concurrent_prompts_are_asked_one_at_a_time() {
 
 #[test]
 fn timeout_does_not_count_time_waiting_for_a_person() {
-    let env = Env::new();
+    let env = Workspace::new();
     let rules = env.write("r.rules", RULES);
-    let mut run = PtyRun::start(
+    let mut run = PtyRun::start(command(
         &env,
         &[
             "--json",
@@ -690,7 +592,7 @@ fn timeout_does_not_count_time_waiting_for_a_person() {
             rules.to_str().unwrap(),
             "touch slow; echo finished",
         ],
-    );
+    ));
     run.expect(PROMPT_END);
     std::thread::sleep(Duration::from_secs(3));
     run.answer("y\n");
@@ -712,7 +614,7 @@ fn outside_dir() -> tempfile::TempDir {
 
 #[test]
 fn escalated_command_writes_outside_the_workspace_but_run_cannot() {
-    let env = Env::new();
+    let env = Workspace::new();
     let outside_tmp = outside_dir();
     let outside = outside_tmp.path().canonicalize().unwrap();
     let rules = env.home.join("r.rules");
@@ -727,7 +629,7 @@ fn escalated_command_writes_outside_the_workspace_but_run_cannot() {
         outside.display()
     );
     // `touch escalated` runs in cwd `outside`, outside the sandbox.
-    let (report, out) = env.run_json(&["--rules", rules.to_str().unwrap(), &script]);
+    let (report, out) = run_json(&env, &["--rules", rules.to_str().unwrap(), &script]);
     assert_eq!(out.status.code(), Some(0), "{report}");
     assert_eq!(report["stdout"], "sandboxed-write-failed\n");
     assert!(!outside.join("sandboxed").exists());
@@ -747,31 +649,28 @@ fn interception_works_inside_the_sandbox_in_every_mode_and_backend() {
                       prefix_rule(pattern = [\"rm\", \"-rf\"], decision = \"forbidden\")\n";
     for backend in ["bubblewrap", "landlock"] {
         for mode in ["read-only", "workspace-write", "danger-full-access"] {
-            let env = Env::new();
+            let env = Workspace::new();
             let rules = env.home.join("r.rules");
             std::fs::write(&rules, rules_text).unwrap();
             let out = {
-                let mut cmd = env.command(&[
-                    "--json",
-                    "--sandbox",
-                    mode,
-                    "--rules",
-                    rules.to_str().unwrap(),
-                    "date +%Y >/dev/null; rm -rf x; touch made; /bin/true",
-                ]);
+                let mut cmd = command(
+                    &env,
+                    &[
+                        "--json",
+                        "--sandbox",
+                        mode,
+                        "--rules",
+                        rules.to_str().unwrap(),
+                        "date +%Y >/dev/null; rm -rf x; touch made; /bin/true",
+                    ],
+                );
                 if backend == "landlock" {
                     // The rules file lies under /tmp, a writable root Landlock cannot carve
                     // it out of; its refusal without this flag is tested in the sandbox crate.
                     cmd.arg("--allow-unprotected-landlock");
                 }
                 cmd.env("EXECGATE_SANDBOX_BACKEND", backend);
-                unsafe {
-                    cmd.pre_exec(|| {
-                        libc::setsid();
-                        Ok(())
-                    });
-                }
-                cmd.output().unwrap()
+                without_terminal(&mut cmd).output().unwrap()
             };
             let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
                 panic!("{backend}/{mode}: {}", String::from_utf8_lossy(&out.stderr))
@@ -798,7 +697,7 @@ fn interception_works_inside_the_sandbox_in_every_mode_and_backend() {
 
 #[test]
 fn basename_allow_never_escalates_a_program_the_sandbox_could_write() {
-    let env = Env::new();
+    let env = Workspace::new();
     let rules = env.home.join("r.rules");
     std::fs::write(
         &rules,
@@ -809,11 +708,14 @@ fn basename_allow_never_escalates_a_program_the_sandbox_could_write() {
     std::fs::create_dir_all(env.work.join("bin")).unwrap();
     std::fs::copy("/usr/bin/date", env.work.join("bin/date")).unwrap();
     std::fs::copy("/usr/bin/rm", env.work.join("bin/rm")).unwrap();
-    let (report, _) = env.run_json(&[
-        "--rules",
-        rules.to_str().unwrap(),
-        "./bin/date +%Y >/dev/null; ./bin/rm -f nothing; date +%Y >/dev/null",
-    ]);
+    let (report, _) = run_json(
+        &env,
+        &[
+            "--rules",
+            rules.to_str().unwrap(),
+            "./bin/date +%Y >/dev/null; ./bin/rm -f nothing; date +%Y >/dev/null",
+        ],
+    );
     // The workspace copy of `date` runs in the sandbox; the system one is escalated; the
     // workspace copy of `rm` is still forbidden (stricter is always safe).
     assert_eq!(

@@ -1,7 +1,5 @@
 //! Reading `run --json` reports (also the MCP tool's structured content) in tests.
 
-#![allow(dead_code)] // each test binary uses its own subset of these helpers
-
 use serde_json::Value;
 use std::path::Path;
 

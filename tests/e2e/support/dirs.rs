@@ -1,0 +1,105 @@
+//! The directories a test works in: a [`Scratch`] directory for fixtures, and a
+//! [`Workspace`] (a project folder and an empty home) to run `execgate` in as a user would.
+
+use super::bins;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A fresh temporary directory, by its canonical path (as `getcwd` reports it); removed
+/// when dropped.
+pub struct Scratch {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Scratch {
+    /// A new empty directory.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("create temp dir");
+        let path = std::fs::canonicalize(dir.path()).expect("canonicalize temp dir");
+        Self { _dir: dir, path }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `rel` under it.
+    pub fn join(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.path.join(rel)
+    }
+
+    /// Writes `contents` to `rel` (creating its parent directories); returns the path.
+    pub fn write(&self, rel: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    /// [`Scratch::write`], then sets the file's mode (e.g. `0o755` for a program).
+    pub fn file(&self, rel: impl AsRef<Path>, contents: impl AsRef<[u8]>, mode: u32) -> PathBuf {
+        let path = self.write(rel, contents);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+}
+
+/// A project folder (`work`, the cwd of every command) and an empty home (`home`, so the
+/// user's own rules, hooks and approvals never leak into a test), side by side in one
+/// scratch directory.
+pub struct Workspace {
+    scratch: Scratch,
+    /// The project folder.
+    pub work: PathBuf,
+    /// `HOME`.
+    pub home: PathBuf,
+}
+
+impl Workspace {
+    /// A new workspace with empty `work` and `home`.
+    pub fn new() -> Self {
+        let scratch = Scratch::new();
+        let work = scratch.join("work");
+        let home = scratch.join("home");
+        std::fs::create_dir(&work).unwrap();
+        std::fs::create_dir(&home).unwrap();
+        Self {
+            scratch,
+            work,
+            home,
+        }
+    }
+
+    /// The directory holding `work` and `home`.
+    pub fn root(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    /// Writes `text` to `rel` under `work`; returns the path.
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        self.scratch.write(Path::new("work").join(rel), text)
+    }
+
+    /// `execgate ARGS` in `work`, with `HOME` the workspace's and no `CODEX_HOME`.
+    pub fn execgate(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bins::execgate());
+        cmd.args(args)
+            .current_dir(&self.work)
+            .env("HOME", &self.home)
+            .env_remove("CODEX_HOME");
+        cmd
+    }
+
+    /// [`Workspace::execgate`] for a subcommand that starts sessions (`run`, `mcp`): it also
+    /// finds the freshly built patched shells and preload shim. stdin is null.
+    pub fn execgate_session(&self, args: &[&str]) -> Command {
+        let mut cmd = self.execgate(args);
+        cmd.env("EXECGATE_SHELLS_DIR", bins::shells_dir())
+            .env("EXECGATE_PRELOAD", bins::preload_shim())
+            .stdin(std::process::Stdio::null());
+        cmd
+    }
+}
