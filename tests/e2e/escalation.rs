@@ -16,6 +16,7 @@ use execgate_escalate_server::{ExecEvent, ExitStatus, Verdict};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 fn exited(outcome: &Outcome) -> Vec<ExitStatus> {
     outcome
@@ -241,6 +242,17 @@ fn escalated_signal_death_reraises_the_signal(setup: &ShellSetup) {
     );
 }
 
+/// The pid of the first escalated process the session starts (20 s at most).
+async fn first_started(rx: &mut UnboundedReceiver<ExecEvent>, setup: &ShellSetup) -> i32 {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await {
+            Ok(Some(ExecEvent::Started { pid, .. })) => break pid,
+            Ok(Some(_)) => continue,
+            other => panic!("[{}] no Started event: {other:?}", setup.name),
+        }
+    }
+}
+
 /// The wrapper processes that are direct children of `shell_pid`.
 fn wrappers_of(shell_pid: i32) -> Vec<i32> {
     children_running(shell_pid, &wrapper())
@@ -262,13 +274,7 @@ fn signal_to_wrapper_ends_escalated_sleep(setup: &ShellSetup, signo: i32, expect
         );
         let mut stdout = session.take_stdout().unwrap();
         // Wait until the escalated sleep runs, then signal its wrapper.
-        let pid = loop {
-            match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await {
-                Ok(Some(ExecEvent::Started { pid, .. })) => break pid,
-                Ok(Some(_)) => continue,
-                other => panic!("[{}] no Started event: {other:?}", setup.name),
-            }
-        };
+        let pid = first_started(&mut rx, setup).await;
         let wrappers = wrappers_of(session.pid());
         assert_eq!(wrappers.len(), 1, "[{}] {wrappers:?}", setup.name);
         // SAFETY: kill(2) of a process this test started.
@@ -314,13 +320,7 @@ fn no_escalated_process_survives_its_session(setup: &ShellSetup) {
             policy,
             tx,
         );
-        let pgid = loop {
-            match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await {
-                Ok(Some(ExecEvent::Started { pid, .. })) => break pid,
-                Ok(Some(_)) => continue,
-                other => panic!("[{}] no Started event: {other:?}", setup.name),
-            }
-        };
+        let pgid = first_started(&mut rx, setup).await;
         // Let the escalated sh start both sleeps.
         tokio::time::sleep(Duration::from_millis(200)).await;
         drop(session);
@@ -600,13 +600,7 @@ fn tstp_and_cont_to_the_wrapper_stop_and_resume_the_escalated_process(setup: &Sh
         let script = "/usr/bin/sleep 1000; echo \"status=$?\"";
         let mut session = start(setup, dir.path(), script, &[], policy, tx);
         let mut stdout = session.take_stdout().unwrap();
-        let pid = loop {
-            match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await {
-                Ok(Some(ExecEvent::Started { pid, .. })) => break pid,
-                Ok(Some(_)) => continue,
-                other => panic!("[{}] no Started event: {other:?}", setup.name),
-            }
-        };
+        let pid = first_started(&mut rx, setup).await;
         let wrappers = wrappers_of(session.pid());
         assert_eq!(wrappers.len(), 1, "[{}] {wrappers:?}", setup.name);
         let wrapper_pid = wrappers[0];

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 
 const RULES: &str = r#"
 prefix_rule(pattern = ["date"], decision = "allow")
@@ -531,9 +531,17 @@ async fn output_is_capped_keeping_head_and_tail() {
     client.cancel().await.unwrap();
 }
 
-#[tokio::test]
-async fn malformed_json_rpc_gets_an_error_response_and_the_server_keeps_serving() {
-    let env = Env::new();
+/// `execgate mcp` driven by hand: sent `initialize` (id 1), `notifications/initialized` and
+/// then `lines`, one JSON-RPC message each. Returns the server, its stdin and its stdout's
+/// lines.
+async fn raw_session(
+    env: &Env,
+    lines: &[String],
+) -> (
+    tokio::process::Child,
+    tokio::process::ChildStdin,
+    Lines<BufReader<tokio::process::ChildStdout>>,
+) {
     let mut child = env
         .command(&[])
         .stdin(Stdio::piped())
@@ -541,20 +549,33 @@ async fn malformed_json_rpc_gets_an_error_response_and_the_server_keeps_serving(
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {},
         "clientInfo": {"name": "raw", "version": "0"}}});
-    for line in [
+    let start = [
         init.to_string(),
         r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_string(),
-        "{this is not json".to_string(),
-        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#.to_string(),
-    ] {
+    ];
+    for line in start.iter().chain(lines) {
         stdin.write_all(line.as_bytes()).await.unwrap();
         stdin.write_all(b"\n").await.unwrap();
     }
     stdin.flush().await.unwrap();
+    (child, stdin, stdout)
+}
+
+#[tokio::test]
+async fn malformed_json_rpc_gets_an_error_response_and_the_server_keeps_serving() {
+    let env = Env::new();
+    let (mut child, stdin, mut stdout) = raw_session(
+        &env,
+        &[
+            "{this is not json".to_string(),
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#.to_string(),
+        ],
+    )
+    .await;
     let mut answers = Vec::new();
     while answers.len() < 3 {
         let line = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
@@ -580,29 +601,10 @@ async fn malformed_json_rpc_gets_an_error_response_and_the_server_keeps_serving(
 #[tokio::test]
 async fn client_disconnect_mid_call_ends_the_server_and_its_sessions() {
     let env = Env::new();
-    let mut child = env
-        .command(&[])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "0"}}});
     let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
         "name": "shell", "arguments": {
             "command": "sleep 31.75", "workdir": env.ws.work, "login": false, "timeout_ms": 60000}}});
-    for line in [
-        init.to_string(),
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_string(),
-        call.to_string(),
-    ] {
-        stdin.write_all(line.as_bytes()).await.unwrap();
-        stdin.write_all(b"\n").await.unwrap();
-    }
-    stdin.flush().await.unwrap();
+    let (mut child, stdin, mut stdout) = raw_session(&env, &[call.to_string()]).await;
     let first = stdout.next_line().await.unwrap().unwrap();
     assert_eq!(serde_json::from_str::<Value>(&first).unwrap()["id"], 1);
     assert!(

@@ -416,6 +416,11 @@ per_setup! {
 
 // ---- Dynamically linked children of the shell ----
 
+/// Runs `script` in Debian bash with the shim ([`run`] with no extra environment).
+fn in_bash(script: &str, dir: &Path) -> Outcome {
+    run(&ShellSetup::shim_bash(), script, dir, &[])
+}
+
 /// The argv of every request for `program`, in arrival order.
 fn program_of(outcome: &Outcome, program: &str) -> Vec<Vec<Bytes>> {
     execs(outcome)
@@ -428,12 +433,7 @@ fn program_of(outcome: &Outcome, program: &str) -> Vec<Vec<Bytes>> {
 #[test]
 fn xargs_execs_are_decided() {
     let scratch = scratch();
-    let outcome = run(
-        &ShellSetup::shim_bash(),
-        "printf 'a\\nb\\n' | xargs /bin/echo",
-        scratch.path(),
-        &[],
-    );
+    let outcome = in_bash("printf 'a\\nb\\n' | xargs /bin/echo", scratch.path());
     assert_ok(&outcome);
     assert_eq!(outcome.stdout, b"a b\n");
     assert_eq!(
@@ -446,12 +446,7 @@ fn xargs_execs_are_decided() {
 #[test]
 fn parallel_execs_are_each_decided_once() {
     let scratch = scratch();
-    let outcome = run(
-        &ShellSetup::shim_bash(),
-        "seq 64 | xargs -P 64 -n 1 /bin/echo",
-        scratch.path(),
-        &[],
-    );
+    let outcome = in_bash("seq 64 | xargs -P 64 -n 1 /bin/echo", scratch.path());
     assert_ok(&outcome);
     let mut lines: Vec<u32> = text(&outcome.stdout)
         .lines()
@@ -475,11 +470,9 @@ fn parallel_execs_are_each_decided_once() {
 fn find_exec_is_decided() {
     let scratch = scratch();
     scratch.file("marker", "", 0o644);
-    let outcome = run(
-        &ShellSetup::shim_bash(),
+    let outcome = in_bash(
         "find . -name marker -exec /bin/echo found {} \\;",
         scratch.path(),
-        &[],
     );
     assert_ok(&outcome);
     assert_eq!(outcome.stdout, b"found ./marker\n");
@@ -493,11 +486,9 @@ fn find_exec_is_decided() {
 fn find_exec_of_a_denied_command_is_refused() {
     let scratch = scratch();
     scratch.file("marker", "", 0o644);
-    let outcome = run(
-        &ShellSetup::shim_bash(),
+    let outcome = in_bash(
         "find . -name marker -exec /bin/echo forbidden {} \\; ; echo \"status=$?\"",
         scratch.path(),
-        &[],
     );
     // A failing `-exec` command only makes the test false: find itself succeeds.
     assert_eq!(text(&outcome.stdout), "status=0\n");
@@ -515,7 +506,7 @@ fn make_recipes_are_decided() {
         "all:\n\t/bin/echo made\n\t/bin/echo 'with shell' | cat\n",
         0o644,
     );
-    let outcome = run(&ShellSetup::shim_bash(), "make -s", scratch.path(), &[]);
+    let outcome = in_bash("make -s", scratch.path());
     assert_ok(&outcome);
     assert_eq!(outcome.stdout, b"made\nwith shell\n");
     assert_eq!(
@@ -534,12 +525,7 @@ fn python_subprocess_is_decided() {
     // subprocess closes every fd above 2 before exec (close_fds=True) and uses vfork.
     let script = "import subprocess; subprocess.run(['/bin/echo', 'py'], check=True); \
                   subprocess.run(['echo', 'viapath'], check=True)";
-    let outcome = run(
-        &ShellSetup::shim_bash(),
-        &format!("/usr/bin/python3 -c \"{script}\""),
-        scratch.path(),
-        &[],
-    );
+    let outcome = in_bash(&format!("/usr/bin/python3 -c \"{script}\""), scratch.path());
     assert_ok(&outcome);
     assert_eq!(outcome.stdout, b"py\nviapath\n");
     assert_eq!(
@@ -560,12 +546,7 @@ fn python_posix_spawn_is_decided_by_the_wrapper() {
                   q = os.posix_spawnp('echo', ['echo', 'spawnedp'], os.environ); \
                   r = os.posix_spawn('/bin/echo', ['echo', 'forbidden'], os.environ); \
                   print([os.waitstatus_to_exitcode(os.waitpid(x, 0)[1]) for x in (p, q, r)])";
-    let outcome = run(
-        &ShellSetup::shim_bash(),
-        &format!("/usr/bin/python3 -c \"{script}\""),
-        scratch.path(),
-        &[],
-    );
+    let outcome = in_bash(&format!("/usr/bin/python3 -c \"{script}\""), scratch.path());
     assert_eq!(outcome.code(), Some(0));
     let stdout = text(&outcome.stdout);
     assert!(stdout.contains("spawned\n"), "{stdout}");
@@ -593,12 +574,7 @@ fn python_fexecve_is_decided_with_the_files_path() {
     let scratch = scratch();
     let script = "import os; fd = os.open('/usr/bin/echo', os.O_RDONLY); \
                   os.execve(fd, ['echo', 'via-fd'], os.environ)";
-    let outcome = run(
-        &ShellSetup::shim_bash(),
-        &format!("/usr/bin/python3 -c \"{script}\""),
-        scratch.path(),
-        &[],
-    );
+    let outcome = in_bash(&format!("/usr/bin/python3 -c \"{script}\""), scratch.path());
     assert_ok(&outcome);
     assert_eq!(outcome.stdout, b"via-fd\n");
     assert_eq!(
@@ -639,7 +615,7 @@ fn execl_execlp_and_execle_are_decided() {
         .status()
         .expect("run cc");
     assert!(status.success(), "cc failed");
-    let outcome = run(&ShellSetup::shim_bash(), "./execl", scratch.path(), &[]);
+    let outcome = in_bash("./execl", scratch.path());
     assert_ok(&outcome);
     assert_eq!(
         text(&outcome.stdout),
@@ -669,11 +645,9 @@ fn posix_spawn_keeps_the_callers_file_actions() {
                   actions = [(os.POSIX_SPAWN_OPEN, 1, 'out.txt', os.O_WRONLY | os.O_CREAT, 0o644)]; \
                   p = os.posix_spawn('/bin/echo', ['echo', 'to-file'], os.environ, file_actions=actions); \
                   print(os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]))";
-    let outcome = run(
-        &ShellSetup::shim_bash(),
+    let outcome = in_bash(
         &format!("/usr/bin/python3 -c \"{script}\"; /bin/cat out.txt"),
         scratch.path(),
-        &[],
     );
     assert_ok(&outcome);
     assert_eq!(text(&outcome.stdout), "0\nto-file\n");
@@ -684,12 +658,7 @@ fn posix_spawn_of_a_missing_program_reports_enoent_without_asking() {
     let scratch = scratch();
     let script = "import os\ntry:\n    os.posix_spawn('/nonexistent/x', ['x'], os.environ)\n\
                   except FileNotFoundError:\n    print('enoent')";
-    let outcome = run(
-        &ShellSetup::shim_bash(),
-        &format!("/usr/bin/python3 -c \"{script}\""),
-        scratch.path(),
-        &[],
-    );
+    let outcome = in_bash(&format!("/usr/bin/python3 -c \"{script}\""), scratch.path());
     assert_ok(&outcome);
     assert_eq!(outcome.stdout, b"enoent\n");
     assert_eq!(outcome.requests().len(), 1, "only python itself is decided");
@@ -899,12 +868,7 @@ fn concurrent_execs_of_threads_and_their_children_each_get_their_own_buffers() {
             0o755,
         );
     }
-    let outcome = run(
-        &ShellSetup::shim_bash(),
-        "./concurrent",
-        scratch.path(),
-        &[],
-    );
+    let outcome = in_bash("./concurrent", scratch.path());
     assert_ok(&outcome);
 
     // (program, argv, cwd) as text, sorted: the order of concurrent requests is arbitrary.

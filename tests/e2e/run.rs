@@ -401,19 +401,19 @@ fn timeout_kills_the_whole_session_including_escalated_processes() {
 
 const PROMPT_END: &str = "deny and end the session: ";
 
+/// `execgate run --json --rules RULES SCRIPT` with a pty for the approver to ask on.
+fn approving(env: &Workspace, rules: &Path, script: &str) -> PtyRun {
+    PtyRun::start(command(
+        env,
+        &["--json", "--rules", rules.to_str().unwrap(), script],
+    ))
+}
+
 #[test]
 fn approver_y_runs_once_outside_the_sandbox() {
     let env = Workspace::new();
     let rules = env.write("r.rules", RULES);
-    let mut run = PtyRun::start(command(
-        &env,
-        &[
-            "--json",
-            "--rules",
-            rules.to_str().unwrap(),
-            "touch yes-file",
-        ],
-    ));
+    let mut run = approving(&env, &rules, "touch yes-file");
     let shown = run.expect(PROMPT_END);
     assert!(
         shown.contains("command: /usr/bin/touch yes-file"),
@@ -442,15 +442,7 @@ fn approver_y_runs_once_outside_the_sandbox() {
 fn approver_s_allows_the_prefix_for_the_rest_of_the_session() {
     let env = Workspace::new();
     let rules = env.write("r.rules", RULES);
-    let mut run = PtyRun::start(command(
-        &env,
-        &[
-            "--json",
-            "--rules",
-            rules.to_str().unwrap(),
-            "touch s1; touch s2",
-        ],
-    ));
+    let mut run = approving(&env, &rules, "touch s1; touch s2");
     run.expect(PROMPT_END);
     run.answer("s\n");
     let (report, _) = run.finish();
@@ -507,15 +499,7 @@ fn approver_a_writes_a_rule_the_next_session_honours() {
 fn approver_n_denies() {
     let env = Workspace::new();
     let rules = env.write("r.rules", RULES);
-    let mut run = PtyRun::start(command(
-        &env,
-        &[
-            "--json",
-            "--rules",
-            rules.to_str().unwrap(),
-            "touch no-file; echo after",
-        ],
-    ));
+    let mut run = approving(&env, &rules, "touch no-file; echo after");
     run.expect(PROMPT_END);
     run.answer("n\n");
     let (report, _) = run.finish();
@@ -532,15 +516,7 @@ fn approver_n_denies() {
 fn approver_x_denies_and_ends_the_session() {
     let env = Workspace::new();
     let rules = env.write("r.rules", RULES);
-    let mut run = PtyRun::start(command(
-        &env,
-        &[
-            "--json",
-            "--rules",
-            rules.to_str().unwrap(),
-            "touch x-file; echo after",
-        ],
-    ));
+    let mut run = approving(&env, &rules, "touch x-file; echo after");
     run.expect(PROMPT_END);
     run.answer("x\n");
     let (report, out) = run.finish();
@@ -554,15 +530,7 @@ fn approver_x_denies_and_ends_the_session() {
 fn concurrent_prompts_are_asked_one_at_a_time() {
     let env = Workspace::new();
     let rules = env.write("r.rules", RULES);
-    let mut run = PtyRun::start(command(
-        &env,
-        &[
-            "--json",
-            "--rules",
-            rules.to_str().unwrap(),
-            "touch p1 | touch p2",
-        ],
-    ));
+    let mut run = approving(&env, &rules, "touch p1 | touch p2");
     let first = run.expect(PROMPT_END);
     assert_eq!(first.matches("approval needed").count(), 1, "{first}");
     run.answer("y\n");
