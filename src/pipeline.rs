@@ -17,13 +17,12 @@ use crate::report::{PolicyDecision, VerdictSource};
 use crate::safe_commands::is_known_safe;
 use async_trait::async_trait;
 use execgate_escalate_server::{EscalationPolicy, ExecContext, Verdict};
-use execgate_execpolicy::{render_prefix_rule, CheckOptions, Decision, Evaluation, Policy};
+use execgate_execpolicy::{amend, render_prefix_rule, CheckOptions, Decision, Evaluation, Policy};
 use execgate_hooks::{
     shell_quote_command, HookDecision, HooksConfig, PermissionMode, PermissionRequest,
 };
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -375,7 +374,7 @@ impl Pipeline {
     }
 
     /// Appends an allow rule for `prefix` to the user rules file, with a comment saying
-    /// when and why.
+    /// when and why (nothing when the file already holds that exact rule).
     fn remember(&self, prefix: &[String], ask: &ApprovalRequest) -> anyhow::Result<()> {
         use anyhow::Context;
         let path = self
@@ -383,23 +382,13 @@ impl Pipeline {
             .as_ref()
             .context("no user rules file")?;
         let rule = render_prefix_rule(prefix, Decision::Allow, None)?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        let when = humantime_now();
-        let asked_by = ask.rule.as_deref().unwrap_or("no rule");
-        let text = format!(
-            "\n# Added by execgate on {when}: \"always\" answered for `{}` (asked by {asked_by}).\n{rule}\n",
-            ask.command.replace('\n', " ")
+        let comment = format!(
+            "Added by execgate on {}: \"always\" answered for `{}` (asked by {}).",
+            humantime_now(),
+            ask.command,
+            ask.rule.as_deref().unwrap_or("no rule")
         );
-        file.write_all(text.as_bytes())
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        amend::append_rule(path, &rule, Some(&comment))?;
         Ok(())
     }
 }

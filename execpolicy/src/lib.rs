@@ -1,7 +1,8 @@
 //! The Starlark `.rules` policy language: load rule files, validate their examples, and
 //! evaluate a command to allow / prompt / forbidden with the rules that matched.
 //!
-//! Pure library: no I/O beyond reading rule files. Rule files written for the Codex CLI
+//! Pure library: no I/O beyond reading rule files, and appending a rule to one
+//! ([`amend`], for "always allow this" answers). Rule files written for the Codex CLI
 //! (`prefix_rule`, `host_executable`, `network_rule`) load and decide identically, and
 //! [`Evaluation::to_codex_json`] prints what `codex execpolicy check` prints.
 //!
@@ -20,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+pub mod amend;
 mod decision;
 mod error;
 mod loader;
