@@ -16,12 +16,11 @@ use crate::approver::{ApprovalRequest, Approver, Choice, Unavailable};
 use crate::report::{PolicyDecision, VerdictSource};
 use crate::safe_commands::is_known_safe;
 use async_trait::async_trait;
-use execgate_escalate_server::{EscalationPolicy, ExecContext, Verdict};
+use execgate_escalate_server::{EscalationPolicy, ExecContext, Ruling, Verdict};
 use execgate_execpolicy::{amend, render_prefix_rule, CheckOptions, Decision, Evaluation, Policy};
 use execgate_hooks::{
     shell_quote_command, HookDecision, HooksConfig, PermissionMode, PermissionRequest,
 };
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -51,28 +50,6 @@ pub struct DecisionNote {
     pub justification: Option<String>,
 }
 
-/// Notes by exec id, filled before each verdict is returned (so before the server reports
-/// the decision), taken by the recorder.
-#[derive(Debug, Default, Clone)]
-pub struct DecisionLog(Arc<Mutex<HashMap<u64, DecisionNote>>>);
-
-impl DecisionLog {
-    fn put(&self, id: u64, note: DecisionNote) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, note);
-    }
-
-    /// Removes and returns the note for exec `id`.
-    pub fn take(&self, id: u64) -> Option<DecisionNote> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&id)
-    }
-}
-
 /// Everything the pipeline needs; fixed for a session.
 pub struct Pipeline {
     /// The loaded rules.
@@ -96,17 +73,11 @@ pub struct Pipeline {
     pub turn_id: String,
     /// Hook input fields.
     pub model: String,
-    /// Where decision notes go.
-    pub log: DecisionLog,
     /// Prefixes a person allowed for this session ("s").
     pub session_allowed: Arc<Mutex<Vec<Vec<String>>>>,
 }
 
-/// The outcome of deciding one exec, before it is recorded.
-struct Decided {
-    verdict: Verdict,
-    note: DecisionNote,
-}
+type Decided = Ruling<DecisionNote>;
 
 impl Pipeline {
     /// Evaluates the rules for `program` + argv[1..].
@@ -174,36 +145,36 @@ impl Pipeline {
             justification,
         };
         match evaluation.decision {
-            Some(Decision::Allow) => Decided {
-                verdict: Verdict::Escalate,
-                note: note(PolicyDecision::Allow, VerdictSource::Policy, justification),
-            },
+            Some(Decision::Allow) => Decided::new(
+                Verdict::Escalate,
+                note(PolicyDecision::Allow, VerdictSource::Policy, justification),
+            ),
             Some(Decision::Forbidden) => {
                 let reason = justification.clone().unwrap_or_else(|| {
                     format!("forbidden by rule {}", location.as_deref().unwrap_or("?"))
                 });
-                Decided {
-                    verdict: deny(&reason),
-                    note: note(
+                Decided::new(
+                    deny(&reason),
+                    note(
                         PolicyDecision::Forbidden,
                         VerdictSource::Policy,
                         Some(reason),
                     ),
-                }
+                )
             }
             Some(Decision::Prompt) if self.saved_approval(&evaluation).is_some() => {
                 // The person answered "always" for this prefix earlier: that settles a
                 // prompt (never a `forbidden`, which would be the decision instead).
                 let saved = self.saved_approval(&evaluation);
-                Decided {
-                    verdict: Verdict::Escalate,
-                    note: DecisionNote {
+                Decided::new(
+                    Verdict::Escalate,
+                    DecisionNote {
                         decision: PolicyDecision::Prompt,
                         source: VerdictSource::Policy,
                         rule: saved,
                         justification,
                     },
-                }
+                )
             }
             Some(Decision::Prompt) => {
                 let prefix = rule.map(|r| r.matched_prefix.clone()).unwrap_or_default();
@@ -232,10 +203,10 @@ impl Pipeline {
                     self.approve(exec, PolicyDecision::Unmatched, prefix, None, None)
                         .await
                 } else {
-                    Decided {
-                        verdict: Verdict::Run,
-                        note: note(PolicyDecision::Unmatched, VerdictSource::Policy, None),
-                    }
+                    Decided::new(
+                        Verdict::Run,
+                        note(PolicyDecision::Unmatched, VerdictSource::Policy, None),
+                    )
                 }
             }
         }
@@ -263,10 +234,7 @@ impl Pipeline {
                 .unwrap_or_else(PoisonError::into_inner)
                 .contains(&prefix)
         {
-            return Decided {
-                verdict: Verdict::Escalate,
-                note: note(VerdictSource::User, justification),
-            };
+            return Decided::new(Verdict::Escalate, note(VerdictSource::User, justification));
         }
 
         let request = &exec.request;
@@ -287,21 +255,20 @@ impl Pipeline {
         let outcome = self.hooks.permission_request(&hook_request).await;
         match outcome.decision {
             Some(HookDecision::Allow) => {
-                return Decided {
-                    verdict: Verdict::Escalate,
-                    note: note(VerdictSource::Hook, justification),
-                }
+                return Decided::new(Verdict::Escalate, note(VerdictSource::Hook, justification))
             }
             Some(HookDecision::Deny) => {
                 let reason = outcome
                     .message
                     .unwrap_or_else(|| "PermissionRequest hook denied approval".to_string());
-                if outcome.interrupt {
-                    exec.session.interrupt(format!("hook: {reason}"));
-                }
-                return Decided {
-                    verdict: deny(&reason),
-                    note: note(VerdictSource::Hook, Some(reason)),
+                let decided = Decided::new(
+                    deny(&reason),
+                    note(VerdictSource::Hook, Some(reason.clone())),
+                );
+                return if outcome.interrupt {
+                    decided.ending_session(format!("hook: {reason}"))
+                } else {
+                    decided
                 };
             }
             None => {}
@@ -312,10 +279,10 @@ impl Pipeline {
                 Some(loc) => format!("approval required by rule {loc}; approval mode is never"),
                 None => "approval required; approval mode is never".to_string(),
             };
-            return Decided {
-                verdict: deny(&reason),
-                note: note(VerdictSource::ApprovalMode, Some(reason)),
-            };
+            return Decided::new(
+                deny(&reason),
+                note(VerdictSource::ApprovalMode, Some(reason)),
+            );
         }
 
         let can_remember = !prefix.is_empty() && self.user_rules_file.is_some();
@@ -326,9 +293,8 @@ impl Pipeline {
             justification: justification.clone(),
             can_remember,
         };
-        let escalate = |justification| Decided {
-            verdict: Verdict::Escalate,
-            note: note(VerdictSource::User, justification),
+        let escalate = |justification| {
+            Decided::new(Verdict::Escalate, note(VerdictSource::User, justification))
         };
         match self.approver.ask(&ask).await {
             Ok(Choice::Once) => escalate(justification),
@@ -345,31 +311,24 @@ impl Pipeline {
                 Ok(()) => escalate(justification),
                 Err(err) => {
                     let reason = format!("could not save the rule: {err:#}");
-                    Decided {
-                        verdict: deny(&reason),
-                        note: note(VerdictSource::User, Some(reason)),
-                    }
+                    Decided::new(deny(&reason), note(VerdictSource::User, Some(reason)))
                 }
             },
             Ok(Choice::Deny) => {
                 let reason = "denied by the user".to_string();
-                Decided {
-                    verdict: deny(&reason),
-                    note: note(VerdictSource::User, Some(reason)),
-                }
+                Decided::new(deny(&reason), note(VerdictSource::User, Some(reason)))
             }
             Ok(Choice::DenyAndEnd) => {
                 let reason = "denied by the user; session ended".to_string();
-                exec.session.interrupt(reason.clone());
-                Decided {
-                    verdict: deny(&reason),
-                    note: note(VerdictSource::User, Some(reason)),
-                }
+                Decided::new(
+                    deny(&reason),
+                    note(VerdictSource::User, Some(reason.clone())),
+                )
+                .ending_session(reason)
             }
-            Err(Unavailable::NoApprover(reason)) => Decided {
-                verdict: deny(&reason),
-                note: note(VerdictSource::User, Some(reason)),
-            },
+            Err(Unavailable::NoApprover(reason)) => {
+                Decided::new(deny(&reason), note(VerdictSource::User, Some(reason)))
+            }
         }
     }
 
@@ -426,10 +385,10 @@ fn deny(reason: &str) -> Verdict {
 
 #[async_trait]
 impl EscalationPolicy for Pipeline {
-    async fn decide(&self, exec: &ExecContext) -> Verdict {
-        let decided = self.decide_exec(exec).await;
-        self.log.put(exec.id, decided.note);
-        decided.verdict
+    type Note = DecisionNote;
+
+    async fn decide(&self, exec: &ExecContext) -> Ruling<DecisionNote> {
+        self.decide_exec(exec).await
     }
 }
 

@@ -6,8 +6,8 @@
 //! channel and the final [`RunReport`].
 
 use crate::approver::{ApprovalRequest, Approver, BoxFuture, Choice, OutputGate, Unavailable};
-use crate::pipeline::{ApprovalMode, DecisionLog, DecisionNote, Pipeline};
-use crate::report::{ExecRecord, PolicyDecision, RunReport, VerdictKind, VerdictSource};
+use crate::pipeline::{ApprovalMode, DecisionNote, Pipeline};
+use crate::report::{ExecRecord, RunReport, VerdictKind};
 use anyhow::Context;
 use execgate_escalate_server::{
     ExecEvent, ExitStatus, Interception, Launcher, SessionBuilder, Verdict,
@@ -290,9 +290,8 @@ impl AuditLog {
     }
 }
 
-/// Joins server events with decision notes into records.
+/// Turns server events (each `Decided` carrying the pipeline's note) into records.
 struct Recorder {
-    log: DecisionLog,
     audit: Option<AuditLog>,
     progress: Option<mpsc::UnboundedSender<ExecRecord>>,
     records: Vec<ExecRecord>,
@@ -300,20 +299,15 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn handle(&mut self, event: ExecEvent) {
+    fn handle(&mut self, event: ExecEvent<DecisionNote>) {
         match event {
             ExecEvent::Decided {
                 id,
                 request,
                 program,
                 verdict,
+                note,
             } => {
-                let note = self.log.take(id).unwrap_or(DecisionNote {
-                    decision: PolicyDecision::Unmatched,
-                    source: VerdictSource::Policy,
-                    rule: None,
-                    justification: None,
-                });
                 let (verdict_kind, exit_code) = match &verdict {
                     Verdict::Run => (VerdictKind::Run, None),
                     Verdict::Escalate => (VerdictKind::Escalate, None),
@@ -445,7 +439,6 @@ async fn pump<R: AsyncRead + Unpin>(
 pub async fn run_session(config: RunConfig) -> anyhow::Result<RunOutcome> {
     let started = Instant::now();
     let clock = Arc::new(PromptClock::default());
-    let log = DecisionLog::default();
     let sandbox = Arc::clone(&config.sandbox);
     let pipeline = Pipeline {
         policy: Arc::clone(&config.policy),
@@ -468,7 +461,6 @@ pub async fn run_session(config: RunConfig) -> anyhow::Result<RunOutcome> {
         session_id: config.session_id.clone(),
         turn_id: uuid::Uuid::new_v4().to_string(),
         model: config.model.clone(),
-        log: log.clone(),
         session_allowed: Arc::clone(&config.session_allowed),
     };
     let audit = match &config.audit_log {
@@ -477,7 +469,6 @@ pub async fn run_session(config: RunConfig) -> anyhow::Result<RunOutcome> {
     };
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let mut recorder = Recorder {
-        log,
         audit,
         progress: config.progress.clone(),
         records: Vec::new(),

@@ -18,7 +18,7 @@
 //! machine disturbs much less than wall-clock time.
 
 use execgate_escalate_server::{
-    async_trait, EscalationPolicy, ExecContext, Interception, SessionBuilder, Verdict,
+    async_trait, EscalationPolicy, ExecContext, Interception, Ruling, SessionBuilder, Verdict,
 };
 use execgate_protocol::client::{session_socket_from_env_value, Connection};
 use execgate_protocol::{ServerMessageRef, SOCKET_ENV};
@@ -35,11 +35,13 @@ struct ByMarker;
 
 #[async_trait]
 impl EscalationPolicy for ByMarker {
-    async fn decide(&self, exec: &ExecContext) -> Verdict {
+    type Note = ();
+
+    async fn decide(&self, exec: &ExecContext) -> Ruling {
         if exec.request.argv.first().is_some_and(|a| a == b"@escalate") {
-            Verdict::Escalate
+            Verdict::Escalate.into()
         } else {
-            Verdict::Run
+            Verdict::Run.into()
         }
     }
 }

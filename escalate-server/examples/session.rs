@@ -5,7 +5,7 @@
 //! Exits with the shell's status.
 
 use execgate_escalate_server::{
-    async_trait, EscalationPolicy, ExecContext, Interception, SessionBuilder, Verdict,
+    async_trait, EscalationPolicy, ExecContext, Interception, Ruling, SessionBuilder, Verdict,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,8 +14,10 @@ struct Fixed(Verdict);
 
 #[async_trait]
 impl EscalationPolicy for Fixed {
-    async fn decide(&self, _exec: &ExecContext) -> Verdict {
-        self.0.clone()
+    type Note = ();
+
+    async fn decide(&self, _exec: &ExecContext) -> Ruling {
+        self.0.clone().into()
     }
 }
 

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// One step in the life of an intercepted exec. Every event carries the exec's `id`
-/// (unique within a session, in arrival order), so a consumer can join them.
+/// (unique within a session, in arrival order), so a consumer can join them. `N` is the
+/// policy's note type ([`crate::EscalationPolicy::Note`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExecEvent {
-    /// The policy decided a request.
+pub enum ExecEvent<N = ()> {
+    /// The policy ruled on a request.
     Decided {
         /// The exec's id.
         id: u64,
@@ -17,8 +18,11 @@ pub enum ExecEvent {
         request: Arc<ExecRequest>,
         /// The program the policy judged: the request's path with symlinks resolved.
         program: PathBuf,
-        /// The verdict sent back.
+        /// The verdict sent back (the ruling's, or Deny when an escalation came after the
+        /// session ended).
         verdict: Verdict,
+        /// The ruling's note, as the policy gave it.
+        note: N,
     },
     /// An escalated process was started.
     Started {

@@ -2,9 +2,11 @@
 //! of the wire protocol, and execution of escalated commands outside the sandbox.
 //!
 //! A [`Session`] is a shell whose every `execve` is sent to this server, which asks an
-//! [`EscalationPolicy`] for a [`Verdict`]: Run (the shell's process execs in place), Escalate
-//! (the server runs the program itself, wired to the caller's fds) or Deny. What happened is
-//! reported one way, as [`ExecEvent`]s on a channel.
+//! [`EscalationPolicy`] for a [`Ruling`]: a [`Verdict`] (Run: the shell's process execs in
+//! place; Escalate: the server runs the program itself, wired to the caller's fds; Deny),
+//! the policy's note on why, and whether the session must end. What happened is reported
+//! one way, as [`ExecEvent`]s on a channel; the `Decided` event carries the note, which the
+//! server never reads.
 //!
 //! The server never trusts its clients: frames are size-checked before anything is
 //! allocated, anything malformed closes only that client's stream (the client then fails
@@ -37,6 +39,6 @@ pub use async_trait::async_trait;
 pub use env::{is_injection_var, INJECTION_VARS, INJECTION_VAR_PREFIXES};
 pub use event::ExecEvent;
 pub use execgate_protocol::{ExecRequest, ExitStatus, Verdict};
-pub use policy::{EscalationPolicy, ExecContext, SessionControl};
+pub use policy::{EscalationPolicy, ExecContext, Ruling};
 #[cfg(target_os = "linux")]
 pub use session::{DirectLauncher, Interception, Launcher, Session, SessionBuilder, SessionError};

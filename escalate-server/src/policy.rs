@@ -1,4 +1,9 @@
 //! The seam between the transport and whoever decides: rules, hooks, a person or a test.
+//!
+//! Data flows one way: the server asks, the policy answers with a [`Ruling`], and the
+//! server acts on it (sends the verdict, ends the session when asked to) and hands the
+//! ruling's note on, untouched, in its [`crate::ExecEvent::Decided`] event. The policy gets
+//! no handle on the session: it never calls back into the server.
 
 use async_trait::async_trait;
 use execgate_protocol::{ExecRequest, Verdict};
@@ -15,8 +20,49 @@ use std::sync::Arc;
 /// the session while it runs.
 #[async_trait]
 pub trait EscalationPolicy: Send + Sync + 'static {
-    /// The verdict for one exec.
-    async fn decide(&self, exec: &ExecContext) -> Verdict;
+    /// Why the policy ruled as it did, in the policy's own terms. The server never looks
+    /// inside it: it carries it to the [`crate::ExecEvent::Decided`] event.
+    type Note: Send + 'static;
+
+    /// The ruling on one exec.
+    async fn decide(&self, exec: &ExecContext) -> Ruling<Self::Note>;
+}
+
+/// A policy's answer about one exec: what the server does, why (for the records), and
+/// whether the whole session must end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ruling<N = ()> {
+    /// What the server does with the exec.
+    pub verdict: Verdict,
+    /// Why, as the policy records it; carried to the `Decided` event.
+    pub note: N,
+    /// `Some(reason)`: end the whole session (the shell's process group and every
+    /// escalated one) before the verdict is sent; `Session::interrupted` then gives the
+    /// reason.
+    pub end_session: Option<String>,
+}
+
+impl<N> Ruling<N> {
+    /// A ruling that leaves the session running.
+    pub fn new(verdict: Verdict, note: N) -> Self {
+        Self {
+            verdict,
+            note,
+            end_session: None,
+        }
+    }
+
+    /// The same ruling, ending the session for `reason`.
+    pub fn ending_session(mut self, reason: impl Into<String>) -> Self {
+        self.end_session = Some(reason.into());
+        self
+    }
+}
+
+impl From<Verdict> for Ruling<()> {
+    fn from(verdict: Verdict) -> Self {
+        Self::new(verdict, ())
+    }
 }
 
 /// Everything a policy knows about one exec.
@@ -30,30 +76,9 @@ pub struct ExecContext {
     /// server cannot open the program (e.g. it exists only inside the sandbox), this is the
     /// request's path as sent, and an escalation of it fails.
     pub program: PathBuf,
-    /// The session the exec belongs to.
-    pub session: SessionControl,
 }
 
-/// A handle on the session an exec belongs to, for policies and hooks that must end it.
-#[derive(Debug, Clone)]
-pub struct SessionControl {
-    pub(crate) shared: Arc<crate::policy::Shared>,
-}
-
-impl SessionControl {
-    /// Ends the whole session: kills the shell's process group and every escalated process
-    /// group, and records `reason` (see `Session::interrupted`).
-    pub fn interrupt(&self, reason: impl Into<String>) {
-        self.shared.interrupt(reason.into());
-    }
-
-    /// The reason given to the first [`SessionControl::interrupt`], if any.
-    pub fn interrupted(&self) -> Option<String> {
-        self.shared.interrupted()
-    }
-}
-
-/// State shared by a session, its server tasks and its control handles.
+/// State shared by a session and its server tasks.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     state: std::sync::Mutex<State>,
@@ -119,7 +144,8 @@ impl Shared {
         }
     }
 
-    fn interrupt(&self, reason: String) {
+    /// Ends the session for `reason` (the first reason given is kept).
+    pub(crate) fn interrupt(&self, reason: String) {
         {
             let mut state = self.lock();
             state.interrupted.get_or_insert(reason);

@@ -11,7 +11,7 @@
 //! holds up the others.
 
 use crate::event::ExecEvent;
-use crate::policy::{kill_group, EscalationPolicy, ExecContext, SessionControl, Shared};
+use crate::policy::{kill_group, EscalationPolicy, ExecContext, Ruling, Shared};
 use crate::spawn::{self, errno_text, OpenedProgram};
 use crate::stream::{recv_with_fds, Stream, StreamError};
 use execgate_protocol::{
@@ -29,18 +29,18 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 
-/// What every conversation of a session shares.
-pub(crate) struct Server {
-    pub(crate) policy: Arc<dyn EscalationPolicy>,
+/// What every conversation of a session shares; `N` is the policy's note type.
+pub(crate) struct Server<N> {
+    pub(crate) policy: Arc<dyn EscalationPolicy<Note = N>>,
     pub(crate) shared: Arc<Shared>,
-    pub(crate) events: Option<UnboundedSender<ExecEvent>>,
+    pub(crate) events: Option<UnboundedSender<ExecEvent<N>>>,
     pub(crate) next_id: AtomicU64,
     /// Opens programs and starts escalated ones.
     pub(crate) spawner: spawn::Spawner,
 }
 
-impl Server {
-    fn emit(&self, event: ExecEvent) {
+impl<N> Server<N> {
+    fn emit(&self, event: ExecEvent<N>) {
         if let Some(tx) = &self.events {
             // A consumer that went away just stops receiving.
             let _ = tx.send(event);
@@ -63,7 +63,11 @@ pub(crate) struct Acceptor {
 impl Acceptor {
     /// Starts accepting on `socket` (the server's end of the session socketpair, in
     /// blocking mode); conversations that must wait continue on `runtime`.
-    pub(crate) fn start(socket: OwnedFd, server: Arc<Server>, runtime: Handle) -> io::Result<Self> {
+    pub(crate) fn start<N: Send + 'static>(
+        socket: OwnedFd,
+        server: Arc<Server<N>>,
+        runtime: Handle,
+    ) -> io::Result<Self> {
         let socket = Arc::new(socket);
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = Arc::new(Tasks::default());
@@ -100,9 +104,9 @@ impl Drop for Acceptor {
 }
 
 /// The acceptor thread: accepts streams on `socket` until `stop` is set.
-fn accept_loop(
+fn accept_loop<N: Send + 'static>(
     socket: &OwnedFd,
-    server: &Arc<Server>,
+    server: &Arc<Server<N>>,
     runtime: &Handle,
     stop: &AtomicBool,
     tasks: &Tasks,
@@ -148,7 +152,12 @@ impl Drop for StopServing<'_> {
 }
 
 /// Serves a new stream inline up to the first wait, then as a task on `runtime`.
-fn serve_new(fd: OwnedFd, server: &Arc<Server>, runtime: &Handle, tasks: &Tasks) {
+fn serve_new<N: Send + 'static>(
+    fd: OwnedFd,
+    server: &Arc<Server<N>>,
+    runtime: &Handle,
+    tasks: &Tasks,
+) {
     let server = Arc::clone(server);
     let mut conversation = Box::pin(async move { serve_stream(fd, &server).await });
     // A waker that does nothing is enough: a conversation that returns Pending here is
@@ -196,7 +205,7 @@ fn accept_one(sock: std::os::fd::RawFd) -> io::Result<Option<OwnedFd>> {
 }
 
 /// Serves one exec from request to verdict (and, on escalation, to exit status).
-async fn serve_stream(fd: OwnedFd, server: &Server) {
+async fn serve_stream<N: Send + 'static>(fd: OwnedFd, server: &Server<N>) {
     let mut stream = match Stream::new(fd) {
         Ok(stream) => stream,
         Err(err) => {
@@ -209,7 +218,10 @@ async fn serve_stream(fd: OwnedFd, server: &Server) {
     }
 }
 
-async fn converse(stream: &mut Stream, server: &Server) -> Result<(), StreamError> {
+async fn converse<N: Send + 'static>(
+    stream: &mut Stream,
+    server: &Server<N>,
+) -> Result<(), StreamError> {
     // No timeout here: a person may take minutes to approve, and a conversation that waits
     // does so in its own task, so a stalled one blocks nobody.
     let mut fds = Vec::new();
@@ -230,11 +242,15 @@ async fn converse(stream: &mut Stream, server: &Server) -> Result<(), StreamErro
         id,
         request: Arc::clone(&request),
         program: program.clone(),
-        session: SessionControl {
-            shared: Arc::clone(&server.shared),
-        },
     };
-    let mut verdict = server.policy.decide(&ctx).await;
+    let Ruling {
+        mut verdict,
+        note,
+        end_session,
+    } = server.policy.decide(&ctx).await;
+    if let Some(reason) = end_session {
+        server.shared.interrupt(reason);
+    }
     if verdict == Verdict::Escalate && server.shared.has_ended() {
         verdict = Verdict::Deny {
             reason: b"the session has ended".to_vec(),
@@ -256,6 +272,7 @@ async fn converse(stream: &mut Stream, server: &Server) -> Result<(), StreamErro
         request: Arc::clone(&request),
         program,
         verdict: verdict.clone(),
+        note,
     });
     stream.write_all(&frame[sent..]).await?;
     if verdict != Verdict::Escalate {
@@ -290,9 +307,9 @@ fn protocol(what: &'static str) -> StreamError {
     StreamError::Protocol(execgate_protocol::ProtocolError::BadField(what))
 }
 
-async fn escalate(
+async fn escalate<N: Send + 'static>(
     stream: &mut Stream,
-    server: &Server,
+    server: &Server<N>,
     id: u64,
     request: &ExecRequest,
     opened: io::Result<OpenedProgram>,

@@ -1,7 +1,7 @@
 //! A session: the intercepted shell, its socket, and the server task that answers it.
 
 use crate::event::ExecEvent;
-use crate::policy::{EscalationPolicy, SessionControl, Shared};
+use crate::policy::{EscalationPolicy, Shared};
 use crate::serve::{Acceptor, Server};
 use execgate_protocol::{LEGACY_WRAPPER_ENV, SOCKET_ENV, WRAPPER_ENV};
 use std::collections::BTreeMap;
@@ -78,8 +78,9 @@ pub enum SessionError {
     },
 }
 
-/// Configures and starts a [`Session`].
-pub struct SessionBuilder {
+/// Configures and starts a [`Session`]; `N` is the note type of the policy it will ask
+/// (see [`EscalationPolicy::Note`]).
+pub struct SessionBuilder<N = ()> {
     shell: PathBuf,
     args: Vec<OsString>,
     cwd: Option<PathBuf>,
@@ -89,10 +90,10 @@ pub struct SessionBuilder {
     stdin: Option<Stdio>,
     stdout: Option<Stdio>,
     stderr: Option<Stdio>,
-    events: Option<UnboundedSender<ExecEvent>>,
+    events: Option<UnboundedSender<ExecEvent<N>>>,
 }
 
-impl SessionBuilder {
+impl<N: Send + 'static> SessionBuilder<N> {
     /// A session running `shell` with `interception`; it starts with this process's
     /// environment and working directory, inherited stdio and no arguments.
     pub fn new(shell: impl Into<PathBuf>, interception: Interception) -> Self {
@@ -181,7 +182,7 @@ impl SessionBuilder {
     /// Each send wakes a receiver parked in `recv`, and the Run path pays for that wake-up
     /// (a futex and, across CPUs, an interrupt): consumers that can wait a few milliseconds
     /// should drain the channel on a timer with `try_recv`, as `execgate run` does.
-    pub fn events(mut self, events: UnboundedSender<ExecEvent>) -> Self {
+    pub fn events(mut self, events: UnboundedSender<ExecEvent<N>>) -> Self {
         self.events = Some(events);
         self
     }
@@ -210,7 +211,10 @@ impl SessionBuilder {
     }
 
     /// Starts the server and the shell. Must be called inside a Tokio runtime.
-    pub fn spawn(self, policy: Arc<dyn EscalationPolicy>) -> Result<Session, SessionError> {
+    pub fn spawn(
+        self,
+        policy: Arc<dyn EscalationPolicy<Note = N>>,
+    ) -> Result<Session, SessionError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| SessionError::NoRuntime)?;
         let _enter = runtime.enter();
         let (server_end, shell_end) = datagram_pair().map_err(SessionError::Socket)?;
@@ -332,13 +336,6 @@ impl Session {
         self.pid
     }
 
-    /// A handle to interrupt the session from elsewhere.
-    pub fn control(&self) -> SessionControl {
-        SessionControl {
-            shared: Arc::clone(&self.shared),
-        }
-    }
-
     /// Takes the shell's stdin, when it was configured as piped.
     pub fn take_stdin(&mut self) -> Option<ChildStdin> {
         self.child.stdin.take()
@@ -366,8 +363,8 @@ impl Session {
         self.shared.kill_all(false);
     }
 
-    /// Why the session was interrupted by a policy ([`SessionControl::interrupt`]), if it
-    /// was.
+    /// Why the session was ended by a policy's ruling ([`crate::Ruling::end_session`]),
+    /// if it was.
     pub fn interrupted(&self) -> Option<String> {
         self.shared.interrupted()
     }

@@ -4,7 +4,7 @@
 //! `execgate_protocol::client::Connection`, and asserts what it receives.
 
 use execgate_escalate_server::{
-    async_trait, EscalationPolicy, ExecContext, Interception, SessionBuilder, Verdict,
+    async_trait, EscalationPolicy, ExecContext, Interception, Ruling, SessionBuilder, Verdict,
 };
 use execgate_protocol::client::{session_socket_from_env_value, ClientError, Connection};
 use execgate_protocol::{ClientMessage, ExecRequest, ServerMessageRef, SOCKET_ENV};
@@ -29,7 +29,10 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Starts a session served by `policy` whose shell is the test `name` in client mode.
-fn start(name: &str, policy: Arc<dyn EscalationPolicy>) -> execgate_escalate_server::Session {
+fn start(
+    name: &str,
+    policy: Arc<dyn EscalationPolicy<Note = ()>>,
+) -> execgate_escalate_server::Session {
     let wrapper = Interception::PatchedShell {
         wrapper: "/nonexistent/execgate-execve-wrapper".into(),
     };
@@ -43,7 +46,7 @@ fn start(name: &str, policy: Arc<dyn EscalationPolicy>) -> execgate_escalate_ser
 
 /// Runs the test `name` as the shell of a session served by `policy`; panics unless the
 /// client side passed.
-fn serve(name: &str, policy: Arc<dyn EscalationPolicy>) {
+fn serve(name: &str, policy: Arc<dyn EscalationPolicy<Note = ()>>) {
     let status = runtime().block_on(async {
         let mut session = start(name, policy);
         tokio::time::timeout(Duration::from_secs(60), session.wait())
@@ -122,7 +125,9 @@ impl Drop for Abandoned {
 
 #[async_trait]
 impl EscalationPolicy for Gate {
-    async fn decide(&self, exec: &ExecContext) -> Verdict {
+    type Note = ();
+
+    async fn decide(&self, exec: &ExecContext) -> Ruling {
         let has = |marker: &[u8]| exec.request.argv.iter().any(|a| a == marker);
         if has(b"@panic") {
             panic!("test policy panics");
@@ -136,7 +141,7 @@ impl EscalationPolicy for Gate {
             self.release.notified().await;
             guard.1 = true;
         }
-        Verdict::Run
+        Verdict::Run.into()
     }
 }
 
@@ -213,7 +218,7 @@ fn dropping_the_session_abandons_waiting_decisions() {
     let gate = Arc::new(Gate::default());
     let abandoned = Arc::clone(&gate.abandoned);
     runtime().block_on(async {
-        let policy: Arc<dyn EscalationPolicy> = gate.clone();
+        let policy: Arc<dyn EscalationPolicy<Note = ()>> = gate.clone();
         let session = start("dropping_the_session_abandons_waiting_decisions", policy);
         tokio::time::timeout(Duration::from_secs(30), gate.waiting.notified())
             .await

@@ -1,7 +1,9 @@
 //! The deterministic policy end-to-end sessions run under: it decides from the request
 //! alone, so a script says in its own argv what should happen to each command.
 
-use execgate_escalate_server::{async_trait, EscalationPolicy, ExecContext, ExecRequest, Verdict};
+use execgate_escalate_server::{
+    async_trait, EscalationPolicy, ExecContext, ExecRequest, Ruling, Verdict,
+};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -32,7 +34,7 @@ impl Seen {
 
 /// Decides each exec from its argv and program name, in this order, and records every
 /// request:
-/// - an argument `@interrupt`: interrupts the session (and denies);
+/// - an argument `@interrupt`: denies and ends the session;
 /// - an argument `@deny`, or a first argument `forbidden`: Deny with [`DENY_REASON`];
 /// - an argument `@escalate` or `escalate-me`, or a program (requested or resolved) whose
 ///   basename is in the escalate list: Escalate;
@@ -71,7 +73,9 @@ fn basename(path: &Path) -> String {
 
 #[async_trait]
 impl EscalationPolicy for TestPolicy {
-    async fn decide(&self, exec: &ExecContext) -> Verdict {
+    type Note = ();
+
+    async fn decide(&self, exec: &ExecContext) -> Ruling {
         self.seen.lock().unwrap().push(Seen {
             request: (*exec.request).clone(),
             program: exec.program.clone(),
@@ -81,22 +85,23 @@ impl EscalationPolicy for TestPolicy {
         let requested = Path::new(OsStr::from_bytes(&exec.request.program));
         let names = [basename(&exec.program), basename(requested)];
         if has(b"@interrupt") {
-            exec.session.interrupt("test policy interrupts");
-            return Verdict::Deny {
+            return Ruling::from(Verdict::Deny {
                 reason: b"interrupted".to_vec(),
-            };
+            })
+            .ending_session("test policy interrupts");
         }
         if has(b"@deny") || argv.get(1).is_some_and(|a| a == b"forbidden") {
             return Verdict::Deny {
                 reason: DENY_REASON.into(),
-            };
+            }
+            .into();
         }
         if has(b"@escalate")
             || has(b"escalate-me")
             || names.iter().any(|n| self.escalate.contains(n))
         {
-            return Verdict::Escalate;
+            return Verdict::Escalate.into();
         }
-        Verdict::Run
+        Verdict::Run.into()
     }
 }
