@@ -3,13 +3,12 @@
 //! Each subcommand lives in its own module under `cli/`; this file only parses the command
 //! line and dispatches.
 
-mod approver;
 mod cli;
+mod install;
 mod mcp;
-mod pipeline;
 mod report;
-mod safe_commands;
-mod session_runner;
+mod session;
+mod setup;
 
 use clap::Parser;
 use std::process::ExitCode;

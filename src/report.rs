@@ -1,47 +1,11 @@
 //! The records `execgate run --json`, the audit log and the MCP tool report: one
-//! [`ExecRecord`] per intercepted exec, and one [`RunReport`] per session.
+//! [`ExecRecord`] per intercepted exec, and one [`RunReport`] per session. The words in
+//! them (decision, verdict, source) are the decide crate's vocabulary.
 
-use serde::Serialize;
-
-/// What the rules said about a command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PolicyDecision {
-    /// A rule allowed it.
-    Allow,
-    /// A rule asked for approval.
-    Prompt,
-    /// A rule forbade it.
-    Forbidden,
-    /// No rule matched.
-    Unmatched,
-}
-
-/// What happened to the command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum VerdictKind {
-    /// Executed in place, inside the sandbox.
-    Run,
-    /// Executed by the server, outside the sandbox.
-    Escalate,
-    /// Not executed.
-    Deny,
-}
-
-/// Who settled the verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum VerdictSource {
-    /// The rules (or the absence of a matching rule).
-    Policy,
-    /// A `PermissionRequest` hook.
-    Hook,
-    /// A person (or the absence of one to ask).
-    User,
-    /// The approval mode (`never` turns prompts into denials).
-    ApprovalMode,
-}
+use execgate_decide::{decision_word, Note, Source};
+use execgate_escalate_server::Verdict;
+use execgate_execpolicy::Decision;
+use serde::{Serialize, Serializer};
 
 /// One intercepted exec.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -54,12 +18,14 @@ pub struct ExecRecord {
     pub argv: Vec<String>,
     /// Working directory (lossy UTF-8; see `raw`).
     pub cwd: String,
-    /// What the rules said.
-    pub decision: PolicyDecision,
-    /// What happened.
-    pub verdict: VerdictKind,
+    /// What the rules said (`unmatched` when no rule matched).
+    #[serde(serialize_with = "serialize_decision")]
+    pub decision: Option<Decision>,
+    /// What the server did: `run`, `escalate` or `deny`.
+    #[serde(serialize_with = "serialize_verdict")]
+    pub verdict: Verdict,
     /// Who settled it.
-    pub source: VerdictSource,
+    pub source: Source,
     /// Where the deciding rule is written (`file:line`), if a rule decided.
     pub rule: Option<String>,
     /// The rule's justification, or the hook's / approver's reason for a denial.
@@ -70,6 +36,10 @@ pub struct ExecRecord {
     pub exit_code: Option<i32>,
     /// Time from the request to the verdict (run/deny) or to the escalated command's exit.
     pub duration_ms: u64,
+    /// Why an exec that would have left the sandbox ran inside it instead (present only
+    /// then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downgraded: Option<String>,
     /// The exact bytes, present only when one of program, argv or cwd is not UTF-8.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw: Option<RawBytes>,
@@ -86,7 +56,54 @@ pub struct RawBytes {
     pub cwd: Vec<u8>,
 }
 
+/// The record's word for a verdict.
+pub fn verdict_word(verdict: &Verdict) -> &'static str {
+    match verdict {
+        Verdict::Run => "run",
+        Verdict::Escalate => "escalate",
+        Verdict::Deny { .. } => "deny",
+    }
+}
+
+fn serialize_decision<S: Serializer>(decision: &Option<Decision>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(decision_word(*decision))
+}
+
+fn serialize_verdict<S: Serializer>(verdict: &Verdict, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(verdict_word(verdict))
+}
+
 impl ExecRecord {
+    /// The record of a decided exec: the server's facts (`program`, `argv`, `cwd` as raw
+    /// bytes, the verdict sent) and the pipeline's note. Denied execs get exit code 126;
+    /// an escalated one gets its code when it exits.
+    pub fn decided(
+        id: u64,
+        program: &[u8],
+        argv: &[Vec<u8>],
+        cwd: &[u8],
+        verdict: Verdict,
+        note: Note,
+    ) -> Self {
+        let (program, argv, cwd, raw) = Self::text_fields(program, argv, cwd);
+        let exit_code = matches!(verdict, Verdict::Deny { .. }).then_some(126);
+        Self {
+            id,
+            program,
+            argv,
+            cwd,
+            decision: note.decision,
+            verdict,
+            source: note.source,
+            rule: note.rule,
+            justification: note.justification,
+            exit_code,
+            duration_ms: 0,
+            downgraded: note.downgraded,
+            raw,
+        }
+    }
+
     /// Fills the text fields from raw bytes, adding `raw` when any is not UTF-8.
     pub fn text_fields(
         program: &[u8],
@@ -137,22 +154,22 @@ mod tests {
 
     #[test]
     fn record_serializes_with_the_design_field_names() {
-        let (program, argv, cwd, raw) =
-            ExecRecord::text_fields(b"/usr/bin/git", &[b"git".to_vec(), b"push".to_vec()], b"/w");
-        let record = ExecRecord {
-            id: 1,
-            program,
-            argv,
-            cwd,
-            decision: PolicyDecision::Prompt,
-            verdict: VerdictKind::Escalate,
-            source: VerdictSource::ApprovalMode,
-            rule: Some("/r/default.rules:2".into()),
-            justification: None,
-            exit_code: Some(0),
-            duration_ms: 5,
-            raw,
-        };
+        let mut record = ExecRecord::decided(
+            1,
+            b"/usr/bin/git",
+            &[b"git".to_vec(), b"push".to_vec()],
+            b"/w",
+            Verdict::Escalate,
+            Note {
+                decision: Some(Decision::Prompt),
+                source: Source::ApprovalMode,
+                rule: Some("/r/default.rules:2".into()),
+                justification: None,
+                downgraded: None,
+            },
+        );
+        record.exit_code = Some(0);
+        record.duration_ms = 5;
         let json = serde_json::to_value(&record).unwrap();
         assert_eq!(
             json,

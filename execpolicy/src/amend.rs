@@ -31,24 +31,22 @@ pub enum AmendError {
     #[error("a rule to append must be one non-empty line")]
     NotOneLine,
     /// The file's folder could not be created.
-    #[error("cannot create {}: {source}", dir.display())]
+    #[error("cannot create {}: {error}", dir.display())]
     CreateDir {
         /// The folder.
         dir: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// Why (part of the message, so the error stays one line).
+        error: std::io::Error,
     },
     /// The file could not be opened, locked, read or written.
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}: {error}", path.display())]
     Io {
         /// What was being done: `open`, `lock`, `read` or `write`.
         action: &'static str,
         /// The file.
         path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// Why (part of the message, so the error stays one line).
+        error: std::io::Error,
     },
 }
 
@@ -64,16 +62,16 @@ pub fn append_rule(path: &Path, rule: &str, comment: Option<&str>) -> Result<App
         return Err(AmendError::NotOneLine);
     }
     let io = |action: &'static str| {
-        move |source| AmendError::Io {
+        move |error| AmendError::Io {
             action,
             path: path.to_path_buf(),
-            source,
+            error,
         }
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| AmendError::CreateDir {
+        std::fs::create_dir_all(dir).map_err(|error| AmendError::CreateDir {
             dir: dir.to_path_buf(),
-            source,
+            error,
         })?;
     }
     let mut file: File = OpenOptions::new()

@@ -30,6 +30,7 @@ mod policy;
 mod render;
 mod rule;
 
+pub use amend::AmendError;
 pub use decision::Decision;
 pub use error::{PolicyError, RuleError};
 pub use loader::{ExampleKind, ExampleOutcome, PolicyLoader};

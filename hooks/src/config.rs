@@ -1,4 +1,4 @@
-//! Finding and loading hooks.json files.
+//! Loading hooks.json files (which files apply where is the decide crate's `layers`).
 //!
 //! The file format is Codex's: `{"hooks": {EVENT: [{"matcher": ..., "hooks": [HANDLER, ...]}]}}`.
 //! A file that cannot be read or parsed is an error (the caller refuses to start rather
@@ -186,31 +186,6 @@ impl HooksConfig {
         let mut warnings = Vec::new();
         config.add_file(path, text, &mut warnings)?;
         Ok((config, warnings))
-    }
-
-    /// The hooks files that apply in `cwd`, in the order they run: the user's
-    /// `HOME/.config/execgate/hooks.json` first, then every `.execgate/hooks.json` from the
-    /// outermost ancestor of `cwd` down to `cwd` itself (so the most specific file comes
-    /// last). Only files that exist are returned; a relative `cwd` is taken from the
-    /// process's current directory.
-    pub fn discover(cwd: &Path, home: Option<&Path>) -> Vec<PathBuf> {
-        let mut found = Vec::new();
-        if let Some(home) = home {
-            let user = home.join(".config").join("execgate").join("hooks.json");
-            if user.is_file() {
-                found.push(user);
-            }
-        }
-        let cwd = std::path::absolute(cwd).unwrap_or_else(|_| cwd.to_path_buf());
-        let mut ancestors: Vec<&Path> = cwd.ancestors().collect();
-        ancestors.reverse();
-        for dir in ancestors {
-            let project = dir.join(".execgate").join("hooks.json");
-            if project.is_file() && !found.contains(&project) {
-                found.push(project);
-            }
-        }
-        found
     }
 
     /// Every loaded handler, in configured order.

@@ -1,4 +1,4 @@
-//! hooks.json discovery and the `PermissionRequest` event: run the matching command
+//! hooks.json loading and the `PermissionRequest` event: run the matching command
 //! handlers, parse their output and fold their decisions.
 //!
 //! hooks.json files written for the Codex CLI behave identically here: same file format,

@@ -1,4 +1,4 @@
-//! Loading and discovering hooks.json files.
+//! Loading hooks.json files. (Finding them is `execgate_decide::layers`.)
 
 mod support;
 
@@ -241,39 +241,4 @@ fn file_without_hooks_key_has_no_handlers() {
     let (config, warnings) = load(&[path]);
     assert!(config.handlers().is_empty());
     assert!(warnings.is_empty());
-}
-
-#[test]
-fn discovery_lists_user_file_then_project_files_outermost_first() {
-    let fx = Fixture::new();
-    let root = fx.path().canonicalize().unwrap();
-    let home = root.join("home");
-    let project = root.join("project");
-    let sub = project.join("sub").join("dir");
-    std::fs::create_dir_all(home.join(".config/execgate")).unwrap();
-    std::fs::create_dir_all(project.join(".execgate")).unwrap();
-    std::fs::create_dir_all(sub.join(".execgate")).unwrap();
-    std::fs::create_dir_all(root.join("project/sub/.execgate")).unwrap(); // no file: skipped
-    for file in [
-        home.join(".config/execgate/hooks.json"),
-        project.join(".execgate/hooks.json"),
-        sub.join(".execgate/hooks.json"),
-    ] {
-        std::fs::write(file, "{}").unwrap();
-    }
-    assert_eq!(
-        HooksConfig::discover(&sub, Some(&home)),
-        [
-            home.join(".config/execgate/hooks.json"),
-            project.join(".execgate/hooks.json"),
-            sub.join(".execgate/hooks.json"),
-        ]
-    );
-    assert_eq!(
-        HooksConfig::discover(&sub, None),
-        [
-            project.join(".execgate/hooks.json"),
-            sub.join(".execgate/hooks.json")
-        ]
-    );
 }

@@ -5,8 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::setup::home_dir;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
+use execgate_decide::layers;
 use execgate_hooks::{
     HookDecision, HookEvent, HookOutputEntry, HookRunStatus, HooksConfig, PermissionOutcome,
     PermissionRequest,
@@ -64,8 +66,7 @@ pub fn run(cmd: HooksCommand) -> anyhow::Result<ExitCode> {
 /// The given files, or the discovered ones when none were given.
 fn hooks_files(given: Vec<PathBuf>, cwd: &Path) -> Vec<PathBuf> {
     if given.is_empty() {
-        let home = std::env::var_os("HOME").map(PathBuf::from);
-        HooksConfig::discover(cwd, home.as_deref())
+        layers::hooks_files(&layers::discover(cwd, home_dir().as_deref()))
     } else {
         given
     }

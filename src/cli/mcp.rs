@@ -3,13 +3,15 @@
 //! Rules and hooks are loaded once, here, before serving: a bad file refuses to start with
 //! its `file:line:col`. stdout carries only the protocol; diagnostics go to stderr.
 
-use super::run::{home_dir, load_hooks, load_policy, protected_paths, sandbox_mode, SessionFlags};
+use super::flags::SessionFlags;
+use crate::install::Install;
 use crate::mcp::{stdio, SandboxDefaults, ServerSetup, ShellServer};
-use crate::session_runner::{user_rules_file, Install};
+use crate::setup::{home_dir, Loaded};
 use anyhow::Context;
 use clap::Args;
+use execgate_decide::layers::Layer;
 use rmcp::ServiceExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -31,23 +33,6 @@ pub struct McpArgs {
     max_output_bytes: usize,
 }
 
-/// The `.rules` files in `dir/rules`, in name order.
-fn codex_rules(codex_home: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let dir = codex_home.join("rules");
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "rules") && p.is_file())
-        .collect();
-    files.sort();
-    Ok(files)
-}
-
 /// Runs `execgate mcp`.
 pub fn run(args: McpArgs) -> anyhow::Result<ExitCode> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
@@ -61,27 +46,31 @@ pub fn run(args: McpArgs) -> anyhow::Result<ExitCode> {
             None
         }
     });
+    // The Codex home's rules count as given: with any, discovery is not used.
     let mut rules = args.session.rules.clone();
-    if let Some(codex_home) = &codex_home {
-        rules.extend(codex_rules(codex_home)?);
+    if let Some(codex_home) = codex_home {
+        rules.extend(Layer::codex_home(codex_home).rules_files()?);
     }
-    let (policy, rule_files) = load_policy(&rules, &cwd, home.as_deref())?;
-    let (hooks, hook_files) = load_hooks(&args.session.hooks, &cwd, home.as_deref())?;
+    let flags = &args.session;
+    let loaded = Loaded::load(
+        &rules,
+        &flags.hooks,
+        flags.approval.into(),
+        &cwd,
+        home.as_deref(),
+    )?;
     let install = Install::locate()?;
-    let shell = install.shell(args.session.shell.as_deref())?;
+    let shell = install.shell(flags.shell.as_deref())?;
     let setup = ServerSetup {
         shell,
-        policy,
-        hooks,
-        approval: args.session.approval,
         sandbox: SandboxDefaults {
-            mode: sandbox_mode(&args.session.sandbox),
-            writable_roots: args.session.writable_roots,
-            network: args.session.network,
-            allow_unprotected_landlock: args.session.allow_unprotected_landlock,
+            mode: flags.sandbox_mode(),
+            writable_roots: flags.writable_roots.clone(),
+            network: flags.network,
+            allow_unprotected_landlock: flags.allow_unprotected_landlock,
         },
-        protected_paths: protected_paths(&rule_files, &hook_files, home.as_deref()),
-        user_rules_file: user_rules_file(home.as_deref()),
+        protected_paths: loaded.protected_paths(),
+        loaded,
         audit_log: args.session.audit_log,
         max_output_bytes: args.max_output_bytes.max(64),
     };

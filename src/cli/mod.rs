@@ -1,5 +1,6 @@
 //! The command-line surface of `execgate` (see design.md, "Command-line surface").
 
+mod flags;
 mod hooks;
 mod mcp;
 mod policy;

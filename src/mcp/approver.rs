@@ -3,7 +3,7 @@
 //! It only answers; what the answer does is the pipeline's business. A client that did not
 //! declare the elicitation capability is never asked: the command is denied.
 
-use crate::approver::{ApprovalRequest, Approver, BoxFuture, Choice, Unavailable};
+use execgate_decide::{ApprovalRequest, Approver, BoxFuture, Choice, Unavailable};
 use rmcp::model::{ElicitRequestParams, ElicitationAction, ElicitationSchema};
 use rmcp::service::ElicitationMode;
 use rmcp::{Peer, RoleServer};

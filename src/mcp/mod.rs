@@ -11,12 +11,13 @@ pub mod approver;
 pub mod output;
 pub mod stdio;
 
-use crate::pipeline::ApprovalMode;
-use crate::report::{ExecRecord, RunReport, VerdictKind};
-use crate::session_runner::{run_session, OutputMode, RunConfig, RunOutcome, ShellSetup};
+use crate::install::ShellSetup;
+use crate::report::{ExecRecord, RunReport};
+use crate::session::{run_session, OutputMode, RunConfig, RunOutcome};
+use crate::setup::Loaded;
 use approver::ElicitationApprover;
-use execgate_execpolicy::Policy;
-use execgate_hooks::HooksConfig;
+use execgate_decide::SessionApprovals;
+use execgate_escalate_server::Verdict;
 use execgate_sandbox::{BackendChoice, Sandbox, SandboxMode, SandboxPolicy};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CustomNotification,
@@ -60,18 +61,12 @@ pub struct SandboxDefaults {
 pub struct ServerSetup {
     /// The shell every call runs in.
     pub shell: ShellSetup,
-    /// The rules, loaded once.
-    pub policy: Arc<Policy>,
-    /// The hooks, loaded once.
-    pub hooks: Arc<HooksConfig>,
-    /// When a person is asked.
-    pub approval: ApprovalMode,
+    /// The rules and hooks, loaded once, and the approval mode.
+    pub loaded: Loaded,
     /// The sandbox until a client sends a sandbox-state update.
     pub sandbox: SandboxDefaults,
     /// Files kept read-only inside writable roots (loaded rules and hooks).
     pub protected_paths: Vec<PathBuf>,
-    /// Where "always" answers would write (never offered over MCP, kept for the pipeline).
-    pub user_rules_file: Option<PathBuf>,
     /// `--audit-log`.
     pub audit_log: Option<PathBuf>,
     /// Cap on the output returned per stream.
@@ -143,7 +138,7 @@ struct CodexResult {
 pub struct ShellServer {
     setup: Arc<ServerSetup>,
     state: Arc<Mutex<Option<SandboxState>>>,
-    session_allowed: Arc<Mutex<Vec<Vec<String>>>>,
+    session_approvals: SessionApprovals,
     one_question_at_a_time: Arc<tokio::sync::Mutex<()>>,
     server_session_id: String,
     client_gone: tokio::sync::watch::Receiver<bool>,
@@ -156,7 +151,7 @@ impl ShellServer {
         Self {
             setup: Arc::new(setup),
             state: Arc::new(Mutex::new(None)),
-            session_allowed: Arc::new(Mutex::new(Vec::new())),
+            session_approvals: SessionApprovals::default(),
             one_question_at_a_time: Arc::new(tokio::sync::Mutex::new(())),
             server_session_id: uuid::Uuid::new_v4().to_string(),
             client_gone,
@@ -238,20 +233,20 @@ impl ShellServer {
             .meta
             .get_progress_token()
             .map(|token| spawn_progress(context.peer.clone(), token));
+        let approver = Arc::new(ElicitationApprover {
+            peer: context.peer.clone(),
+            one_at_a_time: Arc::clone(&self.one_question_at_a_time),
+        });
         let config = RunConfig {
             script: args.command,
             login: args.login.unwrap_or(true),
             shell: self.setup.shell.clone(),
             sandbox: Arc::new(sandbox),
-            policy: Arc::clone(&self.setup.policy),
-            hooks: Arc::clone(&self.setup.hooks),
-            approval: self.setup.approval,
-            approver: Arc::new(ElicitationApprover {
-                peer: context.peer.clone(),
-                one_at_a_time: Arc::clone(&self.one_question_at_a_time),
-            }),
-            user_rules_file: self.setup.user_rules_file.clone(),
-            session_allowed: Arc::clone(&self.session_allowed),
+            pipeline: self.setup.loaded.pipeline(
+                approver,
+                self.server_session_id.clone(),
+                self.session_approvals.clone(),
+            ),
             timeout: Some(
                 args.timeout_ms
                     .map_or(DEFAULT_TIMEOUT, Duration::from_millis),
@@ -261,8 +256,6 @@ impl ShellServer {
             null_stdin: true,
             audit_log: self.setup.audit_log.clone(),
             progress: progress.as_ref().map(|(tx, _)| tx.clone()),
-            session_id: self.server_session_id.clone(),
-            model: String::new(),
         };
         // Dropping the session future (cancellation, client gone) kills the shell and every
         // escalated process it started.
@@ -349,9 +342,9 @@ fn spawn_progress(
         let (mut run, mut escalated, mut denied) = (0u64, 0u64, 0u64);
         while let Some(record) = rx.recv().await {
             match record.verdict {
-                VerdictKind::Run => run += 1,
-                VerdictKind::Escalate => escalated += 1,
-                VerdictKind::Deny => denied += 1,
+                Verdict::Run => run += 1,
+                Verdict::Escalate => escalated += 1,
+                Verdict::Deny { .. } => denied += 1,
             }
             let mut note =
                 ProgressNotificationParam::new(token.clone(), (run + escalated + denied) as f64);

@@ -1,0 +1,225 @@
+//! Runs one script in an intercepted, sandboxed shell and reports what happened: the
+//! session assembly shared by `execgate run` and the MCP `shell` tool.
+//!
+//! Data flows one way: the shell's execs reach the server, the server asks the pipeline,
+//! and its events (each `Decided` carrying the pipeline's note) become records for the
+//! audit log, the progress channel and the final [`RunReport`].
+
+mod audit;
+mod clock;
+mod record;
+mod relay;
+mod sandbox;
+
+pub use relay::OutputMode;
+
+use crate::install::ShellSetup;
+use crate::report::{ExecRecord, RunReport};
+use anyhow::Context;
+use audit::AuditLog;
+use clock::PromptClock;
+use execgate_decide::{Note, OutputGate, Pipeline};
+use execgate_escalate_server::{ExecEvent, Session, SessionBuilder};
+use execgate_sandbox::Sandbox;
+use record::Recorder;
+use relay::{Captured, Relay};
+use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// How often the server's events are collected into records (audit log, progress). A person
+/// cannot tell 50 ms of delay in a progress line; the server saves a thread wake-up per exec.
+const EVENT_DRAIN: Duration = Duration::from_millis(50);
+
+/// Everything one session needs.
+pub struct RunConfig {
+    /// Shell code to run (`shell -c SCRIPT`, or `-lc` with `login`).
+    pub script: String,
+    /// Run the shell as a login shell.
+    pub login: bool,
+    /// The shell and its interception.
+    pub shell: ShellSetup,
+    /// The sandbox, already prepared (it checked that it can start processes).
+    pub sandbox: Arc<Sandbox>,
+    /// What decides the session's execs. The session adds the sandbox's writability and
+    /// times the approver (see `timeout`).
+    pub pipeline: Pipeline,
+    /// Kill the session after this long (time waiting for a person excluded).
+    pub timeout: Option<Duration>,
+    /// Output handling.
+    pub output: OutputMode,
+    /// The gate a relayed output waits on while a prompt is shown.
+    pub output_gate: Option<OutputGate>,
+    /// Give the shell `/dev/null` as stdin instead of execgate's.
+    pub null_stdin: bool,
+    /// Append each record to this file.
+    pub audit_log: Option<PathBuf>,
+    /// Receives each record as it is completed.
+    pub progress: Option<mpsc::UnboundedSender<ExecRecord>>,
+}
+
+/// The report plus what the MCP tool needs beyond it.
+pub struct RunOutcome {
+    /// The `run --json` object.
+    pub report: RunReport,
+    /// stdout and stderr interleaved in arrival order (when captured).
+    pub combined: Vec<u8>,
+    /// Wall time of the session.
+    pub duration: Duration,
+}
+
+/// How the shell's wait ended.
+struct Ended {
+    status: Option<std::process::ExitStatus>,
+    timed_out: bool,
+    interrupted: bool,
+}
+
+/// Runs the session to its end: build it, spawn it, wait for it, report.
+pub async fn run_session(config: RunConfig) -> anyhow::Result<RunOutcome> {
+    let started = Instant::now();
+    let clock = Arc::new(PromptClock::default());
+    let audit = match &config.audit_log {
+        Some(path) => Some(AuditLog::open(
+            path,
+            config.pipeline.session_id().to_owned(),
+        )?),
+        None => None,
+    };
+    let mut recorder = Recorder::new(audit, config.progress.clone());
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let (output, gate, timeout) = (config.output, config.output_gate.clone(), config.timeout);
+    let mut session = spawn(config, &clock, events_tx)?;
+    let relay = Relay::start(&mut session, output, gate);
+    let ended = wait(
+        &mut session,
+        &mut events,
+        &mut recorder,
+        &clock,
+        timeout,
+        started,
+    )
+    .await;
+    // The shell is gone: end whatever it left behind, then collect the rest.
+    drop(session);
+    let captured = relay.finish().await;
+    recorder.drain(&mut events);
+    Ok(report(ended, captured, recorder.into_records(), started))
+}
+
+/// Builds the session (the shell in its sandbox, asking the pipeline) and starts it.
+fn spawn(
+    config: RunConfig,
+    clock: &Arc<PromptClock>,
+    events: mpsc::UnboundedSender<ExecEvent<Note>>,
+) -> anyhow::Result<Session> {
+    let pipeline = config
+        .pipeline
+        .sandbox_writable(sandbox::writable(&config.sandbox))
+        .wrap_approver(|approver| clock.around(approver));
+    let flag = if config.login { "-lc" } else { "-c" };
+    let stdin = if config.null_stdin {
+        Stdio::null()
+    } else {
+        Stdio::inherit()
+    };
+    SessionBuilder::new(&config.shell.shell, config.shell.interception.clone())
+        .args([OsString::from(flag), OsString::from(&config.script)])
+        .cwd(config.sandbox.cwd())
+        .launcher(Arc::new(sandbox::SandboxLauncher(Arc::clone(
+            &config.sandbox,
+        ))))
+        .stdin(stdin)
+        .stdout(config.output.stdio())
+        .stderr(config.output.stdio())
+        .events(events)
+        .spawn(Arc::new(pipeline))
+        .context("cannot start the session")
+}
+
+/// Waits for the shell, recording events every [`EVENT_DRAIN`] and enforcing `timeout`
+/// with time spent waiting for a person left out.
+///
+/// Events are drained on a timer rather than awaited: a task parked in `recv` is woken by
+/// every send, and that wake-up (a futex and an IPI) cost the server's acceptor more than
+/// the rest of a Run verdict.
+async fn wait(
+    session: &mut Session,
+    events: &mut mpsc::UnboundedReceiver<ExecEvent<Note>>,
+    recorder: &mut Recorder,
+    clock: &PromptClock,
+    timeout: Option<Duration>,
+    started: Instant,
+) -> Ended {
+    let mut drain = tokio::time::interval(EVENT_DRAIN);
+    let mut timed_out = false;
+    let status = loop {
+        let sleep_for = match timeout {
+            Some(limit) => {
+                let (paused, prompting) = clock.paused();
+                let used = started.elapsed().saturating_sub(paused);
+                if !prompting && used >= limit {
+                    timed_out = true;
+                    session.kill();
+                    break session.wait().await.ok();
+                }
+                if prompting {
+                    Duration::from_millis(100)
+                } else {
+                    limit - used
+                }
+            }
+            None => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            status = session.wait() => break status.ok(),
+            _ = drain.tick() => recorder.drain(events),
+            () = tokio::time::sleep(sleep_for) => {}
+        }
+    };
+    Ended {
+        status,
+        timed_out,
+        interrupted: session.interrupted().is_some(),
+    }
+}
+
+/// The session's report: the shell's status (130 when a hook or a person ended the
+/// session, 124 on timeout), its output and the records.
+fn report(
+    ended: Ended,
+    captured: Captured,
+    execs: Vec<ExecRecord>,
+    started: Instant,
+) -> RunOutcome {
+    let (mut exit_code, signal) = match ended.status {
+        Some(status) => (status.code(), status.signal()),
+        None => (None, None),
+    };
+    if ended.interrupted {
+        exit_code = Some(130);
+    } else if ended.timed_out {
+        exit_code = Some(124);
+    }
+    RunOutcome {
+        report: RunReport {
+            exit_code,
+            signal: if ended.interrupted || ended.timed_out {
+                None
+            } else {
+                signal
+            },
+            stdout: String::from_utf8_lossy(&captured.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&captured.stderr).into_owned(),
+            timed_out: ended.timed_out,
+            interrupted: ended.interrupted,
+            execs,
+        },
+        combined: captured.combined,
+        duration: started.elapsed(),
+    }
+}

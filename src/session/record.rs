@@ -1,0 +1,114 @@
+//! The recorder: turns the server's events into exec records, for the audit log, the
+//! progress channel and the final report. Each `Decided` event carries the pipeline's
+//! note, so a record is complete from the event alone.
+
+use super::audit::AuditLog;
+use crate::report::ExecRecord;
+use execgate_decide::Note;
+use execgate_escalate_server::{ExecEvent, ExitStatus, Verdict};
+use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// Records of one session, in the order the execs were requested.
+pub struct Recorder {
+    audit: Option<AuditLog>,
+    progress: Option<mpsc::UnboundedSender<ExecRecord>>,
+    records: Vec<ExecRecord>,
+    /// Index in `records` and decision time, by exec id, for the exit that follows.
+    index: HashMap<u64, (usize, Instant)>,
+}
+
+impl Recorder {
+    /// A recorder that also writes to `audit` and sends each completed record to
+    /// `progress`.
+    pub fn new(
+        audit: Option<AuditLog>,
+        progress: Option<mpsc::UnboundedSender<ExecRecord>>,
+    ) -> Self {
+        Self {
+            audit,
+            progress,
+            records: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    /// Records every event waiting on `events`, without waiting for more.
+    pub fn drain(&mut self, events: &mut mpsc::UnboundedReceiver<ExecEvent<Note>>) {
+        while let Ok(event) = events.try_recv() {
+            self.handle(event);
+        }
+    }
+
+    /// The records, in request order.
+    pub fn into_records(self) -> Vec<ExecRecord> {
+        self.records
+    }
+
+    fn handle(&mut self, event: ExecEvent<Note>) {
+        match event {
+            ExecEvent::Decided {
+                id,
+                request,
+                program,
+                verdict,
+                note,
+            } => {
+                let escalated = verdict == Verdict::Escalate;
+                let record = ExecRecord::decided(
+                    id,
+                    program.as_os_str().as_bytes(),
+                    &request.argv,
+                    &request.cwd,
+                    verdict,
+                    note,
+                );
+                if let Some(audit) = &mut self.audit {
+                    audit.write("decided", &record);
+                }
+                // An escalated exec's record is complete only when it exits.
+                if !escalated {
+                    if let Some(progress) = &self.progress {
+                        let _ = progress.send(record.clone());
+                    }
+                }
+                self.index.insert(id, (self.records.len(), Instant::now()));
+                self.records.push(record);
+            }
+            ExecEvent::Started { .. } => {}
+            ExecEvent::SpawnFailed { id, message, errno } => {
+                let code = if errno == libc::ENOENT { 127 } else { 126 };
+                self.finish(id, code, Some(message));
+            }
+            ExecEvent::Exited { id, status, .. } => {
+                let code = match status {
+                    ExitStatus::Code(code) => code,
+                    ExitStatus::Signal(signo) => 128 + signo,
+                };
+                self.finish(id, code, None);
+            }
+        }
+    }
+
+    fn finish(&mut self, id: u64, code: i32, failure: Option<String>) {
+        let Some(&(at, since)) = self.index.get(&id) else {
+            return;
+        };
+        let Some(record) = self.records.get_mut(at) else {
+            return;
+        };
+        record.exit_code = Some(code);
+        record.duration_ms = since.elapsed().as_millis() as u64;
+        if let Some(failure) = failure {
+            record.justification = Some(failure);
+        }
+        if let Some(audit) = &mut self.audit {
+            audit.write("exited", record);
+        }
+        if let Some(progress) = &self.progress {
+            let _ = progress.send(record.clone());
+        }
+    }
+}

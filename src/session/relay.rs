@@ -1,0 +1,131 @@
+//! The output relay: the shell's stdout and stderr, written through to execgate's own
+//! (held back while a prompt is on screen) or captured for the report.
+
+use execgate_decide::OutputGate;
+use execgate_escalate_server::Session;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::task::JoinHandle;
+
+/// How the session's output is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    /// The shell writes straight to execgate's stdout/stderr.
+    Inherit,
+    /// Relayed through execgate, paused while a prompt is on screen.
+    Relay,
+    /// Captured into the report.
+    Capture,
+}
+
+impl OutputMode {
+    /// What the shell's stdout or stderr is connected to.
+    pub fn stdio(self) -> Stdio {
+        match self {
+            OutputMode::Inherit => Stdio::inherit(),
+            OutputMode::Relay | OutputMode::Capture => Stdio::piped(),
+        }
+    }
+}
+
+/// Output collected from the session.
+#[derive(Default)]
+pub struct Captured {
+    /// Everything written to stdout.
+    pub stdout: Vec<u8>,
+    /// Everything written to stderr.
+    pub stderr: Vec<u8>,
+    /// Both, interleaved in arrival order.
+    pub combined: Vec<u8>,
+}
+
+/// The running relay of one session's output.
+pub struct Relay {
+    pumps: Vec<JoinHandle<()>>,
+    captured: Arc<Mutex<Captured>>,
+}
+
+impl Relay {
+    /// Starts relaying whatever of the session's stdout and stderr was piped.
+    pub fn start(session: &mut Session, mode: OutputMode, gate: Option<OutputGate>) -> Self {
+        let captured = Arc::new(Mutex::new(Captured::default()));
+        let mut pumps = Vec::new();
+        if let Some(out) = session.take_stdout() {
+            pumps.push(tokio::spawn(pump(
+                out,
+                false,
+                mode,
+                gate.clone(),
+                Arc::clone(&captured),
+            )));
+        }
+        if let Some(err) = session.take_stderr() {
+            pumps.push(tokio::spawn(pump(
+                err,
+                true,
+                mode,
+                gate,
+                Arc::clone(&captured),
+            )));
+        }
+        Self { pumps, captured }
+    }
+
+    /// Waits (2 s at most per stream) for the writers to be gone, and returns what was
+    /// captured.
+    pub async fn finish(self) -> Captured {
+        for pump in self.pumps {
+            let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
+        }
+        std::mem::take(&mut *self.captured.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+async fn pump<R: AsyncRead + Unpin>(
+    mut reader: R,
+    is_stderr: bool,
+    mode: OutputMode,
+    gate: Option<OutputGate>,
+    captured: Arc<Mutex<Captured>>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let chunk = &buf[..n];
+        if mode == OutputMode::Capture {
+            let mut c = captured.lock().unwrap_or_else(PoisonError::into_inner);
+            if is_stderr {
+                c.stderr.extend_from_slice(chunk);
+            } else {
+                c.stdout.extend_from_slice(chunk);
+            }
+            c.combined.extend_from_slice(chunk);
+            continue;
+        }
+        let _quiet = match &gate {
+            Some(gate) => Some(gate.writing().await),
+            None => None,
+        };
+        let result = if is_stderr {
+            let mut err = tokio::io::stderr();
+            match err.write_all(chunk).await {
+                Ok(()) => err.flush().await,
+                Err(e) => Err(e),
+            }
+        } else {
+            let mut out = tokio::io::stdout();
+            match out.write_all(chunk).await {
+                Ok(()) => out.flush().await,
+                Err(e) => Err(e),
+            }
+        };
+        if result.is_err() {
+            return;
+        }
+    }
+}
