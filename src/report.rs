@@ -105,7 +105,7 @@ impl ExecRecord {
     }
 
     /// Fills the text fields from raw bytes, adding `raw` when any is not UTF-8.
-    pub fn text_fields(
+    fn text_fields(
         program: &[u8],
         argv: &[Vec<u8>],
         cwd: &[u8],
@@ -180,6 +180,49 @@ mod tests {
                 "duration_ms": 5
             })
         );
+    }
+
+    #[test]
+    fn unmatched_deny_and_downgraded_use_the_record_words() {
+        let record = ExecRecord::decided(
+            2,
+            b"/work/tool",
+            &[b"tool".to_vec()],
+            b"/w",
+            Verdict::Run,
+            Note {
+                decision: None,
+                source: Source::Policy,
+                rule: None,
+                justification: None,
+                downgraded: Some("its git dir is writable".into()),
+            },
+        );
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(json["decision"], "unmatched");
+        assert_eq!(json["verdict"], "run");
+        assert_eq!(json["exit_code"], serde_json::Value::Null);
+        assert_eq!(json["downgraded"], "its git dir is writable");
+        let denied = ExecRecord::decided(
+            3,
+            b"/bin/rm",
+            &[b"rm".to_vec()],
+            b"/w",
+            Verdict::Deny {
+                reason: b"no".to_vec(),
+            },
+            Note {
+                decision: Some(Decision::Forbidden),
+                source: Source::Policy,
+                rule: None,
+                justification: Some("no".into()),
+                downgraded: None,
+            },
+        );
+        let json = serde_json::to_value(&denied).unwrap();
+        assert_eq!(json["verdict"], "deny");
+        assert_eq!(json["exit_code"], 126);
+        assert!(json.get("downgraded").is_none());
     }
 
     #[test]

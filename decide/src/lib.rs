@@ -58,3 +58,6 @@ pub use note::{decision_word, Note, Source};
 pub use pipeline::{HookIdentity, Pipeline, SandboxWritable, NO_APPROVER};
 pub use remember::SessionApprovals;
 pub use terminal::{OutputGate, TerminalApprover};
+
+#[cfg(test)]
+mod table_tests;
