@@ -103,8 +103,14 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Records the shell's process group; kills it at once when the session already ended
+    /// (a ruling may end it before the spawning thread gets here).
     pub(crate) fn set_shell_pgid(&self, pgid: i32) {
-        self.lock().shell_pgid = Some(pgid);
+        let mut state = self.lock();
+        state.shell_pgid = Some(pgid);
+        if state.ended {
+            kill_group(pgid, libc::SIGKILL);
+        }
     }
 
     /// Records an escalated process group; false (and the caller must kill it) when the
@@ -171,4 +177,30 @@ fn group_alive(pgid: i32) -> bool {
     pgid > 1
         && (unsafe { libc::kill(-pgid, 0) } == 0
             || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+
+    #[test]
+    fn a_session_ended_before_its_shell_was_recorded_still_kills_the_shell() {
+        // A ruling can end the session while the thread that spawned the shell has not
+        // recorded its process group yet (the shell is already running its script).
+        let mut shell = std::process::Command::new("sleep")
+            .arg("100")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let shared = Shared::default();
+        shared.interrupt("ended early".into());
+        shared.set_shell_pgid(shell.id() as i32);
+        // SIGKILL, once sent, decides how the process ends; this SIGTERM only ends the
+        // sleep when nothing killed it.
+        kill_group(shell.id() as i32, libc::SIGTERM);
+        let status = shell.wait().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+        assert_eq!(shared.interrupted().as_deref(), Some("ended early"));
+    }
 }
