@@ -52,8 +52,14 @@ pub fn render_prefix_rule<T: AsRef<[u8]>>(
     Ok(rule)
 }
 
-/// A Starlark string literal for `text` (JSON string syntax, which Starlark reads).
-fn quote(text: &str) -> String {
+/// A Starlark string literal for `text`, written in printable ASCII only.
+///
+/// The text of a rule often comes from the sandbox (an "always" answer, `policy suggest`), so
+/// it is attacker-chosen, and a person reads the file later. Everything outside printable
+/// ASCII is escaped (an allow-list, not a list of dangerous characters): a newline cannot end
+/// a comment, a bidi override or zero-width character cannot make the rule read differently
+/// from what it matches, and the escapes load back to exactly the same string.
+pub(crate) fn quote(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for c in text.chars() {
@@ -63,12 +69,26 @@ fn quote(text: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
+            ' '..='~' => out.push(c),
+            c if (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) <= 0xffff => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push_str(&format!("\\U{:08x}", c as u32)),
         }
     }
     out.push('"');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote;
+
+    #[test]
+    fn quoted_text_is_printable_ascii_on_one_line() {
+        let hostile = "a\u{202e}b\u{2028}c\u{200b}\u{7f}\u{1}\n\u{1f600}\"\\é";
+        assert_eq!(
+            quote(hostile),
+            r#""a\u202eb\u2028c\u200b\x7f\x01\n\U0001f600\"\\\u00e9""#
+        );
+    }
 }

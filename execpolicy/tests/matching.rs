@@ -329,13 +329,31 @@ fn rendered_allow_rule_loads_and_matches_exactly_that_prefix() {
     let text = render_prefix_rule(&argv, Decision::Allow, None).expect("renders");
     assert_eq!(
         text,
-        r#"prefix_rule(pattern=["echo", "say \"hi\"\\", "tab\tnew\nline\x01", "✓"], decision="allow")"#
+        r#"prefix_rule(pattern=["echo", "say \"hi\"\\", "tab\tnew\nline\x01", "\u2713"], decision="allow")"#
     );
     let policy = load(&text);
     let evaluation = policy.check(&[&argv[..], &["more"]].concat(), &LITERAL);
     assert_eq!(evaluation.decision, Some(Decision::Allow));
     assert_eq!(evaluation.matched[0].matched_prefix, argv);
     assert_eq!(policy.check(&argv[..3], &LITERAL).decision, None);
+}
+
+#[test]
+fn rendered_rule_from_hostile_argv_is_one_line_of_ascii_that_matches_the_same_bytes() {
+    // argv comes from the sandbox: a right-to-left override would make the rule read
+    // differently from what it matches, and a line separator could end a comment early.
+    let argv = ["git", "push", "origin\u{202e}niam", "x\u{2028}y\u{200b}"];
+    let text = render_prefix_rule(&argv, Decision::Allow, None).expect("renders");
+    assert_eq!(
+        text,
+        r#"prefix_rule(pattern=["git", "push", "origin\u202eniam", "x\u2028y\u200b"], decision="allow")"#
+    );
+    let policy = load(&text);
+    assert_eq!(policy.check(&argv, &LITERAL).decision, Some(Decision::Allow));
+    assert_eq!(
+        policy.check(&["git", "push", "originniam", "xy"], &LITERAL).decision,
+        None
+    );
 }
 
 #[test]
