@@ -23,8 +23,8 @@ use crate::error::{PolicyError, RuleError};
 use crate::paths;
 use crate::policy::{IndexEntry, Policy};
 use crate::rule::{
-    normalize_network_host, parse_network_decision, NetworkProtocol, NetworkRule, PatternToken,
-    PrefixRule, SourceLocation,
+    network_host_port, normalize_network_host, parse_network_decision, NetworkProtocol,
+    NetworkRule, PatternToken, PrefixRule, SourceLocation,
 };
 
 /// Which of a rule's example lists an example came from.
@@ -51,6 +51,8 @@ impl ExampleKind {
 pub struct ExampleOutcome {
     /// Where the rule that owns the example is written.
     pub rule: SourceLocation,
+    /// The owning rule's index in [`Policy::rules`] (rules made in a loop share a location).
+    pub rule_index: usize,
     /// The rule's pattern as Starlark text.
     pub pattern: String,
     /// Which list the example came from.
@@ -216,6 +218,7 @@ impl PolicyLoader {
                     if self.collect {
                         self.outcomes.push(ExampleOutcome {
                             rule: rule.source.clone(),
+                            rule_index: item.rule as usize,
                             pattern: rule.pattern_text(),
                             kind,
                             example: example.clone(),
@@ -507,7 +510,7 @@ fn rule_builtins(builder: &mut GlobalsBuilder) {
         eval: &mut Evaluator<'v, '_, '_>,
     ) -> anyhow::Result<NoneType> {
         validate_executable_name(name)?;
-        with_builder(eval, |b, _| {
+        with_builder(eval, |b, source| {
             let mut parsed: Vec<PathBuf> = Vec::with_capacity(paths.items.len());
             for value in &paths.items {
                 let raw = value.unpack_str().ok_or_else(|| {
@@ -532,6 +535,9 @@ fn rule_builtins(builder: &mut GlobalsBuilder) {
                 }
             }
             b.policy.host_executables.insert(name.to_owned(), parsed);
+            b.policy
+                .host_executable_sources
+                .insert(name.to_owned(), source);
             Ok(())
         })?;
         Ok(NoneType)
@@ -549,10 +555,12 @@ fn rule_builtins(builder: &mut GlobalsBuilder) {
         let protocol = NetworkProtocol::parse(protocol)?;
         let decision = parse_network_decision(decision)?;
         let justification = parse_justification("network_rule", justification)?;
+        let port = network_host_port(host);
         let host = normalize_network_host(host)?;
         with_builder(eval, |b, source| {
             b.policy.network_rules.push(NetworkRule {
                 host,
+                port,
                 protocol,
                 decision,
                 justification,

@@ -122,6 +122,7 @@ pub struct Policy {
     pub(crate) rules: Vec<PrefixRule>,
     pub(crate) index: HashMap<Box<[u8]>, IndexEntry, foldhash::fast::RandomState>,
     pub(crate) host_executables: HashMap<String, Vec<PathBuf>>,
+    pub(crate) host_executable_sources: HashMap<String, SourceLocation>,
     pub(crate) network_rules: Vec<NetworkRule>,
 }
 
@@ -161,6 +162,12 @@ impl Policy {
     /// The `host_executable` declarations: bare name to the absolute paths allowed for it.
     pub fn host_executables(&self) -> &HashMap<String, Vec<PathBuf>> {
         &self.host_executables
+    }
+
+    /// Where the `host_executable(name = ...)` in effect for `name` is written (the last
+    /// declaration for the name replaces earlier ones).
+    pub fn host_executable_source(&self, name: &str) -> Option<&SourceLocation> {
+        self.host_executable_sources.get(name)
     }
 
     /// Checks `argv` (program first, raw bytes) against the rules.

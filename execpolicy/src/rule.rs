@@ -181,6 +181,9 @@ impl NetworkProtocol {
 pub struct NetworkRule {
     /// Lowercased host name or IP literal, without port, brackets or trailing dot.
     pub host: String,
+    /// The port written after the host (`example.com:8443`), if any. As in Codex it is not
+    /// part of the match; it is kept so tools can say so.
+    pub port: Option<u16>,
     /// The protocol the rule covers.
     pub protocol: NetworkProtocol,
     /// `allow`, `prompt` or `forbidden` (`deny` is read as `forbidden`).
@@ -202,6 +205,27 @@ pub(crate) fn parse_network_decision(raw: &str) -> Result<Decision, RuleError> {
             "network_rule: decision must be \"allow\", \"deny\", \"prompt\" or \"forbidden\" (got {other:?})"
         ))),
     }
+}
+
+/// The port written in a `network_rule` host (`example.com:8443`, `[::1]:8443`), if it is
+/// one; [`normalize_network_host`] strips it.
+pub(crate) fn network_host_port(raw: &str) -> Option<u16> {
+    let host = raw.trim();
+    let port = if let Some(bracketed) = host.strip_prefix('[') {
+        bracketed.split_once(']')?.1.strip_prefix(':')?
+    } else if host.matches(':').count() == 1 {
+        let (name, port) = host.rsplit_once(':')?;
+        if name.is_empty() {
+            return None;
+        }
+        port
+    } else {
+        return None;
+    };
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    port.parse().ok()
 }
 
 /// Normalizes a `network_rule` host: trims, strips a port and IPv6 brackets and a trailing

@@ -151,6 +151,13 @@ host_executable(name = "git", paths = ["/opt/bin/git"])
         policy.host_executables()["git"],
         vec![PathBuf::from("/opt/bin/git")]
     );
+    assert_eq!(
+        policy
+            .host_executable_source("git")
+            .map(ToString::to_string),
+        Some("test.rules:3:1".to_owned())
+    );
+    assert_eq!(policy.host_executable_source("hub"), None);
 }
 
 #[test]
@@ -177,6 +184,8 @@ network_rule(host = "plain", protocol = "http", decision = "allow")
     assert_eq!(rules[3].protocol, NetworkProtocol::Socks5Tcp);
     assert_eq!(rules[4].protocol, NetworkProtocol::Http);
     assert_eq!(rules[4].source.to_string(), "test.rules:6:1");
+    let ports: Vec<Option<u16>> = rules.iter().map(|r| r.port).collect();
+    assert_eq!(ports, vec![Some(443), Some(8080), None, None, None]);
 }
 
 #[test]
@@ -481,6 +490,35 @@ prefix_rule(pattern = ["ls"], not_match = ["ls -l"])
                 "ls -l".into(),
                 false
             ),
+        ]
+    );
+}
+
+#[test]
+fn collected_examples_name_their_rule_even_when_a_loop_made_it() {
+    let mut loader = PolicyLoader::new().collect_examples();
+    loader
+        .add_source(
+            "t.rules",
+            "for sub in [\"fmt\", \"check\"]:\n    prefix_rule(pattern = [\"cargo\", sub], match = [\"cargo \" + sub])\n",
+        )
+        .expect("loads");
+    let (policy, outcomes) = loader.finish_with_examples();
+    let owners: Vec<(String, usize, String)> = outcomes
+        .iter()
+        .map(|o| {
+            (
+                o.rule.to_string(),
+                o.rule_index,
+                policy.rules()[o.rule_index].pattern_text(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        owners,
+        vec![
+            ("t.rules:2:5".into(), 0, "[\"cargo\", \"fmt\"]".into()),
+            ("t.rules:2:5".into(), 1, "[\"cargo\", \"check\"]".into()),
         ]
     );
 }

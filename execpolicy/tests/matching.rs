@@ -349,9 +349,14 @@ fn rendered_rule_from_hostile_argv_is_one_line_of_ascii_that_matches_the_same_by
         r#"prefix_rule(pattern=["git", "push", "origin\u202eniam", "x\u2028y\u200b"], decision="allow")"#
     );
     let policy = load(&text);
-    assert_eq!(policy.check(&argv, &LITERAL).decision, Some(Decision::Allow));
     assert_eq!(
-        policy.check(&["git", "push", "originniam", "xy"], &LITERAL).decision,
+        policy.check(&argv, &LITERAL).decision,
+        Some(Decision::Allow)
+    );
+    assert_eq!(
+        policy
+            .check(&["git", "push", "originniam", "xy"], &LITERAL)
+            .decision,
         None
     );
 }
