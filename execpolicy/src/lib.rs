@@ -24,6 +24,7 @@
 pub mod amend;
 mod decision;
 mod error;
+mod explain;
 mod loader;
 mod paths;
 mod policy;
@@ -33,6 +34,7 @@ mod rule;
 pub use amend::AmendError;
 pub use decision::Decision;
 pub use error::{PolicyError, RuleError};
+pub use explain::{Explanation, Fallback, MatchVia, RuleExplanation, RuleStatus};
 pub use loader::{ExampleKind, ExampleOutcome, PolicyLoader};
 pub use policy::{CheckOptions, Evaluation, Policy, RuleMatch};
 pub use render::{render_prefix_rule, RenderError};

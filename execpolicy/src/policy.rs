@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::decision::Decision;
 use crate::error::PolicyError;
+use crate::explain::{Explanation, ExplanationJson};
 use crate::loader::PolicyLoader;
 use crate::paths;
 use crate::rule::{NetworkRule, PrefixRule, SourceLocation};
@@ -58,7 +59,26 @@ impl Evaluation {
 
     /// Renders the evaluation exactly as `codex execpolicy check` prints it.
     pub fn to_codex_json(&self, pretty: bool) -> Result<String, serde_json::Error> {
-        let output = CheckOutput {
+        to_json(&self.codex_output(), pretty)
+    }
+
+    /// Renders the evaluation as [`Evaluation::to_codex_json`] does, with one more key at the
+    /// end, `explain`: `explanation` as JSON. Everything before it is byte-identical to the
+    /// Codex output.
+    pub fn to_codex_json_with_explanation(
+        &self,
+        explanation: &Explanation,
+        pretty: bool,
+    ) -> Result<String, serde_json::Error> {
+        let output = ExplainedOutput {
+            codex: self.codex_output(),
+            explain: ExplanationJson::from(explanation),
+        };
+        to_json(&output, pretty)
+    }
+
+    fn codex_output(&self) -> CheckOutput<'_> {
+        CheckOutput {
             matched_rules: self
                 .matched
                 .iter()
@@ -72,13 +92,23 @@ impl Evaluation {
                 })
                 .collect(),
             decision: self.decision,
-        };
-        if pretty {
-            serde_json::to_string_pretty(&output)
-        } else {
-            serde_json::to_string(&output)
         }
     }
+}
+
+fn to_json<T: Serialize>(value: &T, pretty: bool) -> Result<String, serde_json::Error> {
+    if pretty {
+        serde_json::to_string_pretty(value)
+    } else {
+        serde_json::to_string(value)
+    }
+}
+
+#[derive(Serialize)]
+struct ExplainedOutput<'a> {
+    #[serde(flatten)]
+    codex: CheckOutput<'a>,
+    explain: ExplanationJson<'a>,
 }
 
 #[derive(Serialize)]

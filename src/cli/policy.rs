@@ -34,6 +34,14 @@ pub struct CheckArgs {
     /// `host_executable(...)`.
     #[arg(long)]
     resolve_host_executables: bool,
+    /// Explain the decision in text instead: which rules matched and how (literally or
+    /// through the basename, allowed by which `host_executable`), which nearly matched, and
+    /// why the winner won.
+    #[arg(long)]
+    explain: bool,
+    /// With --explain: print the Codex JSON with one more key, `explain`, instead of text.
+    #[arg(long, requires = "explain")]
+    json: bool,
     /// The command to check: program, then its arguments.
     #[arg(
         value_name = "CMD",
@@ -70,16 +78,23 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|arg| arg.as_encoded_bytes())
         .collect();
-    let evaluation = policy.check(
-        &argv,
-        &CheckOptions {
-            resolve_host_executables: args.resolve_host_executables,
-        },
-    );
-    let json = evaluation
-        .to_codex_json(args.pretty)
-        .context("cannot render the evaluation as JSON")?;
-    print_line(&json)?;
+    let options = CheckOptions {
+        resolve_host_executables: args.resolve_host_executables,
+    };
+    let evaluation = policy.check(&argv, &options);
+    let output = if args.explain {
+        let explanation = policy.explain(&argv, &options);
+        if args.json {
+            evaluation.to_codex_json_with_explanation(&explanation, args.pretty)
+        } else {
+            let text = explanation.to_text();
+            Ok(text.strip_suffix('\n').unwrap_or(&text).to_owned())
+        }
+    } else {
+        evaluation.to_codex_json(args.pretty)
+    }
+    .context("cannot render the evaluation as JSON")?;
+    print_line(&output)?;
     Ok(ExitCode::SUCCESS)
 }
 
