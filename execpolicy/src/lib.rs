@@ -25,6 +25,7 @@ pub mod amend;
 mod decision;
 mod error;
 mod explain;
+pub mod lint;
 mod loader;
 mod paths;
 mod policy;

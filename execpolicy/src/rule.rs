@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::decision::Decision;
 use crate::error::RuleError;
+use crate::render::quote;
 
 /// A place in a rule file: file name as given to the loader, 1-based line and column.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -24,7 +25,8 @@ impl fmt::Display for SourceLocation {
     }
 }
 
-/// One position of a prefix pattern: a literal token or a set of alternatives.
+/// One position of a prefix pattern: a literal token or a set of alternatives. Displayed as
+/// Starlark text in printable ASCII (see [`crate::render_prefix_rule`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PatternToken {
     /// Exactly this token.
@@ -59,14 +61,14 @@ impl PatternToken {
 impl fmt::Display for PatternToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Single(token) => write!(f, "{token:?}"),
+            Self::Single(token) => f.write_str(&quote(token)),
             Self::Alts(alts) => {
                 f.write_str("[")?;
                 for (i, alt) in alts.iter().enumerate() {
                     if i > 0 {
                         f.write_str(", ")?;
                     }
-                    write!(f, "{alt:?}")?;
+                    f.write_str(&quote(alt))?;
                 }
                 f.write_str("]")
             }
