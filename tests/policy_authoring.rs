@@ -132,3 +132,147 @@ fn readme_explain_transcript_is_what_execgate_prints() {
     assert_eq!((code, stderr.as_str()), (0, ""));
     assert_eq!(stdout, expected);
 }
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+#[test]
+fn lint_reports_findings_with_a_fix_and_exits_1_on_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = write(
+        dir.path(),
+        "t.rules",
+        "prefix_rule(pattern = [\"xargs\"], match = [\"xargs rm\"])\n\
+         prefix_rule(pattern = [\"ls\"], decision = \"prompt\")\n",
+    );
+    let (code, stdout, stderr) = run(execgate()
+        .env("PATH", dir.path())
+        .args(["policy", "lint", "--rules"])
+        .arg(&rules));
+    assert_eq!((code, stderr.as_str()), (1, ""));
+    let file = rules.display();
+    assert_eq!(
+        stdout,
+        format!(
+            "{file}:1:1: error: allow escalates `xargs`: outside the sandbox it runs the command in its arguments (`xargs sh -c '...'`)\n  \
+             fix: write decision = \"prompt\" (a person sees each command), or remove the rule so `xargs` runs inside the sandbox\n\
+             {file}:2:1: warning: rule [\"ls\"] has no `match` example\n  \
+             fix: add match = [\"ls\"] (and not_match for what must stay out), so `execgate policy test` shows the rule matches what you meant\n\
+             1 error, 1 warning\n"
+        )
+    );
+}
+
+#[test]
+fn lint_exits_0_on_warnings_unless_told_to_deny_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = write(
+        dir.path(),
+        "t.rules",
+        "prefix_rule(pattern = [\"ls\"], decision = \"prompt\")\n",
+    );
+    let lint = |extra: &[&str]| {
+        run(execgate()
+            .env("PATH", dir.path())
+            .args(["policy", "lint"])
+            .args(extra)
+            .arg("--rules")
+            .arg(&rules))
+    };
+    assert_eq!(lint(&[]).0, 0);
+    assert_eq!(lint(&["--deny-warnings"]).0, 1);
+}
+
+#[test]
+fn lint_of_a_clean_file_says_so_and_exits_0() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = write(
+        dir.path(),
+        "t.rules",
+        "prefix_rule(pattern = [\"git\", \"push\"], decision = \"prompt\", match = [\"git push\"])\n",
+    );
+    let (code, stdout, _) = run(execgate()
+        .env("PATH", dir.path())
+        .args(["policy", "lint", "--deny-warnings", "--rules"])
+        .arg(&rules));
+    assert_eq!((code, stdout.as_str()), (0, "0 errors, 0 warnings\n"));
+}
+
+#[test]
+fn lint_json_lists_each_finding() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = write(
+        dir.path(),
+        "t.rules",
+        "prefix_rule(pattern = [\"ls\"], decision = \"prompt\", match = [\"cat\"])\n",
+    );
+    let (code, stdout, _) = run(execgate()
+        .env("PATH", dir.path())
+        .args(["policy", "lint", "--json", "--rules"])
+        .arg(&rules));
+    assert_eq!(code, 1);
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(
+        report,
+        serde_json::json!({
+            "findings": [{
+                "file": rules.display().to_string(), "line": 1, "column": 1,
+                "severity": "error", "code": "example-fails",
+                "message": "`match` example `cat` does not match pattern [\"ls\"]",
+                "fix": "fix the example or the pattern (`execgate policy test` lists every example)"
+            }],
+            "errors": 1,
+            "warnings": 0
+        })
+    );
+}
+
+#[test]
+fn lint_looks_names_up_on_path_and_follows_links() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).expect("mkdir");
+    let real = bin.join("realtool");
+    std::fs::write(&real, "#!/bin/sh\n").expect("write");
+    std::fs::set_permissions(&real, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    std::os::unix::fs::symlink("realtool", bin.join("tool")).expect("symlink");
+    let rules = write(
+        dir.path(),
+        "t.rules",
+        "prefix_rule(pattern = [\"tool\", \"run\"], decision = \"forbidden\", match = [\"tool run\"])\n",
+    );
+    let (code, stdout, _) = run(execgate()
+        .env("PATH", format!("relative/bin:{}", bin.display()))
+        .args(["policy", "lint", "--rules"])
+        .arg(&rules));
+    assert_eq!(code, 0);
+    let bin = bin.canonicalize().expect("canonical");
+    assert_eq!(
+        stdout,
+        format!(
+            "{}:1:1: warning: \"tool\" runs \"{real}\" on this machine (\"{link}\" is a link): execgate checks a command against the name it was invoked by and the file that runs, strictest decision wins, so rules for \"realtool\" also decide \"tool\" commands, and \"realtool\" run by its own name is not decided by this rule\n  \
+             fix: list both names in the first position (pattern = [[\"tool\", \"realtool\"], ...]) so running \"realtool\" directly is decided the same way\n\
+             0 errors, 1 warning\n",
+            rules.display(),
+            real = bin.join("realtool").display(),
+            link = dir.path().join("bin/tool").display(),
+        )
+    );
+}
+
+#[test]
+fn lint_of_an_unloadable_file_fails_with_one_located_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = write(dir.path(), "t.rules", "prefix_rule(pattern = [])\n");
+    let (code, stdout, stderr) = run(execgate().args(["policy", "lint", "--rules"]).arg(&rules));
+    assert_eq!((code, stdout.as_str()), (2, ""));
+    assert!(
+        stderr.starts_with(&format!("execgate: {}:1:1: ", rules.display())),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}

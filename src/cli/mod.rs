@@ -4,6 +4,7 @@ mod flags;
 mod hooks;
 mod mcp;
 mod policy;
+mod policy_lint;
 mod run;
 mod sandbox;
 

@@ -1,5 +1,6 @@
 //! `execgate policy check|test`: evaluate a command against `.rules` files, and run the
-//! files' `match` / `not_match` examples.
+//! files' `match` / `not_match` examples; the wiring of `policy lint` (its code is in
+//! `policy_lint.rs`).
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -19,6 +20,9 @@ pub enum PolicyCommand {
     Check(CheckArgs),
     /// Run every `match` / `not_match` example of the rules files and report each one.
     Test(TestArgs),
+    /// Find rules that hand the sandbox a way out, never take effect, or match another
+    /// program than meant; exit 1 on errors.
+    Lint(super::policy_lint::LintArgs),
 }
 
 /// Arguments of `execgate policy check`.
@@ -68,6 +72,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         PolicyCommand::Check(args) => check(args),
         PolicyCommand::Test(args) => test(args),
+        PolicyCommand::Lint(args) => super::policy_lint::run(args),
     }
 }
 
