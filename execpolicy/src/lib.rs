@@ -31,6 +31,7 @@ mod paths;
 mod policy;
 mod render;
 mod rule;
+pub mod suggest;
 
 pub use amend::AmendError;
 pub use decision::Decision;
