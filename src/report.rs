@@ -1,11 +1,14 @@
 //! The records `execgate run --json`, the audit log and the MCP tool report: one
 //! [`ExecRecord`] per intercepted exec, and one [`RunReport`] per session. The words in
-//! them (decision, verdict, source) are the decide crate's vocabulary.
+//! them (decision, verdict, source) are the decide crate's vocabulary. [`read`] reads an
+//! audit log back (for `execgate policy suggest`).
 
 use execgate_decide::{decision_word, Note, Source};
 use execgate_escalate_server::Verdict;
 use execgate_execpolicy::Decision;
 use serde::{Serialize, Serializer};
+
+pub mod read;
 
 /// One intercepted exec.
 #[derive(Debug, Clone, PartialEq, Serialize)]

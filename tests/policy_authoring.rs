@@ -2,8 +2,11 @@
 //! `execgate policy lint` and `execgate policy suggest`, run as a user would, with exact
 //! output.
 
+mod common;
+
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 fn execgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_execgate"))
@@ -275,4 +278,343 @@ fn lint_of_an_unloadable_file_fails_with_one_located_line() {
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// The recorded session in tests/data: a hook allowed `printenv HOME`, `sleep 0` twice,
+/// `seq 2`, `seq 1 3` and `/usr/bin/python3 -c pass`, and denied `rm -f gone`; nobody was
+/// there to answer for `du -s .` and `/usr/bin/printf %s $'\xff'`; `git status` ran in the
+/// sandbox (known safe).
+const RECORDED: &str = "tests/data/recorded-session.audit.jsonl";
+
+const LEARNED_FROM_RECORDED: &str = r#"# Suggested by `execgate policy suggest` from "tests/data/recorded-session.audit.jsonl":
+# 1 session, 9 commands and 0 connections decided by a person or a hook.
+# Review every rule before you use it: an "allow" rule runs its commands outside the
+# sandbox without asking, whatever arguments follow the pattern.
+
+# ["du"]: denied once by a person
+prefix_rule(
+    pattern = ["du"],
+    decision = "prompt",
+    justification = "denied when this session was recorded; ask again",
+    match = [
+        ["du", "-s", "."],
+    ],
+)
+
+host_executable(name = "printenv", paths = ["/usr/bin/printenv"])
+# ["printenv", "HOME"]: approved once by a hook
+prefix_rule(
+    pattern = ["printenv", "HOME"],
+    decision = "allow",
+    match = [
+        ["printenv", "HOME"],
+    ],
+)
+
+# ["printf"]: denied once by a person
+prefix_rule(
+    pattern = ["printf"],
+    decision = "prompt",
+    justification = "denied when this session was recorded; ask again",
+    match = [
+        ["printf"],
+    ],
+)
+
+# ["rm"]: denied once by a hook
+prefix_rule(
+    pattern = ["rm"],
+    decision = "prompt",
+    justification = "denied when this session was recorded; ask again",
+    match = [
+        ["rm", "-f", "gone"],
+    ],
+)
+
+host_executable(name = "seq", paths = ["/usr/bin/seq"])
+# ["seq"]: approved 2 times by a hook
+prefix_rule(
+    pattern = ["seq"],
+    decision = "allow",
+    match = [
+        ["seq", "2"],
+        ["seq", "1", "3"],
+    ],
+)
+
+host_executable(name = "sleep", paths = ["/usr/bin/sleep"])
+# ["sleep"]: approved 2 times by a hook
+prefix_rule(
+    pattern = ["sleep"],
+    decision = "allow",
+    match = [
+        ["sleep", "0"],
+    ],
+)
+
+# Not suggested (leave these unmatched so they run inside the sandbox, or write a
+# prompt rule yourself):
+#   ["python3.11"]: approved once by a hook; allowing it would let the sandbox out: outside the sandbox `python3.11` runs the code it is given (`-c`/`-e`, or a script file the sandbox can write) (see `execgate policy lint`)
+"#;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn suggest_learns_exact_rules_from_a_recorded_session_that_pass_test_and_lint() {
+    let (code, stdout, stderr) =
+        run(execgate()
+            .current_dir(repo())
+            .args(["policy", "suggest", "--from-audit", RECORDED]));
+    assert_eq!((code, stderr.as_str()), (0, ""));
+    assert_eq!(stdout, LEARNED_FROM_RECORDED);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let learned = write(dir.path(), "learned.rules", &stdout);
+    let (code, stdout, stderr) = run(execgate().args(["policy", "test", "--rules"]).arg(&learned));
+    assert_eq!((code, stderr.as_str()), (0, ""));
+    assert!(stdout.ends_with("\n7 passed, 0 failed\n"), "{stdout}");
+    let (code, stdout, _) = run(execgate()
+        .env("PATH", "/usr/bin:/bin")
+        .args(["policy", "lint", "--deny-warnings", "--rules"])
+        .arg(&learned));
+    assert_eq!((code, stdout.as_str()), (0, "0 errors, 0 warnings\n"));
+}
+
+#[test]
+fn suggest_with_the_rules_in_force_skips_what_they_already_ask_for() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mine = write(
+        dir.path(),
+        "mine.rules",
+        "prefix_rule(pattern = [\"rm\"], decision = \"prompt\", match = [\"rm x\"])\n\
+         prefix_rule(pattern = [\"seq\"], decision = \"forbidden\", match = [\"seq 1\"])\n",
+    );
+    let (code, stdout, stderr) = run(execgate()
+        .current_dir(repo())
+        .args(["policy", "suggest", "--from-audit", RECORDED, "--rules"])
+        .arg(&mine));
+    assert_eq!((code, stderr.as_str()), (0, ""));
+    assert!(!stdout.contains("pattern = [\"rm\"]"), "{stdout}");
+    assert!(!stdout.contains("pattern = [\"seq\"]"), "{stdout}");
+    let file = mine.display();
+    assert!(
+        stdout.ends_with(&format!(
+            "#   [\"python3.11\"]: approved once by a hook; allowing it would let the sandbox out: outside the sandbox `python3.11` runs the code it is given (`-c`/`-e`, or a script file the sandbox can write) (see `execgate policy lint`)\n\
+             #   [\"rm\"]: denied once by a hook; your rules already ask for it\n\
+             #   [\"seq\"]: approved 2 times by a hook; your rule at {file}:2:1 says forbidden, and the strictest rule wins: change that rule, or answer \"always\" at the prompt\n"
+        )),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn suggest_keeps_only_the_sessions_asked_for() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recorded = std::fs::read_to_string(repo().join(RECORDED)).expect("fixture");
+    let other = r#"{"session":"other","event":"decided","id":0,"program":"/usr/bin/nproc","argv":["nproc"],"cwd":"/","decision":"unmatched","verdict":"escalate","source":"user","rule":null,"justification":null,"exit_code":null,"duration_ms":0}"#;
+    let log = write(dir.path(), "audit.jsonl", &format!("{recorded}{other}\n"));
+    let suggest = |extra: &[&str]| {
+        run(execgate()
+            .args(["policy", "suggest", "--from-audit"])
+            .arg(&log)
+            .args(extra))
+        .1
+    };
+    let all = suggest(&[]);
+    assert!(
+        all.contains("# 2 sessions, 10 commands and 0 connections"),
+        "{all}"
+    );
+    assert!(all.contains("pattern = [\"nproc\"]"), "{all}");
+    let one = suggest(&["--session", "other"]);
+    assert!(
+        one.contains("# 1 session, 1 command and 0 connections"),
+        "{one}"
+    );
+    assert!(!one.contains("\"seq\""), "{one}");
+}
+
+#[test]
+fn suggest_refuses_a_line_that_is_not_an_audit_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recorded = std::fs::read_to_string(repo().join(RECORDED)).expect("fixture");
+    let log = write(
+        dir.path(),
+        "audit.jsonl",
+        &format!("{recorded}{{\"argv\": [\n"),
+    );
+    let (code, stdout, stderr) = run(execgate()
+        .args(["policy", "suggest", "--from-audit"])
+        .arg(&log));
+    assert_eq!((code, stdout.as_str()), (2, ""));
+    let lines = recorded.lines().count();
+    assert!(
+        stderr.starts_with(&format!(
+            "execgate: {}:{}: not an audit record; pass a file written by `execgate run --audit-log`: ",
+            log.display(),
+            lines + 1
+        )),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// `execgate ARGS` as the README's workflow runs it: in `work`, with `home` as HOME (its
+/// user-layer hooks answer instead of a person), the test's shells, no terminal.
+fn session_command(work: &Path, home: &Path, args: &[String]) -> Command {
+    let zsh = common::shells::patched_zsh();
+    let mut cmd = execgate();
+    cmd.args(args)
+        .current_dir(work)
+        .env("HOME", home)
+        .env("PATH", "/usr/bin:/bin")
+        .env("EXECGATE_SHELLS_DIR", zsh.parent().expect("shells dir"))
+        .env("EXECGATE_PRELOAD", common::preload::preload_shim())
+        .stdin(Stdio::null());
+    // SAFETY: setsid is async-signal-safe; no terminal means nobody can be asked.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    cmd
+}
+
+#[test]
+fn readme_workflow_from_a_session_to_rules_works_as_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path().join("work");
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join(".config/execgate")).expect("mkdir");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    // The hook stands in for the person at the prompts: it approves the commands the
+    // README's script runs, except `rm`.
+    let guard = write(
+        &home,
+        "guard.sh",
+        r#"#!/bin/sh
+input=$(cat)
+case "$input" in
+*'"command":"/usr/bin/rm '*) echo "not now" >&2; exit 2 ;;
+*'"command":"/usr/bin/'*)
+    printf '%s\n' '{"hookSpecificOutput":{"hookEventName":"PermissionRequest","decision":{"behavior":"allow"}}}' ;;
+esac
+"#,
+    );
+    std::fs::set_permissions(&guard, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    write(
+        &home.join(".config/execgate"),
+        "hooks.json",
+        &serde_json::json!({"hooks": {"PermissionRequest": [{"hooks": [
+            {"type": "command", "command": guard.display().to_string()}
+        ]}]}})
+        .to_string(),
+    );
+
+    // 1. The session.
+    let (args, _) = readme_transcript("run --approval untrusted");
+    let out = session_command(&work, &home, &args).output().expect("runs");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}\n1\n2\n3\n", home.display())
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "execgate: denied: /usr/bin/rm -f build.log: not now\n"
+    );
+
+    // 2. Suggest, as written: `... > learned.rules`, then `cat learned.rules`.
+    let (args, _) = readme_transcript("policy suggest");
+    let (args, redirect) = args.split_at(args.len() - 2);
+    assert_eq!(redirect, [">", "learned.rules"]);
+    let out = session_command(&work, &home, args).output().expect("runs");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    std::fs::write(work.join("learned.rules"), &out.stdout).expect("write");
+    let learned = String::from_utf8(out.stdout).expect("utf-8");
+    assert_eq!(
+        learned,
+        readme_file_block("learned.rules"),
+        "the README shows what suggest prints"
+    );
+
+    // 4. Lint and test, with the output the README shows.
+    for start in ["policy lint", "policy test"] {
+        let (args, expected) = readme_transcript(start);
+        let out = session_command(&work, &home, &args).output().expect("runs");
+        assert_eq!(out.status.code(), Some(0), "{start}");
+        let stdout = String::from_utf8(out.stdout).expect("utf-8");
+        assert_eq!(stdout, expected, "{start}");
+    }
+
+    // 5. The next session, with the learned rules and no hooks, runs the approved commands
+    // without asking (escalated by the rules) and still asks for `rm`.
+    std::fs::remove_file(home.join(".config/execgate/hooks.json")).expect("rm hooks");
+    let out = session_command(
+        &work,
+        &home,
+        &[
+            "run".into(),
+            "--approval".into(),
+            "untrusted".into(),
+            "--rules".into(),
+            "learned.rules".into(),
+            "--json".into(),
+            "printenv HOME; sleep 0; seq 3; rm -f build.log".into(),
+        ],
+    )
+    .output()
+    .expect("runs");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let verdicts: Vec<(String, String, String, String)> = report["execs"]
+        .as_array()
+        .expect("execs")
+        .iter()
+        .map(|e| {
+            let field = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            (
+                field("program"),
+                field("decision"),
+                field("verdict"),
+                field("source"),
+            )
+        })
+        .collect();
+    let row = |p: &str, d: &str, v: &str, s: &str| (p.into(), d.into(), v.into(), s.into());
+    assert_eq!(
+        verdicts,
+        vec![
+            row("/usr/bin/printenv", "allow", "escalate", "policy"),
+            row("/usr/bin/sleep", "allow", "escalate", "policy"),
+            row("/usr/bin/seq", "allow", "escalate", "policy"),
+            row("/usr/bin/rm", "prompt", "deny", "user"),
+        ]
+    );
+}
+
+/// The content of the README code block that follows a line ending in "`FILE`:".
+fn readme_file_block(file: &str) -> String {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let marker = format!("`{file}`:");
+    let after = readme
+        .split_once(&marker)
+        .unwrap_or_else(|| panic!("README has no block after {marker}"))
+        .1;
+    let mut lines = after
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("```"));
+    let fence = lines.next().expect("opening fence");
+    let indent = fence.len() - fence.trim_start().len();
+    let mut out = String::new();
+    for line in lines {
+        if line.trim_start().starts_with("```") {
+            break;
+        }
+        out.push_str(line.get(indent..).unwrap_or(""));
+        out.push('\n');
+    }
+    out
 }

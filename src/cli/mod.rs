@@ -5,6 +5,7 @@ mod hooks;
 mod mcp;
 mod policy;
 mod policy_lint;
+mod policy_suggest;
 mod run;
 mod sandbox;
 

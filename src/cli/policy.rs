@@ -1,6 +1,6 @@
 //! `execgate policy check|test`: evaluate a command against `.rules` files, and run the
-//! files' `match` / `not_match` examples; the wiring of `policy lint` (its code is in
-//! `policy_lint.rs`).
+//! files' `match` / `not_match` examples; the wiring of `policy lint` and `policy suggest` (their
+//! code is in `policy_lint.rs` and `policy_suggest.rs`).
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -23,6 +23,9 @@ pub enum PolicyCommand {
     /// Find rules that hand the sandbox a way out, never take effect, or match another
     /// program than meant; exit 1 on errors.
     Lint(super::policy_lint::LintArgs),
+    /// Print a `.rules` file learned from a session's audit log: what a person or a hook
+    /// approved becomes a narrow allow rule, what they denied a prompt rule.
+    Suggest(super::policy_suggest::SuggestArgs),
 }
 
 /// Arguments of `execgate policy check`.
@@ -73,6 +76,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
         PolicyCommand::Check(args) => check(args),
         PolicyCommand::Test(args) => test(args),
         PolicyCommand::Lint(args) => super::policy_lint::run(args),
+        PolicyCommand::Suggest(args) => super::policy_suggest::run(args),
     }
 }
 

@@ -51,3 +51,56 @@ impl AuditLog {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::read::{read_audit_log, AuditEntry, AuditExec};
+    use execgate_decide::{Note, Source};
+    use execgate_escalate_server::Verdict;
+    use execgate_execpolicy::Decision;
+
+    #[test]
+    fn what_the_audit_log_writes_policy_suggest_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&path, "s1".into()).unwrap();
+        let mut record = ExecRecord::decided(
+            3,
+            b"/usr/bin/git",
+            &[b"git".to_vec(), vec![0xff]],
+            b"/w",
+            Verdict::Escalate,
+            Note {
+                decision: Some(Decision::Prompt),
+                source: Source::User,
+                rule: Some("/r/default.rules:2".into()),
+                justification: None,
+                downgraded: None,
+            },
+        );
+        log.write("decided", &record);
+        record.exit_code = Some(0);
+        log.write("exited", &record);
+        let text = std::fs::read(&path).unwrap();
+        let entries = read_audit_log(text.as_slice(), "audit.jsonl").unwrap();
+        let exec = |event: &str| {
+            AuditEntry::Exec(AuditExec {
+                session: "s1".into(),
+                event: event.into(),
+                program: "/usr/bin/git".into(),
+                argv: vec!["git".into(), "\u{fffd}".into()],
+                decision: "prompt".into(),
+                verdict: "escalate".into(),
+                source: "user".into(),
+                rule: Some("/r/default.rules:2".into()),
+                raw: Some(serde_json::json!({
+                    "program": b"/usr/bin/git",
+                    "argv": [b"git", [0xff]],
+                    "cwd": b"/w",
+                })),
+            })
+        };
+        assert_eq!(entries, vec![exec("decided"), exec("exited")]);
+    }
+}
