@@ -1,9 +1,11 @@
 //! What `execgate run` and `execgate mcp` load before any session: the rules and hooks
 //! (from the files given, or from the policy layers that apply in the working directory),
-//! the files the sandbox must keep read-only, and the pipeline built from them.
+//! the audit log, the files the sandbox must keep read-only, and the pipeline built from
+//! them.
 //!
 //! A bad file refuses to start, with its `file:line:col`.
 
+use anyhow::Context;
 use execgate_decide::{layers, ApprovalMode, Approver, HookIdentity, Pipeline, SessionApprovals};
 use execgate_execpolicy::Policy;
 use execgate_hooks::HooksConfig;
@@ -24,6 +26,8 @@ pub struct Loaded {
     pub hook_files: Vec<PathBuf>,
     /// The user's approvals file ("always" answers), when `$HOME` is known.
     pub approvals_file: Option<PathBuf>,
+    /// The audit log (`--audit-log`), created by [`Loaded::audit_log`] before any sandbox.
+    pub audit_log: Option<PathBuf>,
 }
 
 impl Loaded {
@@ -60,11 +64,29 @@ impl Loaded {
             rule_files,
             hook_files,
             approvals_file: layers::user_rules_file(home),
+            audit_log: None,
         })
     }
 
-    /// What the sandbox keeps read-only: every loaded rules and hooks file, and the user's
-    /// approvals file.
+    /// Sessions append their records to `path`. It is created here, when missing, so
+    /// that it exists before the sandbox is built and the sandbox can keep it read-only
+    /// (see [`Loaded::protected_paths`]): records sandboxed code could append to would be
+    /// records of something else, and `execgate policy suggest` turns "approved" records
+    /// into allow rules.
+    pub fn audit_log(mut self, path: Option<PathBuf>) -> anyhow::Result<Self> {
+        if let Some(path) = &path {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open the audit log {}", path.display()))?;
+        }
+        self.audit_log = path;
+        Ok(self)
+    }
+
+    /// What the sandbox keeps read-only: every loaded rules and hooks file, the user's
+    /// approvals file and the audit log.
     pub fn protected_paths(&self) -> Vec<PathBuf> {
         let mut paths: Vec<PathBuf> = self
             .rule_files
@@ -73,6 +95,7 @@ impl Loaded {
             .cloned()
             .collect();
         paths.extend(self.approvals_file.clone());
+        paths.extend(self.audit_log.clone());
         paths
     }
 
@@ -102,4 +125,48 @@ pub fn home_dir() -> Option<PathBuf> {
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
         .map(PathBuf::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audit_log_exists_before_the_sandbox_and_is_protected() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("a.rules");
+        std::fs::write(&rules, "").unwrap();
+        let log = dir.path().join("logs/audit.jsonl");
+        let loaded = Loaded::load(
+            std::slice::from_ref(&rules),
+            &[],
+            ApprovalMode::OnRequest,
+            dir.path(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(loaded.protected_paths(), vec![rules.clone()]);
+        // A folder that does not exist: refused, naming the file.
+        let err = loaded.audit_log(Some(log.clone())).err().unwrap();
+        assert_eq!(
+            format!("{err:#}"),
+            format!(
+                "cannot open the audit log {}: No such file or directory (os error 2)",
+                log.display()
+            )
+        );
+        std::fs::create_dir(dir.path().join("logs")).unwrap();
+        let loaded = Loaded::load(
+            std::slice::from_ref(&rules),
+            &[],
+            ApprovalMode::OnRequest,
+            dir.path(),
+            None,
+        )
+        .unwrap()
+        .audit_log(Some(log.clone()))
+        .unwrap();
+        assert_eq!(std::fs::read(&log).unwrap(), b"");
+        assert_eq!(loaded.protected_paths(), vec![rules, log]);
+    }
 }

@@ -466,6 +466,11 @@ fn suggest_refuses_a_line_that_is_not_an_audit_record() {
 fn session_command(work: &Path, home: &Path, args: &[String]) -> Command {
     let zsh = common::shells::patched_zsh();
     let mut cmd = execgate();
+    // What the user's shell does to `~/...`.
+    let args = args.iter().map(|arg| match arg.strip_prefix("~/") {
+        Some(rest) => home.join(rest).into_os_string(),
+        None => arg.into(),
+    });
     cmd.args(args)
         .current_dir(work)
         .env("HOME", home)
@@ -534,7 +539,9 @@ esac
     let out = session_command(&work, &home, args).output().expect("runs");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
     std::fs::write(work.join("learned.rules"), &out.stdout).expect("write");
-    let learned = String::from_utf8(out.stdout).expect("utf-8");
+    let learned = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .replace(&home.display().to_string(), "/home/me");
     assert_eq!(
         learned,
         readme_file_block("learned.rules"),
@@ -617,4 +624,26 @@ fn readme_file_block(file: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+#[test]
+fn sandboxed_code_cannot_write_the_audit_log_that_suggest_will_read() {
+    // A forged "approved" record would become an allow rule nobody approved.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path().join("work");
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    let forged = r#"{"session":"s","event":"decided","id":9,"program":"/usr/bin/socat","argv":["socat"],"cwd":"/","decision":"unmatched","verdict":"escalate","source":"user","rule":null,"justification":null,"exit_code":null,"duration_ms":0}"#;
+    let script =
+        format!("echo '{forged}' >> audit.jsonl || echo refused; /usr/bin/seq 1 >/dev/null");
+    let args: Vec<String> = ["run", "--audit-log", "audit.jsonl", &script]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    let out = session_command(&work, &home, &args).output().expect("runs");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "refused\n");
+    let log = std::fs::read_to_string(work.join("audit.jsonl")).expect("audit log");
+    assert!(!log.contains("socat"), "{log}");
+    assert_eq!(log.lines().count(), 1, "{log}");
 }

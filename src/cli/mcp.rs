@@ -58,7 +58,8 @@ pub fn run(args: McpArgs) -> anyhow::Result<ExitCode> {
         flags.approval.into(),
         &cwd,
         home.as_deref(),
-    )?;
+    )?
+    .audit_log(flags.audit_log.clone())?;
     let install = Install::locate()?;
     let shell = install.shell(flags.shell.as_deref())?;
     let setup = ServerSetup {
@@ -71,7 +72,6 @@ pub fn run(args: McpArgs) -> anyhow::Result<ExitCode> {
         },
         protected_paths: loaded.protected_paths(),
         loaded,
-        audit_log: args.session.audit_log,
         max_output_bytes: args.max_output_bytes.max(64),
     };
 

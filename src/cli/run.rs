@@ -61,7 +61,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         flags.approval.into(),
         &cwd,
         home.as_deref(),
-    )?;
+    )?
+    .audit_log(flags.audit_log.clone())?;
     let install = Install::locate()?;
     let shell = install.shell(flags.shell.as_deref())?;
 
@@ -106,7 +107,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         output,
         output_gate: Some(gate),
         null_stdin: false,
-        audit_log: args.session.audit_log,
+        audit_log: loaded.audit_log.clone(),
         progress: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

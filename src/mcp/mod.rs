@@ -47,10 +47,8 @@ pub struct ServerSetup {
     pub loaded: Loaded,
     /// The sandbox until a client sends a sandbox-state update.
     pub sandbox: SandboxDefaults,
-    /// Files kept read-only inside writable roots (loaded rules and hooks).
+    /// Files kept read-only inside writable roots (loaded rules and hooks, the audit log).
     pub protected_paths: Vec<PathBuf>,
-    /// `--audit-log`.
-    pub audit_log: Option<PathBuf>,
     /// Cap on the output returned per stream.
     pub max_output_bytes: usize,
 }
@@ -136,7 +134,7 @@ impl ShellServer {
             output: OutputMode::Capture,
             output_gate: None,
             null_stdin: true,
-            audit_log: self.setup.audit_log.clone(),
+            audit_log: self.setup.loaded.audit_log.clone(),
             progress: progress.as_ref().map(|(tx, _)| tx.clone()),
         };
         // Dropping the session future (cancellation, client gone) kills the shell and every
