@@ -22,6 +22,7 @@ use crate::decision::Decision;
 use crate::error::{PolicyError, RuleError};
 use crate::paths;
 use crate::policy::{IndexEntry, Policy};
+use crate::render::escaped;
 use crate::rule::{
     network_host_port, normalize_network_host, parse_network_decision, NetworkProtocol,
     NetworkRule, PatternToken, PrefixRule, SourceLocation,
@@ -75,8 +76,12 @@ impl ExampleOutcome {
     }
 }
 
+/// The example as one shell-quoted string, escaped to printable ASCII (it is shown in
+/// one-line messages, and a rule file may come from anywhere).
 fn render_example(example: &[String]) -> String {
-    shlex::try_join(example.iter().map(String::as_str)).unwrap_or_else(|_| format!("{example:?}"))
+    let joined = shlex::try_join(example.iter().map(String::as_str))
+        .unwrap_or_else(|_| format!("{example:?}"));
+    escaped(&joined)
 }
 
 #[derive(Debug)]

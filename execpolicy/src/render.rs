@@ -79,6 +79,13 @@ pub(crate) fn quote(text: &str) -> String {
     out
 }
 
+/// `text` with everything outside printable ASCII escaped as in [`quote`], without the
+/// quotes: for showing text from a rule file or the sandbox inside a one-line message.
+pub(crate) fn escaped(text: &str) -> String {
+    let quoted = quote(text);
+    quoted[1..quoted.len() - 1].to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::quote;

@@ -10,10 +10,13 @@
 //! This table names the programs we know; a program it does not name is not thereby safe.
 //! `policy suggest` uses the same table, so it never suggests allowing what lint flags.
 
+use crate::render::escaped;
+
 /// Why escalating commands that start with a prefix hands the sandbox a way out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EscapeHatch {
-    /// The program (and subcommand or option) as the finding names it, e.g. `git log`.
+    /// The program (and subcommand or option) as the finding names it, e.g. `git log`;
+    /// printable ASCII (anything else escaped).
     pub what: String,
     /// What it can do outside the sandbox, as a clause: "writes any file named by ...".
     pub can: String,
@@ -336,8 +339,8 @@ pub fn escape_hatch<S: AsRef<str>>(prefix: &[S]) -> Option<EscapeHatch> {
     let rest: Vec<&str> = prefix[1..].iter().map(AsRef::as_ref).collect();
     let hatch = |what: String, can: &str| {
         Some(EscapeHatch {
-            can: can.replace("{p}", name),
-            what,
+            can: can.replace("{p}", &escaped(name)),
+            what: escaped(&what),
         })
     };
     if name == "git" {
@@ -376,7 +379,7 @@ pub fn escape_hatch<S: AsRef<str>>(prefix: &[S]) -> Option<EscapeHatch> {
 fn git(rest: &[&str]) -> Option<EscapeHatch> {
     let hatch = |what: String, can: &str| {
         Some(EscapeHatch {
-            what,
+            what: escaped(&what),
             can: can.to_owned(),
         })
     };

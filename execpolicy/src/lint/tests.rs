@@ -439,3 +439,20 @@ fn findings_come_in_file_order() {
         ]
     );
 }
+
+#[test]
+fn hostile_examples_and_subcommands_in_findings_stay_on_their_line() {
+    // A rules file can come with a cloned repository: its text must not forge lint output.
+    let text = "prefix_rule(pattern = [\"ls\"], decision = \"prompt\", match = [[\"cat\", \"x\\n/etc/ok.rules:1:1: warning: fine\\u202e\"]])\n\
+                prefix_rule(pattern = [\"git\", \"log\\u202e\"], match = [\"git log\\u202e\"])\n\
+                prefix_rule(pattern = [\"npm\", \"ru\\u202en\"], match = [\"npm ru\\u202en\"])\n";
+    for finding in findings(text) {
+        let printed = finding.to_string();
+        assert!(printed.is_ascii(), "{printed}");
+        assert_eq!(printed.lines().count(), 2, "{printed}");
+    }
+    assert_eq!(
+        codes(text),
+        vec![(1, LintCode::ExampleFails), (3, LintCode::EscapeHatch),]
+    );
+}
