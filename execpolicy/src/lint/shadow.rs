@@ -17,10 +17,15 @@ use crate::rule::PrefixRule;
 /// Patterns with more combinations than this are not analysed (no finding).
 const COMBINATION_LIMIT: usize = 1024;
 
+/// Rule-against-combination comparisons for a whole policy; beyond it the remaining rules
+/// are not analysed, so a huge or hostile file still lints in bounded time (seconds).
+const COMPARISON_BUDGET: usize = 50_000_000;
+
 /// Adds a finding for each rule that can never change a decision, and returns their indices.
 pub(super) fn dead_rules(policy: &Policy, findings: &mut Vec<Finding>) -> HashSet<usize> {
     let rules = policy.rules();
     let mut dead = HashSet::new();
+    let mut budget = COMPARISON_BUDGET;
     for (a, rule) in rules.iter().enumerate() {
         let Some(combos) = combinations(rule, usize::MAX, COMBINATION_LIMIT) else {
             continue;
@@ -52,27 +57,38 @@ pub(super) fn dead_rules(policy: &Policy, findings: &mut Vec<Finding>) -> HashSe
         }
         // Of two twins only the later one is reported, so a later twin is no cover.
         candidates.retain(|&b| !(b > a && twin(b)));
+        // Only rules at least as strict can cover; the strictest first, so the rule named
+        // is the one that decides.
+        candidates.retain(|&b| rules[b].decision >= rule.decision);
+        candidates.sort_by_key(|&b| (Reverse(rules[b].decision), b));
         let mut covering: Vec<usize> = Vec::new();
         let mut stricter = None;
-        let all_covered = combos.iter().all(|combo| {
-            let best = candidates
+        let mut all_covered = true;
+        for combo in &combos {
+            // Neighbouring combinations usually share a cover: try the ones found so far
+            // first.
+            let found = covering
                 .iter()
+                .chain(candidates.iter())
                 .copied()
-                .filter(|&b| covers(&rules[b], combo))
-                .max_by_key(|&b| (rules[b].decision, Reverse(b)));
-            match best {
-                Some(b) if rules[b].decision >= rule.decision => {
-                    if rules[b].decision > rule.decision {
-                        stricter = stricter.max(Some(rules[b].decision));
-                    }
-                    if !covering.contains(&b) {
-                        covering.push(b);
-                    }
-                    true
-                }
-                _ => false,
+                .find(|&b| {
+                    budget = budget.saturating_sub(1);
+                    covers(&rules[b], combo)
+                });
+            let Some(b) = found else {
+                all_covered = false;
+                break;
+            };
+            if rules[b].decision > rule.decision {
+                stricter = stricter.max(Some(rules[b].decision));
             }
-        });
+            if !covering.contains(&b) {
+                covering.push(b);
+            }
+            if budget == 0 {
+                return dead;
+            }
+        }
         if !all_covered {
             continue;
         }
