@@ -13,8 +13,9 @@
 //!   that, on this machine, runs another file (`sh` → dash);
 //! - **coverage** (warning): rules without `match` examples, `host_executable` names no rule
 //!   uses;
-//! - **network rules** (warning): hosts written so that no connection can match them, ports
-//!   that are not part of the match, network rules that can never change a decision.
+//! - **network rules** (warning): hosts no connection can ever match, addresses written in a
+//!   spelling that hides which address they are, ports that are not part of the match,
+//!   network rules that can never change a decision.
 //!
 //! Pure: the only questions asked of the machine go through [`HostLookup`], so tests can
 //! fake "sh resolves to dash".
@@ -78,8 +79,10 @@ pub enum LintCode {
     NoExamples,
     /// A `host_executable` names a program no rule is written for.
     UnusedHostExecutable,
-    /// A `network_rule` host is an address written in a form no connection names.
+    /// A `network_rule` host is an address written another way (`0x7f.1`).
     NetworkAddressForm,
+    /// A `network_rule` host is neither an address nor a DNS name: nothing can match it.
+    NetworkUnreachableHost,
     /// A `network_rule` host carries a port, which is not part of the match.
     NetworkPort,
 }
@@ -97,6 +100,7 @@ impl LintCode {
             Self::NoExamples => "no-examples",
             Self::UnusedHostExecutable => "unused-host-executable",
             Self::NetworkAddressForm => "network-address-form",
+            Self::NetworkUnreachableHost => "network-unreachable-host",
             Self::NetworkPort => "network-port",
         }
     }

@@ -1,11 +1,14 @@
 //! Network rules that cannot mean what they say.
 //!
 //! The gate (design "Network", issue 16) decides each connection by the host a program asks
-//! for, matched case-insensitively against the rule's host with port and trailing dot
-//! dropped, and refuses local and private addresses unless a rule names them. A client
-//! names an IPv4 address in its usual dotted form (`127.0.0.1`), so a rule that writes one
-//! as `0x7f.1`, `2130706433` or `::ffff:127.0.0.1` never matches, and the address stays
-//! refused. A port in a rule's host is dropped as in Codex, so the rule covers every port.
+//! for: compared with the rule's host in one canonical form (names lowercased without the
+//! trailing dot; IP literals, in any spelling a C resolver reads, as the address they are),
+//! protocol enforced, port not part of the match (as in Codex). Local and private addresses
+//! are refused unless a rule names them. So:
+//! - a host that is neither an address nor a DNS name the gate accepts can never match;
+//! - an address spelt `0x7f.1`, `2852039166` or `::ffff:10.0.0.1` matches the address it is,
+//!   which the spelling hides from a reader (`2852039166` is the cloud metadata service);
+//! - a port in the host (`example.com:8443`) restricts nothing.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -18,19 +21,37 @@ pub(super) fn network_findings(policy: &Policy) -> Vec<Finding> {
     let mut out = Vec::new();
     for (i, rule) in rules.iter().enumerate() {
         if let Some(usual) = usual_address_form(&rule.host) {
+            let kind = local_kind(&usual)
+                .map(|kind| {
+                    format!(" ({kind}: reachable through the gate only because a rule names it)")
+                })
+                .unwrap_or_default();
             out.push(Finding::new(
                 &rule.source,
                 LintCode::NetworkAddressForm,
                 format!(
-                    "host {} is the address {usual} written another way: programs name it {usual}, so this rule never matches a connection{}",
+                    "host {} is the address {usual}{kind}, written another way: the gate compares addresses, not spellings, so this rule is about {usual}",
                     quote(&rule.host),
-                    if is_local(&usual) {
-                        ", and the local address stays refused"
-                    } else {
-                        ""
-                    }
                 ),
-                format!("write host = {}", quote(&usual)),
+                format!(
+                    "write host = {} so a reader sees which address the rule opens",
+                    quote(&usual)
+                ),
+            ));
+        } else if !is_address(&rule.host) && !valid_dns_name(&rule.host) {
+            let fix = if rule.host.is_ascii() {
+                "write the host name the program connects to (labels of 1 to 63 letters, digits, `-` or `_`)"
+            } else {
+                "write the name in its ASCII form (punycode, `xn--...`), which is what programs ask for"
+            };
+            out.push(Finding::new(
+                &rule.source,
+                LintCode::NetworkUnreachableHost,
+                format!(
+                    "host {} is neither an address nor a DNS name the gate accepts, so no connection can ever match this rule",
+                    quote(&rule.host)
+                ),
+                fix.to_owned(),
             ));
         }
         if let Some(port) = rule.port {
@@ -134,24 +155,43 @@ fn parse_inet_aton(host: &str) -> Option<Ipv4Addr> {
     Some(Ipv4Addr::from(address | last))
 }
 
-/// Loopback, private, link-local, CGNAT, unspecified and unique-local addresses.
-fn is_local(usual: &str) -> bool {
+/// What kind of local or private address `usual` is, if it is one.
+fn local_kind(usual: &str) -> Option<&'static str> {
     if let Ok(v4) = usual.parse::<Ipv4Addr>() {
         let [a, b, ..] = v4.octets();
-        return v4.is_loopback()
-            || v4.is_private()
-            || v4.is_link_local()
-            || v4.is_unspecified()
-            || (a == 100 && (64..128).contains(&b));
+        return if v4.octets() == [169, 254, 169, 254] {
+            Some("the cloud metadata address")
+        } else if v4.is_loopback() {
+            Some("a loopback address")
+        } else if v4.is_private() || (a == 100 && (64..128).contains(&b)) {
+            Some("a private address")
+        } else if v4.is_link_local() {
+            Some("a link-local address")
+        } else if v4.is_unspecified() {
+            Some("the unspecified address")
+        } else {
+            None
+        };
     }
-    if let Ok(v6) = usual.parse::<Ipv6Addr>() {
-        let first = v6.segments()[0];
-        return v6.is_loopback()
-            || v6.is_unspecified()
-            || (first & 0xfe00) == 0xfc00
-            || (first & 0xffc0) == 0xfe80;
-    }
-    false
+    None
+}
+
+fn is_address(host: &str) -> bool {
+    host.parse::<Ipv6Addr>().is_ok() || parse_inet_aton(host).is_some()
+}
+
+/// A DNS name as the gate accepts one: lowercase ASCII letters, digits, `-` and `_` in
+/// dot-separated labels of 1 to 63, at most 253 in all (rule hosts are already lowercased
+/// and have no trailing dot).
+fn valid_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        })
 }
 
 #[cfg(test)]

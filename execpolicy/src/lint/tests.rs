@@ -355,9 +355,9 @@ prefix_rule(pattern = [["git", "tig"], "status"], decision = "allow", match = ["
 }
 
 #[test]
-fn addresses_written_another_way_never_match() {
+fn addresses_written_another_way_are_named_as_the_address_they_are() {
     let text = r#"
-network_rule(host = "0x7f.1", protocol = "http", decision = "allow")
+network_rule(host = "2852039166", protocol = "http", decision = "allow")
 network_rule(host = "::ffff:8.8.8.8", protocol = "https", decision = "allow")
 network_rule(host = "127.0.0.1", protocol = "http", decision = "allow")
 network_rule(host = "10.1.2.3", protocol = "http", decision = "allow")
@@ -365,8 +365,24 @@ network_rule(host = "10.1.2.3", protocol = "http", decision = "allow")
     assert_eq!(
         printed(text, LintCode::NetworkAddressForm),
         vec![
-            "t.rules:2:1: warning: host \"0x7f.1\" is the address 127.0.0.1 written another way: programs name it 127.0.0.1, so this rule never matches a connection, and the local address stays refused\n  fix: write host = \"127.0.0.1\"",
-            "t.rules:3:1: warning: host \"::ffff:8.8.8.8\" is the address 8.8.8.8 written another way: programs name it 8.8.8.8, so this rule never matches a connection\n  fix: write host = \"8.8.8.8\"",
+            "t.rules:2:1: warning: host \"2852039166\" is the address 169.254.169.254 (the cloud metadata address: reachable through the gate only because a rule names it), written another way: the gate compares addresses, not spellings, so this rule is about 169.254.169.254\n  fix: write host = \"169.254.169.254\" so a reader sees which address the rule opens",
+            "t.rules:3:1: warning: host \"::ffff:8.8.8.8\" is the address 8.8.8.8, written another way: the gate compares addresses, not spellings, so this rule is about 8.8.8.8\n  fix: write host = \"8.8.8.8\" so a reader sees which address the rule opens",
+        ]
+    );
+}
+
+#[test]
+fn a_host_no_connection_can_name_is_unreachable() {
+    let text = "network_rule(host = \"b\u{fc}cher.example\", protocol = \"https\", decision = \"allow\")\n\
+                network_rule(host = \"a..b\", protocol = \"https\", decision = \"allow\")\n\
+                network_rule(host = \"xn--bcher-kva.example\", protocol = \"https\", decision = \"allow\")\n\
+                network_rule(host = \"_svc.example\", protocol = \"https\", decision = \"allow\")\n\
+                network_rule(host = \"::1\", protocol = \"https\", decision = \"allow\")\n";
+    assert_eq!(
+        printed(text, LintCode::NetworkUnreachableHost),
+        vec![
+            "t.rules:1:1: warning: host \"b\\u00fccher.example\" is neither an address nor a DNS name the gate accepts, so no connection can ever match this rule\n  fix: write the name in its ASCII form (punycode, `xn--...`), which is what programs ask for",
+            "t.rules:2:1: warning: host \"a..b\" is neither an address nor a DNS name the gate accepts, so no connection can ever match this rule\n  fix: write the host name the program connects to (labels of 1 to 63 letters, digits, `-` or `_`)",
         ]
     );
 }
