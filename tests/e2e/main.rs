@@ -8,6 +8,7 @@ mod hooks;
 mod mcp;
 mod patched_shells;
 mod policy;
+mod policy_authoring;
 mod preload;
 mod run;
 mod support;

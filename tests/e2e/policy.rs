@@ -1,33 +1,10 @@
 //! End-to-end tests of `execgate policy check` and `execgate policy test`: the real binary,
 //! real rule files, exact output.
 
-use crate::support::bins::{self, repo_root};
+use crate::support::cli::{example_rules, execgate, run};
 use crate::support::dirs::Scratch;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn execgate() -> Command {
-    Command::new(bins::execgate())
-}
-
-fn example_rules() -> PathBuf {
-    repo_root().join("examples/basic.rules")
-}
-
-fn run(cmd: &mut Command) -> (i32, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().expect("execgate runs");
-    (
-        status.code().expect("exited normally"),
-        String::from_utf8(stdout).expect("utf-8 stdout"),
-        String::from_utf8(stderr).expect("utf-8 stderr"),
-    )
-}
 
 #[test]
 fn check_prints_codex_json_for_a_prompted_command() {

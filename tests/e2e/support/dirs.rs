@@ -83,6 +83,13 @@ impl Workspace {
         self.scratch.write(Path::new("work").join(rel), text)
     }
 
+    /// Writes `contents` to `rel` under `home` (creating its folders) with file mode
+    /// `mode`; returns the path.
+    pub fn home_file(&self, rel: &str, contents: &str, mode: u32) -> PathBuf {
+        self.scratch
+            .file(Path::new("home").join(rel), contents, mode)
+    }
+
     /// `execgate ARGS` in `work`, with `HOME` the workspace's and no `CODEX_HOME`.
     pub fn execgate(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(bins::execgate());

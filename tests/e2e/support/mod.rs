@@ -2,6 +2,7 @@
 //!
 //! - [`bins`]: where the programs under test are (`execgate`, the wrapper, the preload
 //!   shim, the patched shells), building the shim and the shells on first use.
+//! - [`cli`]: running execgate's one-shot `policy` commands and reading their output.
 //! - [`dirs`]: a scratch directory for fixtures; a workspace (project folder and empty home)
 //!   to run `execgate` in.
 //! - [`setups`]: the shell setups sessions run in, and `per_setup!`, which makes each setup
@@ -13,6 +14,7 @@
 //! - [`report`]: reading `execgate run --json` reports.
 
 pub mod bins;
+pub mod cli;
 pub mod dirs;
 pub mod policy;
 pub mod procs;

@@ -2,32 +2,12 @@
 //! `execgate policy lint` and `execgate policy suggest`, run as a user would, with exact
 //! output.
 
-mod common;
-
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-fn execgate() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_execgate"))
-}
-
-fn example_rules() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/basic.rules")
-}
-
-fn run(cmd: &mut Command) -> (i32, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().expect("execgate runs");
-    (
-        status.code().expect("exited normally"),
-        String::from_utf8(stdout).expect("utf-8 stdout"),
-        String::from_utf8(stderr).expect("utf-8 stderr"),
-    )
-}
+use crate::support::bins::repo_root;
+use crate::support::cli::{example_rules, execgate, run};
+use crate::support::dirs::{Scratch, Workspace};
+use crate::support::pty::without_terminal;
+use crate::support::report::{v, verdicts};
+use std::process::Command;
 
 #[test]
 fn explain_says_which_rules_matched_how_and_why_the_winner_won() {
@@ -100,8 +80,7 @@ fn json_without_explain_is_refused() {
 /// after `execgate`, split with shell quoting; the lines printed, each ending in a newline).
 /// Indentation of the block is removed.
 fn readme_transcript(command_start: &str) -> (Vec<String>, String) {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .expect("README.md");
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
     let mut lines = readme.lines();
     let mut indent = 0;
     let command = lines
@@ -129,24 +108,15 @@ fn readme_transcript(command_start: &str) -> (Vec<String>, String) {
 #[test]
 fn readme_explain_transcript_is_what_execgate_prints() {
     let (args, expected) = readme_transcript("policy check --explain");
-    let (code, stdout, stderr) = run(execgate()
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(&args));
+    let (code, stdout, stderr) = run(execgate().current_dir(repo_root()).args(&args));
     assert_eq!((code, stderr.as_str()), (0, ""));
     assert_eq!(stdout, expected);
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("write");
-    path
-}
-
 #[test]
 fn lint_reports_findings_with_a_fix_and_exits_1_on_errors() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rules = write(
-        dir.path(),
+    let dir = Scratch::new();
+    let rules = dir.write(
         "t.rules",
         "prefix_rule(pattern = [\"xargs\"], match = [\"xargs rm\"])\n\
          prefix_rule(pattern = [\"ls\"], decision = \"prompt\")\n",
@@ -171,9 +141,8 @@ fn lint_reports_findings_with_a_fix_and_exits_1_on_errors() {
 
 #[test]
 fn lint_exits_0_on_warnings_unless_told_to_deny_them() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rules = write(
-        dir.path(),
+    let dir = Scratch::new();
+    let rules = dir.write(
         "t.rules",
         "prefix_rule(pattern = [\"ls\"], decision = \"prompt\")\n",
     );
@@ -191,10 +160,8 @@ fn lint_exits_0_on_warnings_unless_told_to_deny_them() {
 
 #[test]
 fn lint_of_a_clean_file_says_so_and_exits_0() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rules = write(
-        dir.path(),
-        "t.rules",
+    let dir = Scratch::new();
+    let rules = dir.write("t.rules",
         "prefix_rule(pattern = [\"git\", \"push\"], decision = \"prompt\", match = [\"git push\"])\n",
     );
     let (code, stdout, _) = run(execgate()
@@ -206,9 +173,8 @@ fn lint_of_a_clean_file_says_so_and_exits_0() {
 
 #[test]
 fn lint_json_lists_each_finding() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rules = write(
-        dir.path(),
+    let dir = Scratch::new();
+    let rules = dir.write(
         "t.rules",
         "prefix_rule(pattern = [\"ls\"], decision = \"prompt\", match = [\"cat\"])\n",
     );
@@ -235,17 +201,11 @@ fn lint_json_lists_each_finding() {
 
 #[test]
 fn lint_looks_names_up_on_path_and_follows_links() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin).expect("mkdir");
-    let real = bin.join("realtool");
-    std::fs::write(&real, "#!/bin/sh\n").expect("write");
-    std::fs::set_permissions(&real, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    let dir = Scratch::new();
+    let real = dir.file("bin/realtool", "#!/bin/sh\n", 0o755);
+    let bin = dir.join("bin");
     std::os::unix::fs::symlink("realtool", bin.join("tool")).expect("symlink");
-    let rules = write(
-        dir.path(),
-        "t.rules",
+    let rules = dir.write("t.rules",
         "prefix_rule(pattern = [\"tool\", \"run\"], decision = \"forbidden\", match = [\"tool run\"])\n",
     );
     let (code, stdout, _) = run(execgate()
@@ -253,7 +213,6 @@ fn lint_looks_names_up_on_path_and_follows_links() {
         .args(["policy", "lint", "--rules"])
         .arg(&rules));
     assert_eq!(code, 0);
-    let bin = bin.canonicalize().expect("canonical");
     assert_eq!(
         stdout,
         format!(
@@ -261,16 +220,16 @@ fn lint_looks_names_up_on_path_and_follows_links() {
              fix: list both names in the first position (pattern = [[\"tool\", \"realtool\"], ...]) so running \"realtool\" directly is decided the same way\n\
              0 errors, 1 warning\n",
             rules.display(),
-            real = bin.join("realtool").display(),
-            link = dir.path().join("bin/tool").display(),
+            real = real.display(),
+            link = bin.join("tool").display(),
         )
     );
 }
 
 #[test]
 fn lint_of_an_unloadable_file_fails_with_one_located_line() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rules = write(dir.path(), "t.rules", "prefix_rule(pattern = [])\n");
+    let dir = Scratch::new();
+    let rules = dir.write("t.rules", "prefix_rule(pattern = [])\n");
     let (code, stdout, stderr) = run(execgate().args(["policy", "lint", "--rules"]).arg(&rules));
     assert_eq!((code, stdout.as_str()), (2, ""));
     assert!(
@@ -280,13 +239,13 @@ fn lint_of_an_unloadable_file_fails_with_one_located_line() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
-/// The recorded session in tests/data: a hook allowed `printenv HOME`, `sleep 0` twice,
+/// The recorded session in tests/e2e/data: a hook allowed `printenv HOME`, `sleep 0` twice,
 /// `seq 2`, `seq 1 3` and `/usr/bin/python3 -c pass`, and denied `rm -f gone`; nobody was
 /// there to answer for `du -s .` and `/usr/bin/printf %s $'\xff'`; `git status` ran in the
 /// sandbox (known safe).
-const RECORDED: &str = "tests/data/recorded-session.audit.jsonl";
+const RECORDED: &str = "tests/e2e/data/recorded-session.audit.jsonl";
 
-const LEARNED_FROM_RECORDED: &str = r#"# Suggested by `execgate policy suggest` from "tests/data/recorded-session.audit.jsonl":
+const LEARNED_FROM_RECORDED: &str = r#"# Suggested by `execgate policy suggest` from "tests/e2e/data/recorded-session.audit.jsonl":
 # 1 session, 9 commands and 0 connections decided by a person or a hook.
 # Review every rule before you use it: an "allow" rule runs its commands outside the
 # sandbox without asking, whatever arguments follow the pattern.
@@ -357,21 +316,19 @@ prefix_rule(
 #   ["python3.11"]: approved once by a hook; allowing it would let the sandbox out: outside the sandbox `python3.11` runs the code it is given (`-c`/`-e`, or a script file the sandbox can write) (see `execgate policy lint`)
 "#;
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 #[test]
 fn suggest_learns_exact_rules_from_a_recorded_session_that_pass_test_and_lint() {
-    let (code, stdout, stderr) =
-        run(execgate()
-            .current_dir(repo())
-            .args(["policy", "suggest", "--from-audit", RECORDED]));
+    let (code, stdout, stderr) = run(execgate().current_dir(repo_root()).args([
+        "policy",
+        "suggest",
+        "--from-audit",
+        RECORDED,
+    ]));
     assert_eq!((code, stderr.as_str()), (0, ""));
     assert_eq!(stdout, LEARNED_FROM_RECORDED);
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let learned = write(dir.path(), "learned.rules", &stdout);
+    let dir = Scratch::new();
+    let learned = dir.write("learned.rules", &stdout);
     let (code, stdout, stderr) = run(execgate().args(["policy", "test", "--rules"]).arg(&learned));
     assert_eq!((code, stderr.as_str()), (0, ""));
     assert!(stdout.ends_with("\n7 passed, 0 failed\n"), "{stdout}");
@@ -384,15 +341,14 @@ fn suggest_learns_exact_rules_from_a_recorded_session_that_pass_test_and_lint() 
 
 #[test]
 fn suggest_with_the_rules_in_force_skips_what_they_already_ask_for() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mine = write(
-        dir.path(),
+    let dir = Scratch::new();
+    let mine = dir.write(
         "mine.rules",
         "prefix_rule(pattern = [\"rm\"], decision = \"prompt\", match = [\"rm x\"])\n\
          prefix_rule(pattern = [\"seq\"], decision = \"forbidden\", match = [\"seq 1\"])\n",
     );
     let (code, stdout, stderr) = run(execgate()
-        .current_dir(repo())
+        .current_dir(repo_root())
         .args(["policy", "suggest", "--from-audit", RECORDED, "--rules"])
         .arg(&mine));
     assert_eq!((code, stderr.as_str()), (0, ""));
@@ -411,10 +367,10 @@ fn suggest_with_the_rules_in_force_skips_what_they_already_ask_for() {
 
 #[test]
 fn suggest_keeps_only_the_sessions_asked_for() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let recorded = std::fs::read_to_string(repo().join(RECORDED)).expect("fixture");
+    let dir = Scratch::new();
+    let recorded = std::fs::read_to_string(repo_root().join(RECORDED)).expect("fixture");
     let other = r#"{"session":"other","event":"decided","id":0,"program":"/usr/bin/nproc","argv":["nproc"],"cwd":"/","decision":"unmatched","verdict":"escalate","source":"user","rule":null,"justification":null,"exit_code":null,"duration_ms":0}"#;
-    let log = write(dir.path(), "audit.jsonl", &format!("{recorded}{other}\n"));
+    let log = dir.write("audit.jsonl", format!("{recorded}{other}\n"));
     let suggest = |extra: &[&str]| {
         run(execgate()
             .args(["policy", "suggest", "--from-audit"])
@@ -438,13 +394,9 @@ fn suggest_keeps_only_the_sessions_asked_for() {
 
 #[test]
 fn suggest_refuses_a_line_that_is_not_an_audit_record() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let recorded = std::fs::read_to_string(repo().join(RECORDED)).expect("fixture");
-    let log = write(
-        dir.path(),
-        "audit.jsonl",
-        &format!("{recorded}{{\"argv\": [\n"),
-    );
+    let dir = Scratch::new();
+    let recorded = std::fs::read_to_string(repo_root().join(RECORDED)).expect("fixture");
+    let log = dir.write("audit.jsonl", format!("{recorded}{{\"argv\": [\n"));
     let (code, stdout, stderr) = run(execgate()
         .args(["policy", "suggest", "--from-audit"])
         .arg(&log));
@@ -461,44 +413,31 @@ fn suggest_refuses_a_line_that_is_not_an_audit_record() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
-/// `execgate ARGS` as the README's workflow runs it: in `work`, with `home` as HOME (its
-/// user-layer hooks answer instead of a person), the test's shells, no terminal.
-fn session_command(work: &Path, home: &Path, args: &[String]) -> Command {
-    let zsh = common::shells::patched_zsh();
-    let mut cmd = execgate();
-    // What the user's shell does to `~/...`.
-    let args = args.iter().map(|arg| match arg.strip_prefix("~/") {
-        Some(rest) => home.join(rest).into_os_string(),
-        None => arg.into(),
-    });
-    cmd.args(args)
-        .current_dir(work)
-        .env("HOME", home)
-        .env("PATH", "/usr/bin:/bin")
-        .env("EXECGATE_SHELLS_DIR", zsh.parent().expect("shells dir"))
-        .env("EXECGATE_PRELOAD", common::preload::preload_shim())
-        .stdin(Stdio::null());
-    // SAFETY: setsid is async-signal-safe; no terminal means nobody can be asked.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
+/// `execgate ARGS` as the README's workflow runs it, in `env`: no terminal (the hooks in its
+/// home answer instead of a person), the system's `PATH`, and `~/` expanded to its home as
+/// the user's shell would.
+fn session_command(env: &Workspace, args: &[impl AsRef<str>]) -> Command {
+    let home = env.home.to_str().expect("UTF-8 home");
+    let args: Vec<String> = args
+        .iter()
+        .map(|arg| match arg.as_ref().strip_prefix("~/") {
+            Some(rest) => format!("{home}/{rest}"),
+            None => arg.as_ref().to_owned(),
+        })
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = env.execgate_session(&args);
+    cmd.env("PATH", "/usr/bin:/bin");
+    without_terminal(&mut cmd);
     cmd
 }
 
 #[test]
 fn readme_workflow_from_a_session_to_rules_works_as_written() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let work = dir.path().join("work");
-    let home = dir.path().join("home");
-    std::fs::create_dir_all(home.join(".config/execgate")).expect("mkdir");
-    std::fs::create_dir_all(&work).expect("mkdir");
+    let env = Workspace::new();
     // The hook stands in for the person at the prompts: it approves the commands the
     // README's script runs, except `rm`.
-    let guard = write(
-        &home,
+    let guard = env.home_file(
         "guard.sh",
         r#"#!/bin/sh
 input=$(cat)
@@ -508,24 +447,23 @@ case "$input" in
     printf '%s\n' '{"hookSpecificOutput":{"hookEventName":"PermissionRequest","decision":{"behavior":"allow"}}}' ;;
 esac
 "#,
+        0o755,
     );
-    std::fs::set_permissions(&guard, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
-    write(
-        &home.join(".config/execgate"),
-        "hooks.json",
+    let hooks = env.home_file(
+        ".config/execgate/hooks.json",
         &serde_json::json!({"hooks": {"PermissionRequest": [{"hooks": [
             {"type": "command", "command": guard.display().to_string()}
         ]}]}})
         .to_string(),
+        0o644,
     );
 
     // 1. The session.
     let (args, _) = readme_transcript("run --approval untrusted");
-    let out = session_command(&work, &home, &args).output().expect("runs");
+    let out = session_command(&env, &args).output().expect("runs");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        format!("{}\n1\n2\n3\n", home.display())
+        format!("{}\n1\n2\n3\n", env.home.display())
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
@@ -536,12 +474,12 @@ esac
     let (args, _) = readme_transcript("policy suggest");
     let (args, redirect) = args.split_at(args.len() - 2);
     assert_eq!(redirect, [">", "learned.rules"]);
-    let out = session_command(&work, &home, args).output().expect("runs");
+    let out = session_command(&env, args).output().expect("runs");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
-    std::fs::write(work.join("learned.rules"), &out.stdout).expect("write");
+    std::fs::write(env.work.join("learned.rules"), &out.stdout).expect("write");
     let learned = String::from_utf8(out.stdout)
         .expect("utf-8")
-        .replace(&home.display().to_string(), "/home/me");
+        .replace(&env.home.display().to_string(), "/home/me");
     assert_eq!(
         learned,
         readme_file_block("learned.rules"),
@@ -551,7 +489,7 @@ esac
     // 4. Lint and test, with the output the README shows.
     for start in ["policy lint", "policy test"] {
         let (args, expected) = readme_transcript(start);
-        let out = session_command(&work, &home, &args).output().expect("runs");
+        let out = session_command(&env, &args).output().expect("runs");
         assert_eq!(out.status.code(), Some(0), "{start}");
         let stdout = String::from_utf8(out.stdout).expect("utf-8");
         assert_eq!(stdout, expected, "{start}");
@@ -559,52 +497,36 @@ esac
 
     // 5. The next session, with the learned rules and no hooks, runs the approved commands
     // without asking (escalated by the rules) and still asks for `rm`.
-    std::fs::remove_file(home.join(".config/execgate/hooks.json")).expect("rm hooks");
+    std::fs::remove_file(hooks).expect("rm hooks");
     let out = session_command(
-        &work,
-        &home,
+        &env,
         &[
-            "run".into(),
-            "--approval".into(),
-            "untrusted".into(),
-            "--rules".into(),
-            "learned.rules".into(),
-            "--json".into(),
-            "printenv HOME; sleep 0; seq 3; rm -f build.log".into(),
+            "run",
+            "--approval",
+            "untrusted",
+            "--rules",
+            "learned.rules",
+            "--json",
+            "printenv HOME; sleep 0; seq 3; rm -f build.log",
         ],
     )
     .output()
     .expect("runs");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let verdicts: Vec<(String, String, String, String)> = report["execs"]
-        .as_array()
-        .expect("execs")
-        .iter()
-        .map(|e| {
-            let field = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
-            (
-                field("program"),
-                field("decision"),
-                field("verdict"),
-                field("source"),
-            )
-        })
-        .collect();
-    let row = |p: &str, d: &str, v: &str, s: &str| (p.into(), d.into(), v.into(), s.into());
     assert_eq!(
-        verdicts,
+        verdicts(&report),
         vec![
-            row("/usr/bin/printenv", "allow", "escalate", "policy"),
-            row("/usr/bin/sleep", "allow", "escalate", "policy"),
-            row("/usr/bin/seq", "allow", "escalate", "policy"),
-            row("/usr/bin/rm", "prompt", "deny", "user"),
+            v("printenv", "allow", "escalate", "policy"),
+            v("rm", "prompt", "deny", "user"),
+            v("seq", "allow", "escalate", "policy"),
+            v("sleep", "allow", "escalate", "policy"),
         ]
     );
 }
 
 /// The content of the README code block that follows a line ending in "`FILE`:".
 fn readme_file_block(file: &str) -> String {
-    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
     let marker = format!("`{file}`:");
     let after = readme
         .split_once(&marker)
@@ -629,21 +551,15 @@ fn readme_file_block(file: &str) -> String {
 #[test]
 fn sandboxed_code_cannot_write_the_audit_log_that_suggest_will_read() {
     // A forged "approved" record would become an allow rule nobody approved.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let work = dir.path().join("work");
-    let home = dir.path().join("home");
-    std::fs::create_dir_all(&work).expect("mkdir");
-    std::fs::create_dir_all(&home).expect("mkdir");
+    let env = Workspace::new();
     let forged = r#"{"session":"s","event":"decided","id":9,"program":"/usr/bin/socat","argv":["socat"],"cwd":"/","decision":"unmatched","verdict":"escalate","source":"user","rule":null,"justification":null,"exit_code":null,"duration_ms":0}"#;
     let script =
         format!("echo '{forged}' >> audit.jsonl || echo refused; /usr/bin/seq 1 >/dev/null");
-    let args: Vec<String> = ["run", "--audit-log", "audit.jsonl", &script]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-    let out = session_command(&work, &home, &args).output().expect("runs");
+    let out = session_command(&env, &["run", "--audit-log", "audit.jsonl", &script])
+        .output()
+        .expect("runs");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "refused\n");
-    let log = std::fs::read_to_string(work.join("audit.jsonl")).expect("audit log");
+    let log = std::fs::read_to_string(env.work.join("audit.jsonl")).expect("audit log");
     assert!(!log.contains("socat"), "{log}");
     assert_eq!(log.lines().count(), 1, "{log}");
 }
