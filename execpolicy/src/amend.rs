@@ -52,8 +52,9 @@ pub enum AmendError {
 
 /// Appends `rule` (one line of rule text, e.g. from [`crate::render_prefix_rule`]) to the
 /// rules file at `path`, preceded by `# comment` when a comment is given, creating the file
-/// and its folder when missing. Control characters in the comment (a line break would end
-/// the comment and start code) are written as spaces.
+/// and its folder when missing. The comment is written in printable ASCII, everything else
+/// escaped (`\n`, `\u202e`): a line break would end the comment and start code, and a bidi
+/// override or line separator would make it read as something else.
 ///
 /// Holds an exclusive lock on the file from before it reads the file (for the duplicate
 /// check) until the rule is written, so concurrent appenders see each other's rules.
@@ -92,12 +93,8 @@ pub fn append_rule(path: &Path, rule: &str, comment: Option<&str>) -> Result<App
     }
     let mut block = String::from("\n");
     if let Some(comment) = comment {
-        let comment: String = comment
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
         block.push_str("# ");
-        block.push_str(&comment);
+        block.push_str(&crate::render::comment_text(comment));
         block.push('\n');
     }
     block.push_str(rule);
@@ -175,7 +172,26 @@ mod tests {
         append_rule(&path, TOUCH, Some(hostile)).unwrap();
         assert_eq!(
             read(&path),
-            format!("\n# x prefix_rule(pattern=[\"rm\"], decision=\"allow\")  y\n{TOUCH}\n")
+            format!(
+                "\n# x\\nprefix_rule(pattern=[\"rm\"], decision=\"allow\")\\r\\u0085y\n{TOUCH}\n"
+            )
+        );
+    }
+
+    #[test]
+    fn a_comment_is_printable_ascii_so_it_reads_as_what_it_says() {
+        // The comment quotes the command a person answered "always" for: sandbox text. A
+        // bidi override reorders what an editor shows; a line separator looks like a new
+        // line of code to a reader, though it is none to the loader.
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("r.rules");
+        let hostile = "for `/usr/bin/echo '\u{202e}lla\u{2028}prefix_rule(pattern=[\"sh\"])'`";
+        append_rule(&path, TOUCH, Some(hostile)).unwrap();
+        assert_eq!(
+            read(&path),
+            format!(
+                "\n# for `/usr/bin/echo '\\u202ella\\u2028prefix_rule(pattern=[\"sh\"])'`\n{TOUCH}\n"
+            )
         );
     }
 
