@@ -92,9 +92,11 @@ fn observe(entries: &[AuditEntry], only: &[String], source: String) -> Observati
                 let Some(by) = decided_by(&network.source) else {
                     continue;
                 };
+                // The network gate's record words (`netgate::Outcome`); any other word
+                // is not an answer this reader can learn from.
                 let outcome = match network.verdict.as_str() {
+                    "connect" => Outcome::Approved(by),
                     "deny" => Outcome::Denied(by),
-                    "allow" | "connect" | "escalate" | "run" => Outcome::Approved(by),
                     _ => continue,
                 };
                 observations.connections.push(ObservedConnection {
@@ -117,5 +119,50 @@ fn decided_by(source: &str) -> Option<DecidedBy> {
         "user" => Some(DecidedBy::Person),
         "hook" => Some(DecidedBy::Hook),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::read::AuditNetwork;
+
+    fn connection(host: &str, verdict: &str, source: &str) -> AuditEntry {
+        AuditEntry::Network(AuditNetwork {
+            session: "s".into(),
+            host: host.into(),
+            port: Some(443),
+            protocol: "https".into(),
+            verdict: verdict.into(),
+            source: source.into(),
+        })
+    }
+
+    #[test]
+    fn connections_are_learned_from_the_gates_words_as_answered_by_people_and_hooks() {
+        let entries = [
+            connection("a.example", "connect", "user"),
+            connection("b.example", "deny", "hook"),
+            // Not the gate's words: nothing to learn, whoever is named.
+            connection("c.example", "allow", "user"),
+            connection("d.example", "escalate", "hook"),
+            // Settled by the rules or by the gate itself: nothing a person approved.
+            connection("e.example", "connect", "policy"),
+            connection("f.example", "deny", "gate"),
+        ];
+        let observed = observe(&entries, &[], "log".into());
+        let got: Vec<(&str, Outcome)> = observed
+            .connections
+            .iter()
+            .map(|c| (c.host.as_str(), c.outcome))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a.example", Outcome::Approved(DecidedBy::Person)),
+                ("b.example", Outcome::Denied(DecidedBy::Hook)),
+            ]
+        );
+        assert_eq!(observed.sessions, 1);
     }
 }

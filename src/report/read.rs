@@ -113,7 +113,7 @@ mod tests {
     #[test]
     fn exec_and_network_lines_read_back_field_by_field() {
         let exec = r#"{"session":"s1","event":"decided","id":3,"program":"/usr/bin/git","argv":["git","\ufffd"],"cwd":"/w","decision":"unmatched","verdict":"deny","source":"approval-mode","rule":null,"justification":"no","exit_code":126,"duration_ms":0,"raw":{"program":[47],"argv":[[103],[255]],"cwd":[47]}}"#;
-        let network = r#"{"session":"s1","host":"example.com","port":443,"protocol":"https","decision":"prompt","verdict":"allow","source":"user","rule":null,"exec_id":3,"bytes_up":0}"#;
+        let network = r#"{"session":"s1","host":"example.com","port":443,"protocol":"https","decision":"prompt","verdict":"connect","source":"user","rule":null,"exec_id":3,"bytes_up":0}"#;
         let text = format!("{exec}\n\n{network}\n");
         let entries = read_audit_log(text.as_bytes(), "a.jsonl").unwrap();
         assert_eq!(
@@ -137,7 +137,7 @@ mod tests {
                     host: "example.com".into(),
                     port: Some(443),
                     protocol: "https".into(),
-                    verdict: "allow".into(),
+                    verdict: "connect".into(),
                     source: "user".into(),
                 }),
             ]
