@@ -11,7 +11,7 @@ use crate::approver::{ApprovalRequest, Approver, BoxFuture, Choice, Unavailable}
 use crate::guard::EscalationGuard;
 use crate::hooks::PermissionHooks;
 use crate::{ApprovalMode, Note, Pipeline, SessionApprovals, Source};
-use execgate_escalate_server::{ExecContext, ExecRequest, Ruling, Verdict};
+use execgate_escalate_server::{CwdDir, ExecContext, ExecRequest, Ruling, Verdict};
 use execgate_execpolicy::{Decision, Policy, PolicyLoader};
 use execgate_hooks::{HookDecision, PermissionMode, PermissionOutcome, PermissionRequest};
 use std::path::{Path, PathBuf};
@@ -132,6 +132,8 @@ fn exec(program: &str, argv: &[&str]) -> ExecContext {
             env: Vec::new(),
         }),
         program: PathBuf::from(program),
+        invoked: None,
+        cwd: Arc::new(CwdDir::new(b"/work".to_vec())),
     }
 }
 

@@ -30,6 +30,12 @@ pub enum ExecEvent<N = ()> {
         id: u64,
         /// Its pid (also its process group id).
         pid: i32,
+        /// Names of the request's environment variables that it was not given (not on the
+        /// allow-list, or with a value that failed its check) although they differ from the
+        /// session's, in request order, as raw bytes: why `FOO=1 make` ran without `FOO`.
+        /// The session's plumbing and the variables shells keep for themselves (`_`,
+        /// `SHLVL`, `OLDPWD`, `PWD`) are not listed.
+        env_dropped: Vec<Vec<u8>>,
     },
     /// An escalated process could not be started.
     SpawnFailed {

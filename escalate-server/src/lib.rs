@@ -23,6 +23,7 @@
 
 mod env;
 mod event;
+mod invoked;
 mod policy;
 #[cfg(target_os = "linux")]
 mod serve;
@@ -36,9 +37,9 @@ mod stream;
 /// The attribute to implement [`EscalationPolicy`] with an `async fn` (re-exported, so
 /// implementors need no dependency of their own).
 pub use async_trait::async_trait;
-pub use env::{is_injection_var, INJECTION_VARS, INJECTION_VAR_PREFIXES};
+pub use env::PassEnvError;
 pub use event::ExecEvent;
 pub use execgate_protocol::{ExecRequest, ExitStatus, Verdict};
-pub use policy::{EscalationPolicy, ExecContext, Ruling};
+pub use policy::{CwdDir, EscalationPolicy, ExecContext, Ruling, WritablePaths};
 #[cfg(target_os = "linux")]
 pub use session::{DirectLauncher, Interception, Launcher, Session, SessionBuilder, SessionError};

@@ -7,8 +7,12 @@
 
 use async_trait::async_trait;
 use execgate_protocol::{ExecRequest, Verdict};
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 /// Decides every exec of a session.
 ///
@@ -76,6 +80,92 @@ pub struct ExecContext {
     /// server cannot open the program (e.g. it exists only inside the sandbox), this is the
     /// request's path as sent, and an escalation of it fails.
     pub program: PathBuf,
+    /// The name the program was invoked by: the request's absolute path before symlinks are
+    /// resolved (the `PATH` result, e.g. `/usr/bin/python3` for `python3.11`), given only
+    /// when sandboxed code cannot have chosen what it names: it is a clean absolute path,
+    /// no directory its resolution reads and not the file itself is sandbox-writable (see
+    /// [`WritablePaths`]), and it resolves to [`ExecContext::program`]. `None` otherwise,
+    /// and always when the session was given no [`WritablePaths`]. An escalated process
+    /// gets this path as its `argv[0]` when it is set, else [`ExecContext::program`]:
+    /// never the sandbox's own `argv[0]`.
+    pub invoked: Option<PathBuf>,
+    /// The request's working directory, opened once: what a policy inspects (with
+    /// `openat`, from [`CwdDir::fd`]) is the directory an escalated process runs in, even
+    /// if the folder is renamed and re-created after the check.
+    pub cwd: Arc<CwdDir>,
+}
+
+/// Tells which paths sandboxed code can write; the sandbox knows. The server trusts the
+/// name a program was invoked by ([`ExecContext::invoked`]) only when nothing on its way
+/// to the program is writable by the sandbox.
+pub trait WritablePaths: Send + Sync + 'static {
+    /// True when sandboxed code could create, replace or change what `path` (canonical,
+    /// symlinks resolved) names, or the entries of the directory `path`.
+    fn is_writable(&self, path: &Path) -> bool;
+}
+
+impl<F> WritablePaths for F
+where
+    F: Fn(&Path) -> bool + Send + Sync + 'static,
+{
+    fn is_writable(&self, path: &Path) -> bool {
+        self(path)
+    }
+}
+
+/// A request's working directory, opened on first use (`O_PATH | O_DIRECTORY`, symlinks
+/// followed, as `chdir` would) and then fixed for the exec: the policy's checks and the
+/// escalated process's `fchdir` use the same open directory.
+#[derive(Debug)]
+pub struct CwdDir {
+    path: Vec<u8>,
+    opened: OnceLock<Result<OwnedFd, i32>>,
+}
+
+impl CwdDir {
+    /// The directory named by `path` (raw bytes, as the request sent it), not opened yet.
+    pub fn new(path: Vec<u8>) -> Self {
+        Self {
+            path,
+            opened: OnceLock::new(),
+        }
+    }
+
+    /// The path as the request sent it.
+    pub fn path(&self) -> &Path {
+        Path::new(OsStr::from_bytes(&self.path))
+    }
+
+    /// The open directory: opened on the first call, the same fd on every later one. A
+    /// relative path is refused (`EINVAL`): the server's own working directory means
+    /// nothing to the sandbox.
+    pub fn fd(&self) -> io::Result<BorrowedFd<'_>> {
+        match self.opened.get_or_init(|| open_dir(&self.path)) {
+            Ok(fd) => Ok(fd.as_fd()),
+            Err(errno) => Err(io::Error::from_raw_os_error(*errno)),
+        }
+    }
+}
+
+fn open_dir(path: &[u8]) -> Result<OwnedFd, i32> {
+    if !path.starts_with(b"/") {
+        return Err(libc::EINVAL);
+    }
+    let c_path = std::ffi::CString::new(path).map_err(|_| libc::EINVAL)?;
+    // SAFETY: open with a valid C string; the result is a new fd we own.
+    let raw = unsafe {
+        libc::open(
+            c_path.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO));
+    }
+    // SAFETY: `raw` is a fresh fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
 /// State shared by a session and its server tasks.

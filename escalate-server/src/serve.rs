@@ -10,9 +10,10 @@
 //! conversation to the session's Tokio runtime as a task of its own, so a slow exec never
 //! holds up the others.
 
+use crate::env::EnvPolicy;
 use crate::event::ExecEvent;
-use crate::policy::{kill_group, EscalationPolicy, ExecContext, Ruling, Shared};
-use crate::spawn::{self, errno_text, OpenedProgram};
+use crate::policy::{kill_group, CwdDir, EscalationPolicy, ExecContext, Ruling, Shared};
+use crate::spawn::{self, errno_text, OpenedProgram, SpawnError};
 use crate::stream::{recv_with_fds, Stream, StreamError};
 use execgate_protocol::{
     parse_handshake, ClientMessage, ExecRequest, ExitStatus, ServerMessage, Verdict, HANDSHAKE_LEN,
@@ -37,6 +38,8 @@ pub(crate) struct Server<N> {
     pub(crate) next_id: AtomicU64,
     /// Opens programs and starts escalated ones.
     pub(crate) spawner: spawn::Spawner,
+    /// What escalated processes' environments are built from.
+    pub(crate) env: EnvPolicy,
 }
 
 impl<N> Server<N> {
@@ -234,14 +237,17 @@ async fn converse<N: Send + 'static>(
     let id = server.next_id.fetch_add(1, Ordering::Relaxed);
     let request = Arc::new(request);
     let opened = server.spawner.open_program(&request);
-    let program = match &opened {
-        Ok(opened) => opened.canonical.clone(),
-        Err(_) => spawn::request_path(&request),
+    let (program, invoked) = match &opened {
+        Ok(opened) => (opened.canonical.clone(), opened.invoked.clone()),
+        Err(_) => (spawn::request_path(&request), None),
     };
+    let cwd = Arc::new(CwdDir::new(request.cwd.clone()));
     let ctx = ExecContext {
         id,
         request: Arc::clone(&request),
         program: program.clone(),
+        invoked,
+        cwd: Arc::clone(&cwd),
     };
     let Ruling {
         mut verdict,
@@ -280,7 +286,7 @@ async fn converse<N: Send + 'static>(
     }
     // Starting the process blocks its thread until the exec: never the acceptor's.
     OffTheAcceptor { polled: false }.await;
-    escalate(stream, server, id, &request, opened).await
+    escalate(stream, server, id, &request, &cwd, opened).await
 }
 
 /// Completes at once on a runtime task; on the acceptor thread (outside any task) it is
@@ -312,6 +318,7 @@ async fn escalate<N: Send + 'static>(
     server: &Server<N>,
     id: u64,
     request: &ExecRequest,
+    cwd: &CwdDir,
     opened: io::Result<OpenedProgram>,
 ) -> Result<(), StreamError> {
     let mut fds = Vec::new();
@@ -325,12 +332,25 @@ async fn escalate<N: Send + 'static>(
     if sorted.windows(2).any(|w| w[0] == w[1]) {
         return Err(protocol("duplicate fd target"));
     }
-    let started = match opened {
-        Ok(program) => server.spawner.spawn(request, &program, &fds, &targets),
-        Err(err) => Err(spawn::SpawnError {
+    let mut env_dropped = Vec::new();
+    let started = match (opened, cwd.fd()) {
+        (Ok(program), Ok(cwd)) => {
+            // The directory's path now, not the request's: it may have been renamed.
+            let pwd = server.spawner.pwd_entry(cwd);
+            let env = server.env.build(&request.env, pwd.as_deref());
+            env_dropped = env.dropped;
+            server
+                .spawner
+                .spawn(request, &program, cwd, &env.entries, &fds, &targets)
+        }
+        (Err(err), _) => Err(SpawnError {
             errno: err.raw_os_error().unwrap_or(0),
             message: errno_text(&err),
         }),
+        (_, Err(err)) => Err(SpawnError::new(
+            "cannot change to the working directory",
+            err,
+        )),
     };
     // The child holds its own copies now.
     drop(fds);
@@ -354,7 +374,11 @@ async fn escalate<N: Send + 'static>(
     if !server.shared.add_escalated(pid) {
         kill_group(pid, libc::SIGKILL);
     }
-    server.emit(ExecEvent::Started { id, pid });
+    server.emit(ExecEvent::Started {
+        id,
+        pid,
+        env_dropped,
+    });
     let mut client_gone = stream
         .write_all(&ServerMessage::Started { pid }.to_frame())
         .await

@@ -1,7 +1,9 @@
 //! A session: the intercepted shell, its socket, and the server task that answers it.
 
+use crate::env::{EnvPolicy, PassEnvError};
 use crate::event::ExecEvent;
-use crate::policy::{EscalationPolicy, Shared};
+use crate::invoked::InvokedNames;
+use crate::policy::{EscalationPolicy, Shared, WritablePaths};
 use crate::serve::{Acceptor, Server};
 use execgate_protocol::{LEGACY_WRAPPER_ENV, SOCKET_ENV, WRAPPER_ENV};
 use std::collections::BTreeMap;
@@ -67,6 +69,9 @@ pub enum SessionError {
     /// The session's socket could not be set up.
     #[error("cannot create the session socket: {0}")]
     Socket(#[source] io::Error),
+    /// A name given to [`SessionBuilder::pass_env`] cannot be passed.
+    #[error("{0}")]
+    PassEnv(#[from] PassEnvError),
     /// The shell could not be started.
     #[error("cannot start the shell {shell}: {source}")]
     Spawn {
@@ -91,17 +96,26 @@ pub struct SessionBuilder<N = ()> {
     stdout: Option<Stdio>,
     stderr: Option<Stdio>,
     events: Option<UnboundedSender<ExecEvent<N>>>,
+    escalation_env: Vec<(OsString, OsString)>,
+    pass_env: Vec<OsString>,
+    writable: Option<Arc<dyn WritablePaths>>,
 }
 
 impl<N: Send + 'static> SessionBuilder<N> {
     /// A session running `shell` with `interception`; it starts with this process's
-    /// environment and working directory, inherited stdio and no arguments.
+    /// environment and working directory, inherited stdio and no arguments. This process's
+    /// environment, as it is now, is also the session's own environment, which escalated
+    /// commands start from (see [`SessionBuilder::escalation_env`]).
     pub fn new(shell: impl Into<PathBuf>, interception: Interception) -> Self {
+        let env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
         Self {
             shell: shell.into(),
             args: Vec::new(),
             cwd: None,
-            env: std::env::vars_os().collect(),
+            env: env.iter().cloned().collect(),
+            escalation_env: env,
+            pass_env: Vec::new(),
+            writable: None,
             interception,
             launcher: Arc::new(DirectLauncher),
             stdin: None,
@@ -187,6 +201,42 @@ impl<N: Send + 'static> SessionBuilder<N> {
         self
     }
 
+    /// The session's own environment, captured outside the sandbox: every escalated
+    /// command starts from it (plus `PWD`, the allowed presentation variables of its
+    /// request such as `TERM`, and the names given to [`SessionBuilder::pass_env`]),
+    /// never from the environment the sandbox sends. Default: this process's environment
+    /// when the builder was created. The shell's own environment ([`SessionBuilder::env`])
+    /// is separate. The session's plumbing variables are removed from it.
+    pub fn escalation_env<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<OsString>,
+        V: Into<OsString>,
+    {
+        self.escalation_env = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        self
+    }
+
+    /// Lets escalated commands keep the request's value of variable `name` (byte-exact),
+    /// e.g. `FOO` for `FOO=1 make`. The session's plumbing, `LD_PRELOAD`, `PWD` and
+    /// `TERMINFO*` are refused when the session starts ([`SessionError::PassEnv`]).
+    pub fn pass_env(mut self, name: impl Into<OsString>) -> Self {
+        self.pass_env.push(name.into());
+        self
+    }
+
+    /// Tells the server which paths sandboxed code can write, so it can trust the name a
+    /// program was invoked by ([`crate::ExecContext::invoked`]). Without it every path
+    /// counts as writable: no invoked name is trusted, and escalated programs get their
+    /// resolved path as `argv[0]`.
+    pub fn writable_paths(mut self, writable: Arc<dyn WritablePaths>) -> Self {
+        self.writable = Some(writable);
+        self
+    }
+
     /// The environment the shell gets: the builder's, plus the session's variables.
     fn shell_env(&self, socket_fd: i32) -> BTreeMap<OsString, OsString> {
         let mut env = self.env.clone();
@@ -217,6 +267,7 @@ impl<N: Send + 'static> SessionBuilder<N> {
     ) -> Result<Session, SessionError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| SessionError::NoRuntime)?;
         let _enter = runtime.enter();
+        let env = EnvPolicy::new(self.escalation_env.iter().cloned(), &self.pass_env)?;
         let (server_end, shell_end) = datagram_pair().map_err(SessionError::Socket)?;
         let shell_fd = shell_end.as_raw_fd();
         let target_fd = shell_socket_fd().unwrap_or(shell_fd);
@@ -256,7 +307,8 @@ impl<N: Send + 'static> SessionBuilder<N> {
             shared: Arc::clone(&shared),
             events: self.events,
             next_id: AtomicU64::new(0),
-            spawner: crate::spawn::Spawner::new(),
+            spawner: crate::spawn::Spawner::new(InvokedNames::new(self.writable.clone())),
+            env,
         });
         let acceptor =
             Acceptor::start(server_end, server, runtime.clone()).map_err(SessionError::Socket)?;

@@ -12,23 +12,28 @@
 //! reopens the path, so a script replaced between that check and the interpreter's open
 //! could run instead: put scripts you escalate where the sandbox cannot write.
 //!
+//! `argv[0]` is the path that was judged: the invoked path when the server trusts it
+//! ([`crate::ExecContext::invoked`]), else the resolved one. Never the sandbox's own
+//! `argv[0]`: multi-call programs (git, busybox) pick what to do by that name, so the
+//! sandbox could otherwise run a different command than the one the rules allowed.
+//!
 //! # The child
 //! Cloned by hand, vfork-style (`CLONE_VM | CLONE_VFORK`: no copy of the server's page
 //! tables, and the outcome of the exec is known when the clone returns; see
 //! [`Child::start`]). No `std::process::Command`: its internal error pipe could collide
 //! with the client's fd numbers. The child only makes async-signal-safe calls: default
-//! signal dispositions, new process group, an empty mask, `chdir` to the request's cwd,
-//! the client's fds moved onto their targets with every other fd close-on-exec, and the
-//! environment of the request minus [`crate::is_injection_var`] entries. A program without
-//! `#!` that the kernel refuses (`ENOEXEC`) is run with `/bin/sh`, as shells do. A failing
-//! step is reported with its errno; a child that dies before exec (a fault) shows up as a
-//! started process that died by a signal.
+//! signal dispositions, new process group, an empty mask, `fchdir` to the request's cwd as
+//! opened for the policy ([`crate::CwdDir`]), the client's fds moved onto their targets
+//! with every other fd close-on-exec, and the environment built by [`crate::env`]. A
+//! program without `#!` that the kernel refuses (`ENOEXEC`) is run with `/bin/sh`, as
+//! shells do. A failing step is reported with its errno; a child that dies before exec (a
+//! fault) shows up as a started process that died by a signal.
 
-use crate::env::is_injection_var;
+use crate::invoked::InvokedNames;
 use execgate_protocol::{ExecRequest, ExitStatus};
 use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -40,6 +45,16 @@ pub(crate) struct OpenedProgram {
     fd: OwnedFd,
     /// Its path with symlinks resolved.
     pub(crate) canonical: PathBuf,
+    /// The request's path, when the server trusts it as the name the program was invoked
+    /// by (see [`crate::ExecContext::invoked`]).
+    pub(crate) invoked: Option<PathBuf>,
+}
+
+impl OpenedProgram {
+    /// The escalated process's `argv[0]`: the path that was judged.
+    fn argv0(&self) -> &Path {
+        self.invoked.as_deref().unwrap_or(&self.canonical)
+    }
 }
 
 /// The request's program path, joined to its cwd when relative.
@@ -147,20 +162,21 @@ impl FdName {
 /// and the stacks children start on (kept for reuse: mapping and unmapping one for every
 /// spawn costs system calls and, in a multi-threaded server, a TLB shootdown on every CPU
 /// running one of its threads).
-#[derive(Debug)]
 pub(crate) struct Spawner {
     fd_dir: FdDir,
     stacks: Mutex<Vec<ChildStack>>,
+    invoked: InvokedNames,
 }
 
 impl Spawner {
     /// Most stacks kept for reuse: one per spawn that may run at the same time.
     const KEPT_STACKS: usize = 8;
 
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(invoked: InvokedNames) -> Self {
         Self {
             fd_dir: FdDir::open(),
             stacks: Mutex::new(Vec::new()),
+            invoked,
         }
     }
 
@@ -180,14 +196,35 @@ impl Spawner {
             .fd_dir
             .path_of(raw)
             .or_else(|_| std::fs::canonicalize(&path))?;
-        Ok(OpenedProgram { fd, canonical })
+        let invoked = self.invoked.trusted(&req.program, &canonical);
+        Ok(OpenedProgram {
+            fd,
+            canonical,
+            invoked,
+        })
     }
 
-    /// Starts `program` for `req` with `fds[i]` on fd number `targets[i]`.
+    /// The `PWD=...` entry for the open directory `cwd`: the path it has now, when it has
+    /// one (not deleted, absolute).
+    pub(crate) fn pwd_entry(&self, cwd: BorrowedFd<'_>) -> Option<Vec<u8>> {
+        let path = self.fd_dir.path_of(cwd.as_raw_fd()).ok()?;
+        let path = path.as_os_str().as_bytes();
+        if !path.starts_with(b"/") || path.ends_with(b" (deleted)") {
+            return None;
+        }
+        let mut entry = b"PWD=".to_vec();
+        entry.extend_from_slice(path);
+        Some(entry)
+    }
+
+    /// Starts `program` for `req` in the open directory `cwd`, with environment `env` and
+    /// `fds[i]` on fd number `targets[i]`.
     pub(crate) fn spawn(
         &self,
         req: &ExecRequest,
         program: &OpenedProgram,
+        cwd: BorrowedFd<'_>,
+        env: &[&[u8]],
         fds: &[OwnedFd],
         targets: &[i32],
     ) -> Result<EscalatedChild, SpawnError> {
@@ -211,7 +248,7 @@ impl Spawner {
                 });
             }
         }
-        let child = Child::prepare(req, program, fds, targets, script)?;
+        let child = Child::prepare(req, program, cwd, env, fds, targets, script)?;
         let stack = match self.lock_stacks().pop() {
             Some(stack) => stack,
             None => ChildStack::new().map_err(|e| SpawnError::new("child stack", e))?,
@@ -316,7 +353,8 @@ pub(crate) struct SpawnError {
 }
 
 impl SpawnError {
-    fn new(step: &str, err: io::Error) -> Self {
+    /// The failure of `step`, with the errno and text of `err`.
+    pub(crate) fn new(step: &str, err: io::Error) -> Self {
         let errno = err.raw_os_error().unwrap_or(0);
         Self {
             errno,
@@ -347,7 +385,8 @@ struct Child {
     #[allow(dead_code)]
     strings: Vec<u8>,
     path: *const libc::c_char,
-    cwd: *const libc::c_char,
+    /// The working directory, open (`fchdir`).
+    cwd: RawFd,
     argv_ptrs: Vec<*const libc::c_char>,
     env_ptrs: Vec<*const libc::c_char>,
     sh_ptrs: Vec<*const libc::c_char>,
@@ -496,31 +535,30 @@ impl Child {
     fn prepare(
         req: &ExecRequest,
         program: &OpenedProgram,
+        cwd: BorrowedFd<'_>,
+        env: &[&[u8]],
         fds: &[OwnedFd],
         targets: &[i32],
         script: bool,
     ) -> Result<Self, SpawnError> {
         let path = program.canonical.as_os_str().as_bytes();
-        let env: Vec<&[u8]> = req
-            .env
-            .iter()
-            .map(Vec::as_slice)
-            .filter(|e| !is_injection_var(e))
-            .collect();
+        let argv0 = program.argv0().as_os_str().as_bytes();
+        // argv[0] is the judged path, also when the request sent no argv at all.
+        let args = req.argv.get(1..).unwrap_or_default();
         let size = path.len()
-            + req.cwd.len()
-            + req.argv.iter().chain(&req.env).map(Vec::len).sum::<usize>()
-            + req.argv.len()
+            + argv0.len()
+            + args.iter().map(Vec::len).sum::<usize>()
+            + env.iter().map(|e| e.len()).sum::<usize>()
+            + args.len()
             + env.len()
-            + 2;
+            + 3;
         let mut strings = Strings(Vec::with_capacity(size));
         let path = strings.push(path, "program path")?;
-        let cwd = strings.push(&req.cwd, "cwd")?;
-        let argv = req
-            .argv
-            .iter()
-            .map(|a| strings.push(a, "argv"))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut argv = Vec::with_capacity(args.len() + 1);
+        argv.push(strings.push(argv0, "argv")?);
+        for arg in args {
+            argv.push(strings.push(arg, "argv")?);
+        }
         let env = env
             .iter()
             .map(|e| strings.push(e, "environment"))
@@ -540,7 +578,7 @@ impl Child {
         sh_ptrs.extend([c"/bin/sh".as_ptr(), at(path)]);
         sh_ptrs.extend(argv.iter().skip(1).map(|&o| at(o)));
         sh_ptrs.push(std::ptr::null());
-        let (path, cwd) = (at(path), at(cwd));
+        let path = at(path);
         let pairs: Vec<(RawFd, RawFd)> = fds
             .iter()
             .map(AsRawFd::as_raw_fd)
@@ -566,7 +604,7 @@ impl Child {
         Ok(Self {
             strings,
             path,
-            cwd,
+            cwd: cwd.as_raw_fd(),
             argv_ptrs,
             env_ptrs,
             sh_ptrs,
@@ -661,7 +699,7 @@ impl Child {
         }
         libc::setpgid(0, 0);
         set_thread_sigmask(0);
-        if libc::chdir(self.cwd) != 0 {
+        if libc::fchdir(self.cwd) != 0 {
             self.fail(STEP_CHDIR, errno());
         }
         // Move every source (and the program fd) above all targets, so no dup2 below can
@@ -809,9 +847,14 @@ mod tests {
         fds: Vec<OwnedFd>,
         targets: Vec<i32>,
     ) -> Result<(i32, ExitStatus), SpawnError> {
-        let spawner = Spawner::new();
+        let spawner = Spawner::new(InvokedNames::new(None));
         let opened = spawner.open_program(&req).expect("open the program");
-        let mut child = spawner.spawn(&req, &opened, &fds, &targets)?;
+        let cwd = crate::policy::CwdDir::new(req.cwd.clone());
+        let cwd = cwd
+            .fd()
+            .map_err(|e| SpawnError::new("cannot change to the working directory", e))?;
+        let env: Vec<&[u8]> = req.env.iter().map(Vec::as_slice).collect();
+        let mut child = spawner.spawn(&req, &opened, cwd, &env, &fds, &targets)?;
         drop(fds);
         let status = child.wait().await.expect("wait");
         Ok((child.pid(), status))
@@ -882,6 +925,25 @@ mod tests {
         let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
         let pgrp: i32 = after_comm.split(' ').nth(2).unwrap().parse().unwrap();
         assert_eq!(pgrp, pid, "{stat}");
+    }
+
+    #[tokio::test]
+    async fn argv0_is_the_judged_path_never_the_requests() {
+        let (r, w) = pipe();
+        let req = request("/bin/cat", &["git-difftool", "/proc/self/cmdline"], "/");
+        let (_, status) = run(req, vec![w], vec![1]).await.unwrap();
+        assert_eq!(status, ExitStatus::Code(0));
+        let resolved = std::fs::canonicalize("/bin/cat").unwrap();
+        assert_eq!(
+            read_all(r),
+            format!("{}\0/proc/self/cmdline\0", resolved.display())
+        );
+        // A request without argv still gives the program its argv[0].
+        let (r, w) = pipe();
+        let req = request("/usr/bin/env", &[], "/");
+        let (_, status) = run(req, vec![w], vec![1]).await.unwrap();
+        assert_eq!(status, ExitStatus::Code(0));
+        assert_eq!(read_all(r), "PATH=/usr/bin:/bin\n");
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use crate::support::procs::{
     children_running, in_isolated_child, open_fd_count, process_state, rerun_current_test,
     run_isolated, zombie_children,
 };
-use crate::support::session::{run, runtime, start, Outcome};
+use crate::support::session::{run, run_configured, runtime, start, Outcome};
 use crate::support::setups::{per_setup, ShellSetup};
 use execgate_escalate_server::{ExecEvent, ExitStatus, Verdict};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -344,11 +344,12 @@ fn argv_and_env_bytes_round_trip_exactly(setup: &ShellSetup) {
     script.extend_from_slice(format!("'{big}'\n").as_bytes());
     script.extend_from_slice(b"X=$(printf 'v\\377al') /usr/bin/env\n");
     let policy = Arc::new(TestPolicy::escalating(&["printf", "env"]));
-    let out = run(
+    let out = run_configured(
         setup,
         dir.path(),
         std::ffi::OsString::from_vec(script),
         policy.clone(),
+        &|session| session.pass_env("X"),
     );
     let expected_args: Vec<Vec<u8>> = vec![
         b"a\nb".to_vec(),
@@ -379,28 +380,69 @@ fn argv_and_env_bytes_round_trip_exactly(setup: &ShellSetup) {
     assert_eq!(printf.request.env_var(b"X"), Some(&b"v\xffal"[..]));
 }
 
-fn escalated_env_drops_injection_variables(setup: &ShellSetup) {
+fn escalated_env_is_the_sessions_plus_allowed_request_variables(setup: &ShellSetup) {
     let dir = Scratch::new();
-    let script = "LD_LIBRARY_PATH=/nowhere BASH_ENV=/x PYTHONPATH=/p KEEP=yes /usr/bin/env\n";
-    let out = run(
+    let script = "LD_LIBRARY_PATH=/nowhere BASH_ENV=/x PYTHONPATH=/p HOME=/evil \
+                  TERM=vt100 LANG=/evil/locale KEEP=yes DROP=me /usr/bin/env\n";
+    let vars = [
+        ("HOME", "/home/session"),
+        ("PATH", "/usr/bin:/bin"),
+        ("LANG", "C"),
+        ("LOGNAME", "tester"),
+    ];
+    let out = run_configured(
         setup,
         dir.path(),
         script,
         Arc::new(TestPolicy::escalating(&["env"])),
+        &|session| {
+            // The shell starts with the same environment, so only what the script changed
+            // differs.
+            vars.iter()
+                .fold(session.env_clear(), |s, (k, v)| s.env(k, v))
+                .escalation_env(vars.into_iter().chain([("EXECGATE_SOCKET", "7")]))
+                .pass_env("KEEP")
+        },
     );
-    let env = out.stdout();
-    assert!(env.lines().any(|l| l == "KEEP=yes"), "{out}");
-    for name in [
-        "LD_LIBRARY_PATH=",
-        "LD_PRELOAD=",
-        "BASH_ENV=",
-        "PYTHONPATH=",
-        "EXECGATE_SOCKET=",
-        "EXEC_WRAPPER=",
-        "BASH_EXEC_WRAPPER=",
-    ] {
-        assert!(!env.lines().any(|l| l.starts_with(name)), "{name} in {out}");
-    }
+    let mut env: Vec<String> = out.stdout().lines().map(String::from).collect();
+    env.sort();
+    assert_eq!(
+        env,
+        [
+            "HOME=/home/session".to_string(),
+            "KEEP=yes".into(),
+            "LANG=C".into(),
+            "LOGNAME=tester".into(),
+            "PATH=/usr/bin:/bin".into(),
+            format!("PWD={}", dir.path().display()),
+            "TERM=vt100".into(),
+        ],
+        "{out}"
+    );
+    let mut dropped: Vec<String> = out
+        .events
+        .iter()
+        .find_map(|e| match e {
+            ExecEvent::Started { env_dropped, .. } => Some(env_dropped),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no Started event: {out}"))
+        .iter()
+        .map(|name| String::from_utf8_lossy(name).into_owned())
+        .collect();
+    dropped.sort();
+    assert_eq!(
+        dropped,
+        [
+            "BASH_ENV",
+            "DROP",
+            "HOME",
+            "LANG",
+            "LD_LIBRARY_PATH",
+            "PYTHONPATH"
+        ],
+        "{out}"
+    );
 }
 
 fn policy_interrupt_ends_the_session(setup: &ShellSetup) {
@@ -692,7 +734,7 @@ per_setup! {
         sigterm_to_the_wrapper_ends_the_escalated_sleep,
         no_escalated_process_survives_its_session,
         argv_and_env_bytes_round_trip_exactly,
-        escalated_env_drops_injection_variables,
+        escalated_env_is_the_sessions_plus_allowed_request_variables,
         policy_interrupt_ends_the_session,
         many_and_parallel_execs_leak_no_fds_and_leave_no_zombies,
         malformed_and_oversized_frames_do_not_stop_the_server,

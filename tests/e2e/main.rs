@@ -4,6 +4,7 @@
 //! One module per area; `support` holds every helper they share.
 
 mod escalation;
+mod hardening;
 mod hooks;
 mod mcp;
 mod patched_shells;

@@ -3,7 +3,7 @@
 
 use super::policy::{Seen, TestPolicy};
 use super::setups::ShellSetup;
-use execgate_escalate_server::{ExecEvent, ExecRequest, Session, SessionBuilder};
+use execgate_escalate_server::{EscalationPolicy, ExecEvent, ExecRequest, Session, SessionBuilder};
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
@@ -75,6 +75,10 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Changes a session's builder before it is spawned (e.g. to pass variables to escalated
+/// commands); `|builder| builder` changes nothing.
+pub type Configure<'a> = &'a dyn Fn(SessionBuilder) -> SessionBuilder;
+
 /// Starts `script` in `setup` (cwd `dir`, PATH=/usr/bin:/bin plus `env`, no BASH_ENV or
 /// ENV, stdin null, stdout and stderr piped). The caller drives the session.
 pub fn start(
@@ -84,6 +88,19 @@ pub fn start(
     env: &[(&str, &OsStr)],
     policy: Arc<TestPolicy>,
     events: mpsc::UnboundedSender<ExecEvent>,
+) -> Session {
+    start_configured(setup, dir, script, env, policy, events, &|builder| builder)
+}
+
+/// [`start`] under any policy, with `configure` applied to the builder last.
+pub fn start_configured(
+    setup: &ShellSetup,
+    dir: &Path,
+    script: impl Into<OsString>,
+    env: &[(&str, &OsStr)],
+    policy: Arc<dyn EscalationPolicy<Note = ()>>,
+    events: mpsc::UnboundedSender<ExecEvent>,
+    configure: Configure<'_>,
 ) -> Session {
     let mut builder = SessionBuilder::new(&setup.shell, setup.interception.clone())
         .args(setup.args.iter().cloned())
@@ -96,11 +113,12 @@ pub fn start(
     for (key, value) in env {
         builder = builder.env(key, value);
     }
-    builder
+    let builder = builder
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .events(events)
+        .events(events);
+    configure(builder)
         .spawn(policy)
         .unwrap_or_else(|e| panic!("[{}] {e}", setup.name))
 }
@@ -123,7 +141,55 @@ pub fn run_with_env(
     env: &[(&str, &OsStr)],
     policy: Arc<TestPolicy>,
 ) -> Outcome {
-    runtime().block_on(run_async(setup, dir, script.into(), env, policy))
+    let seen = Arc::clone(&policy);
+    runtime().block_on(run_async(
+        setup,
+        dir,
+        script.into(),
+        env,
+        policy,
+        &|builder| builder,
+        &move || seen.seen(),
+    ))
+}
+
+/// [`run`] with `configure` applied to the session builder last.
+pub fn run_configured(
+    setup: &ShellSetup,
+    dir: &Path,
+    script: impl Into<OsString>,
+    policy: Arc<TestPolicy>,
+    configure: Configure<'_>,
+) -> Outcome {
+    let seen = Arc::clone(&policy);
+    runtime().block_on(run_async(
+        setup,
+        dir,
+        script.into(),
+        &[],
+        policy,
+        configure,
+        &move || seen.seen(),
+    ))
+}
+
+/// [`run_configured`] under a policy of the test's own (the outcome's `seen` is empty).
+pub fn run_under(
+    setup: &ShellSetup,
+    dir: &Path,
+    script: impl Into<OsString>,
+    policy: Arc<dyn EscalationPolicy<Note = ()>>,
+    configure: Configure<'_>,
+) -> Outcome {
+    runtime().block_on(run_async(
+        setup,
+        dir,
+        script.into(),
+        &[],
+        policy,
+        configure,
+        &Vec::new,
+    ))
 }
 
 async fn run_async(
@@ -131,10 +197,12 @@ async fn run_async(
     dir: &Path,
     script: OsString,
     env: &[(&str, &OsStr)],
-    policy: Arc<TestPolicy>,
+    policy: Arc<dyn EscalationPolicy<Note = ()>>,
+    configure: Configure<'_>,
+    seen: &dyn Fn() -> Vec<Seen>,
 ) -> Outcome {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut session = start(setup, dir, script, env, policy.clone(), tx);
+    let mut session = start_configured(setup, dir, script, env, policy, tx, configure);
     let mut out = session.take_stdout().unwrap();
     let mut err = session.take_stderr().unwrap();
     let stdout = tokio::spawn(async move {
@@ -177,6 +245,6 @@ async fn run_async(
         stderr,
         events,
         interrupted,
-        seen: policy.seen(),
+        seen: seen(),
     }
 }

@@ -1,0 +1,741 @@
+//! Hostile scripts against `execgate run` (issue 12): nothing the sandbox writes or sets may
+//! steer an escalated command. Real shells, the real sandbox, the shipped example rules.
+//!
+//! Every test works the same way: a marker path outside every writable root, a script that
+//! first shows it cannot create the marker itself, then asks for an escalation the rules
+//! allow while trying to smuggle something in (argv[0], an environment variable, a swapped
+//! folder). The marker must not exist afterwards, and the escalation must have happened
+//! (so the test cannot pass by the attack simply not being tried).
+
+use crate::support::bins;
+use crate::support::session::run_under;
+use crate::support::setups::ShellSetup;
+use serde_json::Value;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The shell setups of `execgate run`: (name, `--shell` value).
+const SETUPS: [(&str, &str); 5] = [
+    ("patched zsh", "zsh"),
+    ("patched bash", "bash"),
+    ("Debian bash + shim", "/bin/bash"),
+    ("Debian dash + shim", "sh"),
+    ("Debian zsh + shim", "/usr/bin/zsh"),
+];
+
+/// The same setups as in-process sessions (the server in this test process).
+fn setups() -> Vec<ShellSetup> {
+    vec![
+        ShellSetup::patched_zsh(),
+        ShellSetup::patched_bash(),
+        ShellSetup::shim_bash(),
+        ShellSetup::shim_dash(),
+        ShellSetup::shim_zsh(),
+    ]
+}
+
+/// A workspace (the only writable root besides the temp dir), a home, and a folder outside
+/// every writable root, for one test.
+struct Hostile {
+    _tmp: tempfile::TempDir,
+    work: PathBuf,
+    home: PathBuf,
+    outside: PathBuf,
+}
+
+impl Hostile {
+    fn new() -> Self {
+        // Not under /tmp, which workspace-write opens.
+        let tmp = tempfile::Builder::new()
+            .prefix("execgate-hostile-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        let (work, home, outside) = (root.join("work"), root.join("home"), root.join("outside"));
+        for dir in [&work, &home, &outside] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        Self {
+            _tmp: tmp,
+            work,
+            home,
+            outside,
+        }
+    }
+
+    /// A marker path outside the writable roots (not created).
+    fn marker(&self, name: &str) -> PathBuf {
+        self.outside.join(name)
+    }
+
+    /// Writes `text` to `rel` under the outside folder and returns its path.
+    fn write_outside(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.outside.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// `execgate run --json` with `args`, a clean environment (PATH, HOME, LANG), no
+    /// controlling terminal, cwd the workspace.
+    fn command(&self, shell: &str, args: &[&str]) -> Command {
+        let zsh = bins::patched_zsh();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_execgate"));
+        cmd.args(["run", "--json", "--shell", shell])
+            .args(args)
+            .current_dir(&self.work)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &self.home)
+            .env("LANG", "C.UTF-8")
+            .env("EXECGATE_SHELLS_DIR", zsh.parent().unwrap())
+            .env("EXECGATE_PRELOAD", bins::preload_shim())
+            .stdin(Stdio::null());
+        // SAFETY: setsid is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        cmd
+    }
+
+    /// Runs `script` in `shell` under the rules files `rules`; returns the report.
+    fn run(&self, shell: &str, rules: &[&Path], script: &str) -> Report {
+        self.run_on("auto", shell, rules, script)
+    }
+
+    /// [`Hostile::run`] on sandbox backend `backend` (`auto`, `bubblewrap`, `landlock`).
+    fn run_on(&self, backend: &str, shell: &str, rules: &[&Path], script: &str) -> Report {
+        let mut args = Vec::new();
+        if backend != "auto" {
+            args.push("--verbose");
+        }
+        for file in rules {
+            args.push("--rules");
+            args.push(file.to_str().unwrap());
+        }
+        args.push(script);
+        let out = self
+            .command(shell, &args)
+            .env("EXECGATE_SANDBOX_BACKEND", backend)
+            .output()
+            .unwrap();
+        let name = SETUPS
+            .iter()
+            .find(|(_, flag)| *flag == shell)
+            .map_or(shell, |(name, _)| name);
+        Report::parse(name, out)
+    }
+}
+
+/// The shipped example rules (git status/log/diff/show allowed).
+fn basic_rules() -> PathBuf {
+    bins::repo_root().join("examples/basic.rules")
+}
+
+/// A `run --json` report and the process output it came from.
+struct Report {
+    json: Value,
+    out: Output,
+    setup: String,
+}
+
+impl Report {
+    fn parse(setup: &str, out: Output) -> Self {
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "[{setup}] not JSON ({e}): stdout={} stderr={}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        Self {
+            json,
+            out,
+            setup: setup.to_string(),
+        }
+    }
+
+    fn stdout(&self) -> &str {
+        self.json["stdout"].as_str().unwrap()
+    }
+
+    /// The exec records whose program is `program`.
+    fn execs_of(&self, program: &str) -> Vec<&Value> {
+        self.json["execs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["program"] == program)
+            .collect()
+    }
+
+    /// Asserts that `program` was escalated by an allow rule at least once.
+    fn assert_escalated(&self, program: &str) {
+        assert!(
+            self.execs_of(program)
+                .iter()
+                .any(|e| e["decision"] == "allow" && e["verdict"] == "escalate"),
+            "[{}] {program} was not escalated: {self}",
+            self.setup
+        );
+    }
+
+    /// Asserts that the script's first line found the marker out of the sandbox's reach.
+    fn assert_direct_write_refused(&self) {
+        assert!(
+            self.stdout().starts_with("direct-refused\n"),
+            "[{}] the sandbox could create the marker itself: {self}",
+            self.setup
+        );
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "status {:?}\n{}\n--- execgate stderr ---\n{}",
+            self.out.status,
+            serde_json::to_string_pretty(&self.json).unwrap(),
+            String::from_utf8_lossy(&self.out.stderr)
+        )
+    }
+}
+
+/// The script line that tries to create `marker` from inside the sandbox.
+fn direct_attempt(marker: &Path) -> String {
+    format!(
+        "touch {} 2>/dev/null && echo direct-write || echo direct-refused\n",
+        marker.display()
+    )
+}
+
+fn assert_no_marker(marker: &Path, report: &Report) {
+    assert!(
+        !marker.exists(),
+        "[{}] {} was created outside the sandbox: {report}",
+        report.setup,
+        marker.display()
+    );
+}
+
+// ---- argv[0] ---------------------------------------------------------------------------
+
+/// How a setup makes git run with `git-difftool` as argv[0] while argv[1..] reads
+/// `diff ...`, which the example rules allow. Run as difftool, git takes `diff` and `a`
+/// (files the script made) as the two paths to compare, and runs `--extcmd` on them.
+fn difftool_attack(shell: &str, marker: &Path) -> String {
+    let args = format!("diff --no-index -y --extcmd='touch {}' a", marker.display());
+    match shell {
+        "zsh" | "/usr/bin/zsh" => format!("ARGV0=git-difftool git {args}\n"),
+        "bash" | "/bin/bash" => format!("(exec -a git-difftool git {args})\n"),
+        // dash cannot set argv[0]: a program that execs does, and the shim sees it.
+        _ => format!(
+            "python3 -c \"import os; os.execv('/usr/bin/git', ['git-difftool', 'diff', \
+             '--no-index', '-y', '--extcmd=touch {}', 'a'])\"\n",
+            marker.display()
+        ),
+    }
+}
+
+#[test]
+fn escalated_git_never_gets_the_sandboxes_argv0() {
+    for (name, shell) in SETUPS {
+        let env = Hostile::new();
+        let marker = env.marker("difftool-ran");
+        let script = format!(
+            "{}echo one > diff; echo two > a\n{}",
+            direct_attempt(&marker),
+            difftool_attack(shell, &marker)
+        );
+        let report = env.run(shell, &[&basic_rules()], &script);
+        report.assert_direct_write_refused();
+        report.assert_escalated("/usr/bin/git");
+        assert_no_marker(&marker, &report);
+        let git = report.execs_of("/usr/bin/git");
+        // git itself refuses `-y`: it ran as `git diff`, the command the rules allowed.
+        assert_eq!(git[0]["exit_code"], 129, "[{name}] {report}");
+    }
+}
+
+/// A tiny multi-call program: run as `multi-run` it runs its argument with `system`,
+/// under any other name it only prints.
+const MULTI_CALL: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+int main(int argc, char **argv) {
+    const char *name = argc > 0 ? argv[0] : "";
+    const char *slash = strrchr(name, '/');
+    if (slash) name = slash + 1;
+    if (strcmp(name, "multi-run") == 0 && argc > 1) return system(argv[1]);
+    printf("multi: safe as %s\n", name);
+    return 0;
+}
+"#;
+
+/// Builds the multi-call program outside the writable roots; returns its path.
+fn build_multi_call(env: &Hostile) -> PathBuf {
+    let source = env.write_outside("src/multi.c", MULTI_CALL);
+    let program = env.outside.join("bin/multi");
+    std::fs::create_dir_all(program.parent().unwrap()).unwrap();
+    let status = Command::new("cc")
+        .arg("-o")
+        .arg(&program)
+        .arg(&source)
+        .status()
+        .expect("a C compiler (cc) is needed for this test");
+    assert!(status.success(), "cc failed");
+    program
+}
+
+#[test]
+fn escalated_multi_call_program_runs_as_the_name_that_was_judged() {
+    for (name, shell) in SETUPS {
+        let env = Hostile::new();
+        let multi = build_multi_call(&env);
+        let rules = env.write_outside(
+            "rules/multi.rules",
+            &format!(
+                "prefix_rule(pattern = [\"{}\"], decision = \"allow\")\n",
+                multi.display()
+            ),
+        );
+        let marker = env.marker("multi-ran");
+        let mut script = direct_attempt(&marker);
+        // A symlink the sandbox made names the program it points to.
+        script.push_str(&format!(
+            "ln -s {} multi-run\n./multi-run 'touch {}'\n",
+            multi.display(),
+            marker.display()
+        ));
+        match shell {
+            "zsh" | "/usr/bin/zsh" => script.push_str(&format!(
+                "ARGV0=multi-run {} 'touch {}'\n",
+                multi.display(),
+                marker.display()
+            )),
+            "bash" | "/bin/bash" => script.push_str(&format!(
+                "(exec -a multi-run {} 'touch {}')\n",
+                multi.display(),
+                marker.display()
+            )),
+            _ => script.push_str(&format!(
+                "python3 -c \"import os; os.execv('{}', ['multi-run', 'touch {}'])\"\n",
+                multi.display(),
+                marker.display()
+            )),
+        }
+        let report = env.run(shell, &[&rules], &script);
+        report.assert_direct_write_refused();
+        assert_no_marker(&marker, &report);
+        let runs = report.execs_of(multi.to_str().unwrap());
+        assert_eq!(runs.len(), 2, "[{name}] {report}");
+        assert!(
+            runs.iter().all(|e| e["verdict"] == "escalate"),
+            "[{name}] {report}"
+        );
+        assert_eq!(
+            report.stdout(),
+            "direct-refused\nmulti: safe as multi\nmulti: safe as multi\n",
+            "[{name}] {report}"
+        );
+    }
+}
+
+#[test]
+fn argv0_and_environment_are_not_smuggled_out_of_landlock_either() {
+    for (_, shell) in SETUPS {
+        let env = Hostile::new();
+        outside_repo(&env);
+        let (difftool, trace) = (env.marker("difftool-ran"), env.marker("trace-ran"));
+        let script = format!(
+            "{}echo one > diff; echo two > a\n{}cd {} && GIT_TRACE={} git status\n",
+            direct_attempt(&difftool),
+            difftool_attack(shell, &difftool),
+            env.outside.join("repo").display(),
+            trace.display()
+        );
+        let report = env.run_on("landlock", shell, &[&basic_rules()], &script);
+        assert!(
+            String::from_utf8_lossy(&report.out.stderr).contains("sandbox: backend: landlock"),
+            "{report}"
+        );
+        report.assert_direct_write_refused();
+        assert_eq!(report.execs_of("/usr/bin/git").len(), 2, "{report}");
+        report.assert_escalated("/usr/bin/git");
+        assert_no_marker(&difftool, &report);
+        assert_no_marker(&trace, &report);
+    }
+}
+
+// ---- the environment -------------------------------------------------------------------
+
+/// A git repository outside the writable roots with one commit: its own configuration is
+/// trusted, so only what the sandbox sets can steer a git escalated in it.
+fn outside_repo(env: &Hostile) -> PathBuf {
+    let repo = env.outside.join("repo");
+    let git = |args: &[&str]| {
+        let status = Command::new("git")
+            .args(args)
+            .current_dir(&env.outside)
+            .env("HOME", &env.home)
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "-q", "repo"]);
+    git(&[
+        "-C",
+        "repo",
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@example.com",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "init",
+    ]);
+    repo
+}
+
+/// Script lines that open a pty in the sandbox (held by a background python3) and leave
+/// its name in `$pty`: a git whose stdout is a terminal runs its pager.
+const OPEN_PTY: &str = r#"python3 -c 'import os, pty, time
+m, s = pty.openpty()
+print(os.ttyname(s), flush=True)
+time.sleep(120)' > ptyname &
+holder=$!
+while [ ! -s ptyname ]; do :; done
+read pty < ptyname
+"#;
+
+/// Runs one environment attack in every setup: `prepare` (sandboxed) then `attack` (an
+/// escalation of `program` the rules allow), with `@W`, `@O` and `@M` in both replaced by
+/// the workspace, the outside folder and the marker.
+fn env_attack(name: &str, rules: &[&Path], program: &str, prepare: &str, attack: &str) {
+    for (_, shell) in SETUPS {
+        let env = Hostile::new();
+        outside_repo(&env);
+        std::fs::create_dir_all(env.outside.join("proj")).unwrap();
+        std::fs::write(env.outside.join("proj/Makefile"), "all:\n\t@echo built\n").unwrap();
+        let marker = env.marker(&format!("{name}-ran"));
+        let fill = |text: &str| {
+            text.replace("@W", env.work.to_str().unwrap())
+                .replace("@O", env.outside.to_str().unwrap())
+                .replace("@M", marker.to_str().unwrap())
+        };
+        let script = format!(
+            "{}{}{}",
+            direct_attempt(&marker),
+            fill(prepare),
+            fill(attack)
+        );
+        let report = env.run(shell, rules, &script);
+        report.assert_direct_write_refused();
+        report.assert_escalated(program);
+        assert_no_marker(&marker, &report);
+    }
+}
+
+const FSMONITOR: &str = "[core]\\n\\tfsmonitor = touch @M\\n";
+
+#[test]
+fn home_pointing_at_a_sandbox_written_gitconfig_does_not_reach_escalated_git() {
+    env_attack(
+        "home",
+        &[&basic_rules()],
+        "/usr/bin/git",
+        &format!("mkdir -p h; printf '{FSMONITOR}' > h/.gitconfig\n"),
+        "cd @O/repo && HOME=@W/h git status\n",
+    );
+}
+
+#[test]
+fn xdg_config_home_does_not_reach_escalated_git() {
+    env_attack(
+        "xdg",
+        &[&basic_rules()],
+        "/usr/bin/git",
+        &format!("mkdir -p x/git; printf '{FSMONITOR}' > x/git/config\n"),
+        "cd @O/repo && XDG_CONFIG_HOME=@W/x git status\n",
+    );
+}
+
+#[test]
+fn git_dir_and_work_tree_do_not_reach_escalated_git() {
+    env_attack(
+        "gitdir",
+        &[&basic_rules()],
+        "/usr/bin/git",
+        "git init -q --bare evil; printf '[core]\\n\\tbare = false\\n\\tfsmonitor = touch @M\\n' >> evil/config\n",
+        "cd @O/repo && GIT_DIR=@W/evil GIT_WORK_TREE=@O/repo git status\n",
+    );
+}
+
+#[test]
+fn git_common_dir_does_not_reach_escalated_git() {
+    env_attack(
+        "commondir",
+        &[&basic_rules()],
+        "/usr/bin/git",
+        &format!("git init -q --bare evil; printf '{FSMONITOR}' >> evil/config\n"),
+        "cd @O/repo && GIT_COMMON_DIR=@W/evil git status\n",
+    );
+}
+
+#[test]
+fn git_trace_cannot_make_escalated_git_write_a_file() {
+    env_attack(
+        "trace",
+        &[&basic_rules()],
+        "/usr/bin/git",
+        "",
+        "cd @O/repo && GIT_TRACE=@M git status\n",
+    );
+}
+
+#[test]
+fn pagers_set_in_the_sandbox_do_not_run_outside() {
+    for (name, attack) in [
+        ("git-pager", "GIT_PAGER='touch @M' git log > \"$pty\""),
+        ("pager", "PAGER='touch @M' git log > \"$pty\""),
+        // git's default pager (`pager` on Debian, `less` elsewhere), looked up in a PATH
+        // the sandbox chose.
+        ("path-pager", "PATH=@W/bin:$PATH git log > \"$pty\""),
+    ] {
+        env_attack(
+            name,
+            &[&basic_rules()],
+            "/usr/bin/git",
+            &format!(
+                "{OPEN_PTY}mkdir -p bin; printf '#!/bin/sh\\ntouch @M\\n' > bin/less\n\
+                 chmod +x bin/less; cp bin/less bin/pager\n"
+            ),
+            &format!("cd @O/repo && {attack}\nkill $holder\n"),
+        );
+    }
+}
+
+#[test]
+fn a_path_the_sandbox_chose_does_not_pick_an_escalated_scripts_interpreter() {
+    for (_, shell) in SETUPS {
+        let env = Hostile::new();
+        let tool = env.write_outside("bin/tool", "#!/usr/bin/env node\nconsole.log('tool')\n");
+        std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let rules = env.write_outside(
+            "rules/tool.rules",
+            &format!(
+                "prefix_rule(pattern = [\"{}\"], decision = \"allow\")\n",
+                tool.display()
+            ),
+        );
+        let marker = env.marker("node-ran");
+        let script = format!(
+            "{}mkdir -p bin; printf '#!/bin/sh\\ntouch {}\\n' > bin/node; chmod +x bin/node\n\
+             PATH={}/bin:$PATH {}\n",
+            direct_attempt(&marker),
+            marker.display(),
+            env.work.display(),
+            tool.display()
+        );
+        let report = env.run(shell, &[&rules], &script);
+        report.assert_direct_write_refused();
+        report.assert_escalated(tool.to_str().unwrap());
+        assert_no_marker(&marker, &report);
+    }
+}
+
+#[test]
+fn makefiles_set_in_the_sandbox_do_not_reach_escalated_make() {
+    let env = Hostile::new();
+    let rules = env.write_outside(
+        "rules/make.rules",
+        "prefix_rule(pattern = [\"make\"], decision = \"allow\")\n",
+    );
+    env_attack(
+        "makefiles",
+        &[&rules],
+        "/usr/bin/make",
+        "printf '$(shell touch @M)\\n' > evil.mk\n",
+        "MAKEFILES=@W/evil.mk make -C @O/proj\n",
+    );
+}
+
+// ---- the working directory -------------------------------------------------------------
+
+/// Escalates requests with `@hold` in argv after checking their working directory (it
+/// must hold a file named `checked`, looked up from the opened directory, as a repository
+/// check would), then telling the script (`../held`) and waiting for it (`../go`), so the
+/// script can swap the folder between the check and the exec. Runs everything else.
+struct CheckThenHold;
+
+#[execgate_escalate_server::async_trait]
+impl execgate_escalate_server::EscalationPolicy for CheckThenHold {
+    type Note = ();
+
+    async fn decide(
+        &self,
+        exec: &execgate_escalate_server::ExecContext,
+    ) -> execgate_escalate_server::Ruling {
+        check_then_hold(exec).await.into()
+    }
+}
+
+async fn check_then_hold(
+    exec: &execgate_escalate_server::ExecContext,
+) -> execgate_escalate_server::Verdict {
+    use execgate_escalate_server::Verdict;
+    use std::os::fd::AsRawFd;
+    if !exec.request.argv.iter().any(|a| a == b"@hold") {
+        return Verdict::Run;
+    }
+    let deny = |why: &str| Verdict::Deny {
+        reason: why.as_bytes().to_vec(),
+    };
+    let Ok(dir) = exec.cwd.fd() else {
+        return deny("cannot open the cwd");
+    };
+    // SAFETY: faccessat on an open directory fd with a NUL-terminated name.
+    let found = unsafe { libc::faccessat(dir.as_raw_fd(), c"checked".as_ptr(), libc::F_OK, 0) };
+    if found != 0 {
+        return deny("the cwd failed the check");
+    }
+    let parent = exec.cwd.path().parent().unwrap().to_path_buf();
+    std::fs::write(parent.join("held"), "").unwrap();
+    for _ in 0..3000 {
+        if parent.join("go").exists() {
+            return Verdict::Escalate;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    deny("the script never said go")
+}
+
+#[test]
+fn a_cwd_swapped_after_the_check_does_not_change_where_the_command_runs() {
+    for setup in setups() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().canonicalize().unwrap();
+        // The escalated sh writes where it runs; meanwhile the script renames the checked
+        // folder away and puts an unchecked one of the same name in its place.
+        let script = "mkdir sub; : > sub/checked; cd sub\n\
+                      /bin/sh -c 'pwd -P > where; echo \"$PWD\" > pwd' @hold &\n\
+                      cd ..\n\
+                      while [ ! -e held ]; do :; done\n\
+                      mv sub sub.old; mkdir sub; : > go\n\
+                      wait\n";
+        let out = run_under(
+            &setup,
+            &dir,
+            script,
+            std::sync::Arc::new(CheckThenHold),
+            &|b| b,
+        );
+        let old = dir.join("sub.old");
+        assert!(
+            !dir.join("sub/where").exists(),
+            "[{}] ran in the new folder: {out}",
+            setup.name
+        );
+        let read = |name: &str| std::fs::read_to_string(old.join(name)).unwrap_or_default();
+        assert_eq!(
+            read("where"),
+            format!("{}\n", old.display()),
+            "[{}] {out}",
+            setup.name
+        );
+        assert_eq!(
+            read("pwd"),
+            format!("{}\n", old.display()),
+            "[{}] {out}",
+            setup.name
+        );
+    }
+}
+
+// ---- the invoked name ------------------------------------------------------------------
+
+/// Escalates requests with `@escalate` in argv, runs the rest, and records (request
+/// program, invoked, resolved) for each.
+#[derive(Default)]
+struct RecordNames(std::sync::Mutex<Vec<(String, Option<PathBuf>, PathBuf)>>);
+
+#[execgate_escalate_server::async_trait]
+impl execgate_escalate_server::EscalationPolicy for RecordNames {
+    type Note = ();
+
+    async fn decide(
+        &self,
+        exec: &execgate_escalate_server::ExecContext,
+    ) -> execgate_escalate_server::Ruling {
+        self.0.lock().unwrap().push((
+            String::from_utf8_lossy(&exec.request.program).into_owned(),
+            exec.invoked.clone(),
+            exec.program.clone(),
+        ));
+        if exec.request.argv.iter().any(|a| a == b"@escalate") {
+            execgate_escalate_server::Verdict::Escalate.into()
+        } else {
+            execgate_escalate_server::Verdict::Run.into()
+        }
+    }
+}
+
+#[test]
+fn the_invoked_name_is_given_only_when_the_sandbox_cannot_have_chosen_it() {
+    for setup in setups() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().canonicalize().unwrap();
+        let policy = std::sync::Arc::new(RecordNames::default());
+        let script = "ln -s /usr/bin/env e\n\
+                      /bin/sh -c 'tr \"\\0\" \" \" < /proc/$$/cmdline; echo' @escalate\n\
+                      ./e true\nbasename x > /dev/null\n";
+        let writable = dir.clone();
+        let out = run_under(&setup, &dir, script, policy.clone(), &|session| {
+            let writable = writable.clone();
+            session.writable_paths(std::sync::Arc::new(move |p: &Path| {
+                p.starts_with(&writable)
+            }))
+        });
+        // The escalated sh got the name it was invoked by as argv[0], not /usr/bin/dash.
+        assert_eq!(
+            out.stdout(),
+            "/bin/sh -c tr \"\\0\" \" \" < /proc/$$/cmdline; echo @escalate \n",
+            "{out}"
+        );
+        let seen = policy.0.lock().unwrap().clone();
+        let find = |suffix: &str| {
+            seen.iter()
+                .find(|(program, _, _)| program.ends_with(suffix))
+                .unwrap_or_else(|| panic!("[{}] no {suffix} in {seen:?}", setup.name))
+                .clone()
+        };
+        let sh = find("/bin/sh");
+        assert_eq!(
+            sh.1.as_deref(),
+            Some(Path::new("/bin/sh")),
+            "[{}]",
+            setup.name
+        );
+        assert_eq!(sh.2, std::fs::canonicalize("/bin/sh").unwrap());
+        // A symlink the sandbox could have made: only the resolved file is given.
+        let link = find("/e");
+        assert_eq!(link.1, None, "[{}]", setup.name);
+        assert_eq!(link.2, Path::new("/usr/bin/env"));
+        let looked_up = find("/basename");
+        assert_eq!(
+            looked_up.1.as_deref(),
+            Some(Path::new("/usr/bin/basename")),
+            "[{}]",
+            setup.name
+        );
+    }
+}
