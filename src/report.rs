@@ -78,16 +78,28 @@ fn serialize_verdict<S: Serializer>(verdict: &Verdict, s: S) -> Result<S::Ok, S:
 
 impl ExecRecord {
     /// The record of a decided exec: the server's facts (`program`, `argv`, `cwd` as raw
-    /// bytes, the verdict sent) and the pipeline's note. Denied execs get exit code 126;
-    /// an escalated one gets its code when it exits.
+    /// bytes, the verdict sent) and the pipeline's note. Without a note (the server denied
+    /// the exec itself, before the pipeline ruled), the source is `server`, the decision
+    /// `unmatched` and the justification the server's reason. Denied execs get exit code
+    /// 126; an escalated one gets its code when it exits.
     pub fn decided(
         id: u64,
         program: &[u8],
         argv: &[Vec<u8>],
         cwd: &[u8],
         verdict: Verdict,
-        note: Note,
+        note: Option<Note>,
     ) -> Self {
+        let note = note.unwrap_or_else(|| Note {
+            decision: None,
+            source: Source::Server,
+            rule: None,
+            justification: match &verdict {
+                Verdict::Deny { reason } => Some(String::from_utf8_lossy(reason).into_owned()),
+                Verdict::Run | Verdict::Escalate => None,
+            },
+            downgraded: None,
+        });
         let (program, argv, cwd, raw) = Self::text_fields(program, argv, cwd);
         let exit_code = matches!(verdict, Verdict::Deny { .. }).then_some(126);
         Self {
@@ -163,13 +175,13 @@ mod tests {
             &[b"git".to_vec(), b"push".to_vec()],
             b"/w",
             Verdict::Escalate,
-            Note {
+            Some(Note {
                 decision: Some(Decision::Prompt),
                 source: Source::ApprovalMode,
                 rule: Some("/r/default.rules:2".into()),
                 justification: None,
                 downgraded: None,
-            },
+            }),
         );
         record.exit_code = Some(0);
         record.duration_ms = 5;
@@ -193,13 +205,13 @@ mod tests {
             &[b"tool".to_vec()],
             b"/w",
             Verdict::Run,
-            Note {
+            Some(Note {
                 decision: None,
                 source: Source::Policy,
                 rule: None,
                 justification: None,
                 downgraded: Some("its git dir is writable".into()),
-            },
+            }),
         );
         let json = serde_json::to_value(&record).unwrap();
         assert_eq!(json["decision"], "unmatched");
@@ -214,18 +226,42 @@ mod tests {
             Verdict::Deny {
                 reason: b"no".to_vec(),
             },
-            Note {
+            Some(Note {
                 decision: Some(Decision::Forbidden),
                 source: Source::Policy,
                 rule: None,
                 justification: Some("no".into()),
                 downgraded: None,
-            },
+            }),
         );
         let json = serde_json::to_value(&denied).unwrap();
         assert_eq!(json["verdict"], "deny");
         assert_eq!(json["exit_code"], 126);
         assert!(json.get("downgraded").is_none());
+    }
+
+    #[test]
+    fn a_denial_by_the_server_itself_is_recorded_with_source_server_and_its_reason() {
+        let record = ExecRecord::decided(
+            4,
+            b"/usr/bin/git",
+            &[b"git".to_vec(), b"push".to_vec()],
+            b"/w",
+            Verdict::Deny {
+                reason: b"too many commands are waiting".to_vec(),
+            },
+            None,
+        );
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "id": 4, "program": "/usr/bin/git", "argv": ["git", "push"], "cwd": "/w",
+                "decision": "unmatched", "verdict": "deny", "source": "server",
+                "rule": null, "justification": "too many commands are waiting",
+                "exit_code": 126, "duration_ms": 0
+            })
+        );
     }
 
     #[test]

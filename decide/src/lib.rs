@@ -18,7 +18,8 @@
 //!   sandbox, **escalate** it (run it outside), or **deny** it
 //!   ([`Verdict`](execgate_escalate_server::Verdict)).
 //! - **source**: who settled the verdict: `policy`, `hook`, `user` or `approval-mode`
-//!   ([`Source`]).
+//!   ([`Source`]); the records also say `server` for an exec the escalation server denied
+//!   itself, over a limit, before the pipeline ruled.
 //!
 //! The [`Note`] gathers the decision, the source, the deciding rule and the justification
 //! for one exec; a **ruling** ([`Ruling`](execgate_escalate_server::Ruling)) is the verdict

@@ -21,6 +21,10 @@ pub enum Source {
     User,
     /// The approval mode (`never` turns prompts into denials).
     ApprovalMode,
+    /// The escalation server itself, without a ruling: a limit refused the exec before
+    /// the pipeline settled it (too many decisions of the session were waiting). The
+    /// pipeline never gives this source; the records use it.
+    Server,
 }
 
 impl Source {
@@ -31,6 +35,7 @@ impl Source {
             Source::Hook => "hook",
             Source::User => "user",
             Source::ApprovalMode => "approval-mode",
+            Source::Server => "server",
         }
     }
 }

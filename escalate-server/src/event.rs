@@ -10,7 +10,8 @@ use std::time::Duration;
 /// policy's note type ([`crate::EscalationPolicy::Note`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExecEvent<N = ()> {
-    /// The policy ruled on a request.
+    /// A request got its verdict: from the policy's ruling, or from the server itself when
+    /// a limit refused it before the policy could rule (then `note` is `None`).
     Decided {
         /// The exec's id.
         id: u64,
@@ -18,11 +19,14 @@ pub enum ExecEvent<N = ()> {
         request: Arc<ExecRequest>,
         /// The program the policy judged: the request's path with symlinks resolved.
         program: PathBuf,
-        /// The verdict sent back (the ruling's, or Deny when an escalation came after the
-        /// session ended).
+        /// The verdict sent back: the ruling's; Deny when an escalation came after the
+        /// session ended; or, without a ruling, the server's Deny, whose reason says which
+        /// limit refused it.
         verdict: Verdict,
-        /// The ruling's note, as the policy gave it.
-        note: N,
+        /// The ruling's note, as the policy gave it; `None` when the server denied the
+        /// request without a ruling (too many decisions of the session were waiting: see
+        /// the `serve` module's limits).
+        note: Option<N>,
     },
     /// An escalated process was started.
     Started {

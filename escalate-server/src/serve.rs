@@ -9,26 +9,56 @@
 //! policy that asks a hook or a person, an escalated process) hands the rest of that
 //! conversation to the session's Tokio runtime as a task of its own, so a slow exec never
 //! holds up the others.
+//!
+//! # Limits (a flood from the sandbox must not stop the session)
+//! A sandboxed process can hand the server any number of streams. Three bounds keep the
+//! server's file descriptors from running out, each enforced by refusing (the client of a
+//! refused stream sees it closed, or gets a Deny, and fails closed):
+//! - at most [`MAX_WAITING_STREAMS`] streams of a session wait for their client's request
+//!   at once, and as many escalations for their client's fds (a separate budget, so a
+//!   flood of streams that never send a request does not hold up escalations), each at
+//!   most [`CLIENT_TIMEOUT`] from when the server started waiting;
+//! - at most [`MAX_WAITING_DECISIONS`] decisions of a session wait (a hook, a person) at
+//!   once; beyond that a request that would wait is denied;
+//! - a stream received on an fd number within [`FD_RESERVE`] of the process's limit is
+//!   closed at once: those numbers are kept for the decisions and escalations under way,
+//!   across every session of the process.
+//!
+//! None of this costs a Run that needs no waiting anything: the bounds apply when a
+//! conversation would wait.
 
 use crate::env::EnvPolicy;
 use crate::event::ExecEvent;
 use crate::policy::{kill_group, CwdDir, EscalationPolicy, ExecContext, Ruling, Shared};
 use crate::spawn::{self, errno_text, OpenedProgram, SpawnError};
-use crate::stream::{recv_with_fds, Stream, StreamError};
+use crate::stream::{recv_with_fds, Budget, Slot, Stream, StreamError};
 use execgate_protocol::{
     parse_handshake, ClientMessage, ExecRequest, ExitStatus, ServerMessage, Verdict, HANDSHAKE_LEN,
 };
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
+
+/// Most streams of a session that wait for their client's request at once (and, apart,
+/// most escalations that wait for their client's fds).
+pub(crate) const MAX_WAITING_STREAMS: usize = 64;
+
+/// How long the server waits for a client's request (or an escalation's fds).
+pub(crate) const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most decisions of a session that wait at once.
+pub(crate) const MAX_WAITING_DECISIONS: usize = 64;
+
+/// The fd numbers below the process's limit that new streams may not take.
+pub(crate) const FD_RESERVE: libc::rlim_t = 64;
 
 /// What every conversation of a session shares; `N` is the policy's note type.
 pub(crate) struct Server<N> {
@@ -40,6 +70,12 @@ pub(crate) struct Server<N> {
     pub(crate) spawner: spawn::Spawner,
     /// What escalated processes' environments are built from.
     pub(crate) env: EnvPolicy,
+    /// Streams waiting for their client's request.
+    pub(crate) waiting_requests: Arc<Budget>,
+    /// Escalations waiting for their client's fds.
+    pub(crate) waiting_fds: Arc<Budget>,
+    /// Decisions waiting for a hook or a person.
+    pub(crate) waiting_decisions: Arc<Budget>,
 }
 
 impl<N> Server<N> {
@@ -117,18 +153,38 @@ fn accept_loop<N: Send + 'static>(
     // Policies and the streams' reactor registrations need the runtime's context.
     let _runtime = runtime.enter();
     let _closed = StopServing(socket);
+    let ceiling = fd_ceiling();
     loop {
         let accepted = accept_one(socket.as_raw_fd());
         if stop.load(Ordering::Acquire) {
             return;
         }
         match accepted {
+            Ok(Some(stream)) if stream.as_raw_fd() >= ceiling => {
+                // Dropping it closes it: its client fails closed.
+                tracing::debug!("refused a stream: the process is short of file descriptors");
+            }
             Ok(Some(stream)) => serve_new(stream, server, runtime, tasks),
             Ok(None) => {}
             Err(err) if err.raw_os_error() == Some(libc::EINTR) => {}
             Err(err) => tracing::debug!("session socket: {err}"),
         }
     }
+}
+
+/// The lowest fd number a new stream may not have: [`FD_RESERVE`] below the soft
+/// `RLIMIT_NOFILE`. The kernel gives out the lowest free number, so a stream numbered at
+/// least this means the process has at most the reserve left.
+fn fd_ceiling() -> RawFd {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into our buffer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return RawFd::MAX;
+    }
+    RawFd::try_from(limit.rlim_cur.saturating_sub(FD_RESERVE)).unwrap_or(RawFd::MAX)
 }
 
 /// Ends serving when the acceptor thread ends, however it ends: later handshakes fail
@@ -228,7 +284,9 @@ async fn converse<N: Send + 'static>(
     // No timeout here: a person may take minutes to approve, and a conversation that waits
     // does so in its own task, so a stalled one blocks nobody.
     let mut fds = Vec::new();
+    stream.expect_client(&server.waiting_requests, CLIENT_TIMEOUT);
     let payload = stream.read_frame(&mut fds).await?;
+    stream.client_done();
     let request = match ClientMessage::decode(&payload)? {
         ClientMessage::Request(req) if fds.is_empty() => req,
         _ => return Err(protocol("expected a Request frame without fds")),
@@ -249,14 +307,36 @@ async fn converse<N: Send + 'static>(
         invoked,
         cwd: Arc::clone(&cwd),
     };
-    let Ruling {
-        mut verdict,
-        note,
-        end_session,
-    } = server.policy.decide(&ctx).await;
-    if let Some(reason) = end_session {
-        server.shared.interrupt(reason);
-    }
+    let decision = Bounded {
+        decision: Some(server.policy.decide(&ctx)),
+        budget: &server.waiting_decisions,
+        slot: None,
+    };
+    // `None` for the note: the server denied the exec itself, without a ruling.
+    let (mut verdict, note) = match decision.await {
+        Some(Ruling {
+            verdict,
+            note,
+            end_session,
+        }) => {
+            if let Some(reason) = end_session {
+                server.shared.interrupt(reason);
+            }
+            (verdict, Some(note))
+        }
+        None => {
+            let reason = format!(
+                "too many commands of this session are waiting for a decision (at most \
+                 {MAX_WAITING_DECISIONS}); run it again once some are decided"
+            );
+            (
+                Verdict::Deny {
+                    reason: reason.into_bytes(),
+                },
+                None,
+            )
+        }
+    };
     if verdict == Verdict::Escalate && server.shared.has_ended() {
         verdict = Verdict::Deny {
             reason: b"the session has ended".to_vec(),
@@ -287,6 +367,43 @@ async fn converse<N: Send + 'static>(
     // Starting the process blocks its thread until the exec: never the acceptor's.
     OffTheAcceptor { polled: false }.await;
     escalate(stream, server, id, &request, &cwd, opened).await
+}
+
+/// A policy's decision that may wait only while it holds a slot of `budget`: the first
+/// time it would wait it takes one, or, when none is free, gives up (`None`; the policy's
+/// future is dropped, as when a session ends).
+struct Bounded<'a, F> {
+    decision: Option<F>,
+    budget: &'a Arc<Budget>,
+    slot: Option<Slot>,
+}
+
+impl<F, T> Future for Bounded<'_, F>
+where
+    F: Future<Output = T> + Unpin,
+{
+    type Output = Option<T>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let this = &mut *self;
+        let Some(decision) = this.decision.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match std::pin::Pin::new(decision).poll(cx) {
+            Poll::Ready(ruling) => Poll::Ready(Some(ruling)),
+            Poll::Pending if this.slot.is_some() => Poll::Pending,
+            Poll::Pending => match this.budget.take() {
+                Some(slot) => {
+                    this.slot = Some(slot);
+                    Poll::Pending
+                }
+                None => {
+                    this.decision = None;
+                    Poll::Ready(None)
+                }
+            },
+        }
+    }
 }
 
 /// Completes at once on a runtime task; on the acceptor thread (outside any task) it is
@@ -322,7 +439,9 @@ async fn escalate<N: Send + 'static>(
     opened: io::Result<OpenedProgram>,
 ) -> Result<(), StreamError> {
     let mut fds = Vec::new();
+    stream.expect_client(&server.waiting_fds, CLIENT_TIMEOUT);
     let payload = stream.read_frame(&mut fds).await?;
+    stream.client_done();
     let targets = match ClientMessage::decode(&payload)? {
         ClientMessage::Fds { targets } if targets.len() == fds.len() => targets,
         _ => return Err(protocol("expected an Fds frame with one fd per target")),

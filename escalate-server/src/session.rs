@@ -4,7 +4,8 @@ use crate::env::{EnvPolicy, PassEnvError};
 use crate::event::ExecEvent;
 use crate::invoked::InvokedNames;
 use crate::policy::{EscalationPolicy, Shared, WritablePaths};
-use crate::serve::{Acceptor, Server};
+use crate::serve::{Acceptor, Server, MAX_WAITING_DECISIONS, MAX_WAITING_STREAMS};
+use crate::stream::Budget;
 use execgate_protocol::{LEGACY_WRAPPER_ENV, SOCKET_ENV, WRAPPER_ENV};
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -309,6 +310,9 @@ impl<N: Send + 'static> SessionBuilder<N> {
             next_id: AtomicU64::new(0),
             spawner: crate::spawn::Spawner::new(InvokedNames::new(self.writable.clone())),
             env,
+            waiting_requests: Budget::new(MAX_WAITING_STREAMS),
+            waiting_fds: Budget::new(MAX_WAITING_STREAMS),
+            waiting_decisions: Budget::new(MAX_WAITING_DECISIONS),
         });
         let acceptor =
             Acceptor::start(server_end, server, runtime.clone()).map_err(SessionError::Socket)?;

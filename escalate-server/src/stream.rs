@@ -4,11 +4,22 @@
 //! with the Tokio reactor only when a call would block: a client that wrote its request
 //! before handing the stream over, and reads its verdict at once, is served with no reactor
 //! round trip at all.
+//!
+//! While the server expects bytes the client owes it (its request, the fds of an
+//! escalation: [`Stream::expect_client`]), a wait is bounded twice over: it needs one of a
+//! session's limited [`Budget`] slots, and it ends after a timeout. So streams that never
+//! send anything cannot pile up and exhaust the server's file descriptors; the client of a
+//! stream refused that way sees it closed and fails closed. Only the slow path pays for
+//! this: a call that does not have to wait takes no slot and starts no timer.
 
 use execgate_protocol::{frame_len, ProtocolError, MAX_FDS};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::unix::AsyncFd;
+use tokio::time::Instant;
 
 /// Largest chunk read at once: payload memory grows with the bytes that actually arrive, so
 /// a client announcing a large frame and sending nothing costs nothing.
@@ -26,9 +37,61 @@ pub(crate) enum StreamError {
     /// More fds arrived than one message may carry.
     #[error("too many fds attached")]
     TooManyFds,
+    /// The client would have to be waited for, but too many streams already are.
+    #[error("too many streams of this session are waiting for their client")]
+    Busy,
+    /// The client did not send what it owes in time.
+    #[error("the client did not send its message in time")]
+    TimedOut,
     /// A socket call failed.
     #[error("socket error: {0}")]
     Io(#[from] io::Error),
+}
+
+/// A fixed number of slots shared by the conversations of a session, for things that wait.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    used: AtomicUsize,
+    max: usize,
+}
+
+/// One slot of a [`Budget`], given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Slot(Arc<Budget>);
+
+impl Budget {
+    /// A budget of `max` slots.
+    pub(crate) fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            used: AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    /// A slot, or `None` when all are taken.
+    pub(crate) fn take(self: &Arc<Self>) -> Option<Slot> {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used < self.max).then_some(used + 1)
+            })
+            .ok()
+            .map(|_| Slot(Arc::clone(self)))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.used.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A bounded wait for the client (see the module documentation).
+#[derive(Debug)]
+struct ClientWait {
+    budget: Arc<Budget>,
+    timeout: Duration,
+    /// Taken, with the deadline set, on the first wait.
+    slot: Option<(Slot, Instant)>,
 }
 
 /// Registers an owned fd with the Tokio reactor.
@@ -52,6 +115,8 @@ pub(crate) struct Stream {
     /// The reactor registration, made on the first call that would block. Declared before
     /// `fd` so it is deregistered before the fd closes.
     reactor: Option<AsyncFd<Registered>>,
+    /// Set while the client owes the server a message.
+    client: Option<ClientWait>,
     fd: OwnedFd,
 }
 
@@ -83,25 +148,64 @@ impl Stream {
         if kind != libc::SOCK_STREAM {
             return Err(io::Error::from_raw_os_error(libc::EPROTOTYPE));
         }
-        Ok(Self { reactor: None, fd })
+        Ok(Self {
+            reactor: None,
+            client: None,
+            fd,
+        })
+    }
+
+    /// From now until [`Stream::client_done`], the client owes the server a message: a
+    /// wait for it needs a slot of `budget` (else [`StreamError::Busy`]) and ends after
+    /// `timeout` from the first wait ([`StreamError::TimedOut`]).
+    pub(crate) fn expect_client(&mut self, budget: &Arc<Budget>, timeout: Duration) {
+        self.client = Some(ClientWait {
+            budget: Arc::clone(budget),
+            timeout,
+            slot: None,
+        });
+    }
+
+    /// The client's message arrived: later waits are unbounded, and the slot is given back.
+    pub(crate) fn client_done(&mut self) {
+        self.client = None;
     }
 
     /// Waits until the socket is ready in `direction`, registering it on first use.
-    async fn ready(&mut self, direction: Direction) -> io::Result<()> {
+    async fn ready(&mut self, direction: Direction) -> Result<(), StreamError> {
         if self.reactor.is_none() {
             // SAFETY: `self.fd` stays open and unchanged until the registration is dropped,
             // which happens first (field order).
-            let registered = unsafe { AsyncFd::register(Registered(self.fd.as_raw_fd())) }?;
+            let registered = unsafe { AsyncFd::register(Registered(self.fd.as_raw_fd())) }
+                .map_err(io::Error::from)?;
             self.reactor = Some(registered);
         }
+        let deadline = match &mut self.client {
+            None => None,
+            Some(wait) => {
+                if wait.slot.is_none() {
+                    let slot = wait.budget.take().ok_or(StreamError::Busy)?;
+                    wait.slot = Some((slot, Instant::now() + wait.timeout));
+                }
+                wait.slot.as_ref().map(|(_, deadline)| *deadline)
+            }
+        };
         let Some(reactor) = &self.reactor else {
             unreachable!("registered above")
         };
         // The call that sent us here saw EAGAIN, so clearing the readiness tokio may have
         // cached is right; the next call tries the socket again either way.
-        let mut guard = match direction {
-            Direction::Read => reactor.readable().await?,
-            Direction::Write => reactor.writable().await?,
+        let ready = async {
+            match direction {
+                Direction::Read => reactor.readable().await,
+                Direction::Write => reactor.writable().await,
+            }
+        };
+        let mut guard = match deadline {
+            None => ready.await?,
+            Some(deadline) => tokio::time::timeout_at(deadline, ready)
+                .await
+                .map_err(|_| StreamError::TimedOut)??,
         };
         guard.clear_ready();
         Ok(())

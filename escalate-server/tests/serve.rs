@@ -4,7 +4,8 @@
 //! `execgate_protocol::client::Connection`, and asserts what it receives.
 
 use execgate_escalate_server::{
-    async_trait, EscalationPolicy, ExecContext, Interception, Ruling, SessionBuilder, Verdict,
+    async_trait, EscalationPolicy, ExecContext, ExecEvent, Interception, Ruling, SessionBuilder,
+    Verdict,
 };
 use execgate_protocol::client::{session_socket_from_env_value, ClientError, Connection};
 use execgate_protocol::{ClientMessage, ExecRequest, ServerMessageRef, SOCKET_ENV};
@@ -28,11 +29,8 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Starts a session served by `policy` whose shell is the test `name` in client mode.
-fn start(
-    name: &str,
-    policy: Arc<dyn EscalationPolicy<Note = ()>>,
-) -> execgate_escalate_server::Session {
+/// A session whose shell is the test `name` in client mode.
+fn builder(name: &str) -> SessionBuilder {
     let wrapper = Interception::PatchedShell {
         wrapper: "/nonexistent/execgate-execve-wrapper".into(),
     };
@@ -40,21 +38,41 @@ fn start(
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
         .env(CLIENT_ENV, "1")
         .stdout(std::process::Stdio::null())
-        .spawn(policy)
-        .unwrap()
+}
+
+/// Starts a session served by `policy` whose shell is the test `name` in client mode.
+fn start(
+    name: &str,
+    policy: Arc<dyn EscalationPolicy<Note = ()>>,
+) -> execgate_escalate_server::Session {
+    builder(name).spawn(policy).unwrap()
 }
 
 /// Runs the test `name` as the shell of a session served by `policy`; panics unless the
 /// client side passed.
 fn serve(name: &str, policy: Arc<dyn EscalationPolicy<Note = ()>>) {
+    serve_with_events(name, policy);
+}
+
+/// [`serve`], returning the session's events.
+fn serve_with_events(
+    name: &str,
+    policy: Arc<dyn EscalationPolicy<Note = ()>>,
+) -> Vec<ExecEvent<()>> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let status = runtime().block_on(async {
-        let mut session = start(name, policy);
+        let mut session = builder(name).events(tx).spawn(policy).unwrap();
         tokio::time::timeout(Duration::from_secs(60), session.wait())
             .await
             .expect("the client side timed out")
             .unwrap()
     });
     assert!(status.success(), "the client side failed: {status}");
+    let mut events = Vec::new();
+    while let Ok(event) = rx.try_recv() {
+        events.push(event);
+    }
+    events
 }
 
 /// Client side: the session socket.
@@ -232,4 +250,72 @@ fn dropping_the_session_abandons_waiting_decisions() {
         }
         panic!("the waiting decision was not dropped with its session");
     });
+}
+
+#[test]
+fn a_decision_beyond_the_waiting_limit_is_denied_and_runs_still_pass() {
+    let reason = "too many commands of this session are waiting for a decision (at most \
+                  64); run it again once some are decided";
+    if !in_client() {
+        let events = serve_with_events(
+            "a_decision_beyond_the_waiting_limit_is_denied_and_runs_still_pass",
+            Arc::new(Gate::default()),
+        );
+        // The server's own denial is reported without a note: no ruling was made.
+        let unruled: Vec<&Verdict> = events
+            .iter()
+            .filter_map(|event| match event {
+                ExecEvent::Decided {
+                    verdict,
+                    note: None,
+                    ..
+                } => Some(verdict),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            unruled,
+            [&Verdict::Deny {
+                reason: reason.as_bytes().to_vec()
+            }]
+        );
+        return;
+    }
+    let mut buf = [0u8; 4096];
+    // 64 decisions wait (a hook, a person); the 65th that would wait is refused.
+    let waiting: Vec<Connection> = (0..64).map(|_| ask("@wait")).collect();
+    let refused = ask("@wait");
+    assert_eq!(
+        next(&refused, &mut buf).unwrap(),
+        format!(
+            "{:?}",
+            ServerMessageRef::Deny {
+                reason: reason.as_bytes()
+            }
+        )
+    );
+    assert_eq!(next(&ask("plain"), &mut buf).unwrap(), run_verdict());
+    // A decision that finishes gives its place back.
+    assert_eq!(next(&ask("@release"), &mut buf).unwrap(), run_verdict());
+    let answered = waiting
+        .iter()
+        .position(|conn| readable(conn, Duration::from_secs(10)))
+        .expect("a released decision was answered");
+    assert_eq!(next(&waiting[answered], &mut buf).unwrap(), run_verdict());
+    let another = ask("@wait");
+    assert!(!readable(&another, Duration::from_millis(100)));
+}
+
+#[test]
+fn a_stream_that_never_sends_its_request_is_closed() {
+    if !in_client() {
+        return serve(
+            "a_stream_that_never_sends_its_request_is_closed",
+            Arc::new(Gate::default()),
+        );
+    }
+    let mut buf = [0u8; 4096];
+    let silent = Connection::open(session()).unwrap();
+    assert_eq!(next(&silent, &mut buf), Err(ClientError::ServerClosed));
+    assert_eq!(next(&ask("plain"), &mut buf).unwrap(), run_verdict());
 }

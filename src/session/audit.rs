@@ -71,13 +71,13 @@ mod tests {
             &[b"git".to_vec(), vec![0xff]],
             b"/w",
             Verdict::Escalate,
-            Note {
+            Some(Note {
                 decision: Some(Decision::Prompt),
                 source: Source::User,
                 rule: Some("/r/default.rules:2".into()),
                 justification: None,
                 downgraded: None,
-            },
+            }),
         );
         log.write("decided", &record);
         record.exit_code = Some(0);

@@ -1,6 +1,7 @@
 //! The recorder: turns the server's events into exec records, for the audit log, the
 //! progress channel and the final report. Each `Decided` event carries the pipeline's
-//! note, so a record is complete from the event alone.
+//! note (or none, when the server denied the exec itself), so a record is complete from
+//! the event alone.
 
 use super::audit::AuditLog;
 use crate::report::ExecRecord;

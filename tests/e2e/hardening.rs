@@ -739,3 +739,135 @@ fn the_invoked_name_is_given_only_when_the_sandbox_cannot_have_chosen_it() {
         );
     }
 }
+
+// ---- a flood of streams (issue 13) -----------------------------------------------------
+
+/// Sends both ends of `argv[1]` socketpairs to the server as exec streams, then exits:
+/// each end waits for a request that never comes, and the server holds both.
+const FLOOD: &str = r#"
+import os, socket, struct, sys
+session = socket.socket(fileno=int(os.environ["EXECGATE_SOCKET"]))
+handshake = b"EXECGATE" + struct.pack("<I", 1)
+sent = 0
+for _ in range(int(sys.argv[1])):
+    a, b = socket.socketpair()
+    for end in (a, b):
+        try:
+            socket.send_fds(session, [handshake], [end.fileno()])
+            sent += 1
+        except OSError:
+            pass
+    a.close()
+    b.close()
+print("sent", sent, flush=True)
+"#;
+
+/// The number of open fds of process `pid`.
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Waits (at most 60 s) for `ready` to hold; false if it never did.
+fn wait_until(mut ready: impl FnMut() -> bool) -> bool {
+    for _ in 0..600 {
+        if ready() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn a_flood_of_stalled_streams_neither_exhausts_the_servers_fds_nor_stops_later_execs() {
+    let env = Hostile::new();
+    let rules = env.write_outside(
+        "rules/date.rules",
+        "prefix_rule(pattern = [\"date\"], decision = \"allow\")\n",
+    );
+    std::fs::write(env.work.join("flood.py"), FLOOD).unwrap();
+    for fifo in ["start", "finish"] {
+        let status = Command::new("mkfifo")
+            .arg(env.work.join(fifo))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    // 1,500 pairs are 3,000 streams: more fds than the server may open.
+    let script = "echo up > ready; read x < start\n\
+                  python3 flood.py 1500 > flood.txt\n\
+                  date +%Y > after-flood.txt; echo \"date=$?\" >> after-flood.txt\n\
+                  read x < finish\n\
+                  date +%Y > after-idle.txt; echo \"date=$?\" >> after-idle.txt\n";
+    let mut cmd = env.command("zsh", &["--rules", rules.to_str().unwrap(), script]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 2048,
+                rlim_max: 2048,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let read = |name: &str| std::fs::read_to_string(env.work.join(name)).unwrap_or_default();
+    let finish = |child: &mut std::process::Child| {
+        // Unblock every fifo read so the session ends, whatever state it is in.
+        for fifo in ["start", "finish"] {
+            let path = env.work.join(fifo);
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&path)
+                .map(|mut f| std::io::Write::write_all(&mut f, b"go\n"));
+        }
+        let _ = child.kill();
+    };
+    use std::os::unix::fs::OpenOptionsExt;
+    assert!(
+        wait_until(|| read("ready") == "up\n"),
+        "the session never started"
+    );
+    let idle = fd_count(pid);
+    std::fs::write(env.work.join("start"), "go\n").unwrap();
+    let flooded = wait_until(|| read("after-flood.txt").contains("date="));
+    let after_flood = read("after-flood.txt");
+    let back_to_idle = wait_until(|| fd_count(pid) <= idle);
+    let during = fd_count(pid);
+    if !flooded || !back_to_idle {
+        finish(&mut child);
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "after the flood ({}): the exec {}; the server has {during} fds open (idle: \
+             {idle});\nexecgate stderr: {}",
+            read("flood.txt").trim(),
+            if flooded {
+                format!("wrote {after_flood:?}")
+            } else {
+                "never finished".to_string()
+            },
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::fs::write(env.work.join("finish"), "go\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = Report::parse("patched zsh", out);
+    assert!(read("flood.txt").starts_with("sent "), "{report}");
+    let year = format!("{}\ndate=0\n", &after_flood.get(..4).unwrap_or("????"));
+    assert_eq!(
+        after_flood, year,
+        "the exec after the flood failed: {report}"
+    );
+    assert_eq!(read("after-idle.txt"), year, "{report}");
+    let dates = report.execs_of("/usr/bin/date");
+    assert_eq!(dates.len(), 2, "{report}");
+    assert!(dates.iter().all(|d| d["verdict"] == "escalate"), "{report}");
+}
