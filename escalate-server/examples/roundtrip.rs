@@ -71,10 +71,13 @@ fn main() -> anyhow::Result<()> {
         let wrapper = Interception::PatchedShell {
             wrapper: "/nonexistent/execgate-execve-wrapper".into(),
         };
+        // Invoked names are checked against a writable folder, as `execgate run` does.
+        let tmp = std::env::temp_dir();
         let mut builder = SessionBuilder::new(std::env::current_exe()?, wrapper)
             .arg(CLIENT_FLAG)
             .arg(n.to_string())
-            .args(rows);
+            .args(rows)
+            .writable_paths(Arc::new(move |p: &std::path::Path| p.starts_with(&tmp)));
         let mut consumer = None;
         if events {
             let (events, mut received) = tokio::sync::mpsc::unbounded_channel();

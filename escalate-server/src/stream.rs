@@ -10,7 +10,10 @@
 //! session's limited [`Budget`] slots, and it ends after a timeout. So streams that never
 //! send anything cannot pile up and exhaust the server's file descriptors; the client of a
 //! stream refused that way sees it closed and fails closed. Only the slow path pays for
-//! this: a call that does not have to wait takes no slot and starts no timer.
+//! this: a call that does not have to wait takes no slot and starts no timer. And a stream
+//! never waits while it holds fds the client attached to an unfinished frame: a client
+//! sends each frame with its fds in one message, so this costs honest clients nothing, and
+//! a stalled stream cannot make the server hold hundreds of fds.
 
 use execgate_protocol::{frame_len, ProtocolError, MAX_FDS};
 use std::io;
@@ -43,6 +46,10 @@ pub(crate) enum StreamError {
     /// The client did not send what it owes in time.
     #[error("the client did not send its message in time")]
     TimedOut,
+    /// Fds arrived with a frame whose rest was not there: a client sends a frame with its
+    /// fds in one message, so only a client trying to make the server hold fds does this.
+    #[error("fds arrived with a frame the client did not finish")]
+    StalledWithFds,
     /// A socket call failed.
     #[error("socket error: {0}")]
     Io(#[from] io::Error),
@@ -239,6 +246,10 @@ impl Stream {
                 Ok(0) => return Err(StreamError::Closed),
                 Ok(n) => return Ok(n),
                 Err(err) => match err.raw_os_error() {
+                    // Never wait while holding a client's fds.
+                    Some(libc::EAGAIN) if !fds.is_empty() => {
+                        return Err(StreamError::StalledWithFds)
+                    }
                     Some(libc::EAGAIN) => self.ready(Direction::Read).await?,
                     Some(libc::EINTR) => {}
                     Some(libc::EMSGSIZE) => return Err(StreamError::TooManyFds),

@@ -319,3 +319,71 @@ fn a_stream_that_never_sends_its_request_is_closed() {
     assert_eq!(next(&silent, &mut buf), Err(ClientError::ServerClosed));
     assert_eq!(next(&ask("plain"), &mut buf).unwrap(), run_verdict());
 }
+
+#[test]
+fn fds_attached_to_an_unfinished_frame_are_not_held() {
+    if !in_client() {
+        return serve(
+            "fds_attached_to_an_unfinished_frame_are_not_held",
+            Arc::new(Gate::default()),
+        );
+    }
+    // A stream that sends nothing: closed only by the server's timeout.
+    let silent = Connection::open(session()).unwrap();
+    // Half a request frame with 200 copies of a pipe's write end, then nothing more.
+    let mut pipe = [-1; 2];
+    assert_eq!(
+        unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) },
+        0
+    );
+    let holder = Connection::open(session()).unwrap();
+    let fds = [pipe[1]; 200];
+    let frame = 100u32.to_le_bytes();
+    send_with_fds(holder.as_raw_fd(), &frame, &fds);
+    unsafe { libc::close(pipe[1]) };
+    // The server lets go of the fds at once (the pipe's read end sees end of file) rather
+    // than when the stream times out, which comes first for the stream opened first.
+    let mut pfd = libc::pollfd {
+        fd: pipe[0],
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    assert_eq!(
+        unsafe { libc::poll(&mut pfd, 1, 10_000) },
+        1,
+        "fds still held"
+    );
+    assert!(
+        !readable(&silent, Duration::ZERO),
+        "the silent stream timed out first"
+    );
+    let mut buf = [0u8; 4096];
+    assert_eq!(next(&holder, &mut buf), Err(ClientError::ServerClosed));
+}
+
+/// Client side: one `sendmsg` of `bytes` with `fds` attached.
+fn send_with_fds(sock: RawFd, bytes: &[u8], fds: &[RawFd]) {
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of_val(fds) as u32) } as usize;
+    let mut control = vec![0u64; space.div_ceil(8)];
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(fds) as u32) as _;
+        std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast(), fds.len());
+        assert_eq!(
+            libc::sendmsg(sock, &msg, 0),
+            bytes.len() as isize,
+            "sendmsg"
+        );
+    }
+}
