@@ -24,7 +24,7 @@
 //!   closed at once: those numbers are kept for the decisions and escalations under way,
 //!   across every session of the process.
 //!
-//! None of this costs a Run that needs no waiting anything: the bounds apply when a
+//! A Run that needs no waiting pays for none of this: the bounds apply only when a
 //! conversation would wait.
 
 use crate::env::EnvPolicy;
@@ -281,8 +281,9 @@ async fn converse<N: Send + 'static>(
     stream: &mut Stream,
     server: &Server<N>,
 ) -> Result<(), StreamError> {
-    // No timeout here: a person may take minutes to approve, and a conversation that waits
-    // does so in its own task, so a stalled one blocks nobody.
+    // The request is owed by the client: bounded (see the module documentation). The
+    // decision is not: a person may take minutes to approve, and a conversation that waits
+    // does so in its own task, so a slow one blocks nobody.
     let mut fds = Vec::new();
     stream.expect_client(&server.waiting_requests, CLIENT_TIMEOUT);
     let payload = stream.read_frame(&mut fds).await?;
