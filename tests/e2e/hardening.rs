@@ -871,3 +871,145 @@ fn a_flood_of_stalled_streams_neither_exhausts_the_servers_fds_nor_stops_later_e
     assert_eq!(dates.len(), 2, "{report}");
     assert!(dates.iter().all(|d| d["verdict"] == "escalate"), "{report}");
 }
+
+/// `execgate mcp` on pipes, spoken to line by line (JSON-RPC), for the flood test.
+struct RawMcp {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl RawMcp {
+    fn start(env: &Hostile, rules: &Path, nofile: libc::rlim_t) -> Self {
+        let zsh = bins::patched_zsh();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_execgate"));
+        cmd.args(["mcp", "--rules", rules.to_str().unwrap()])
+            .current_dir(&env.work)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &env.home)
+            .env("EXECGATE_SHELLS_DIR", zsh.parent().unwrap())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        // SAFETY: setsid and setrlimit are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::setsid();
+                let limit = libc::rlimit {
+                    rlim_cur: nofile,
+                    rlim_max: nofile,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut mcp = Self {
+            child,
+            stdin,
+            lines,
+        };
+        mcp.send(
+            &serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                       "clientInfo": {"name": "execgate-test", "version": "0"}}}),
+        );
+        mcp.response(0);
+        mcp.send(&serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        mcp
+    }
+
+    fn send(&mut self, message: &Value) {
+        use std::io::Write;
+        writeln!(self.stdin, "{message}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// Calls the shell tool with `command` in `workdir` under request id `id`.
+    fn call(&mut self, id: u64, command: &str, workdir: &Path) {
+        self.send(
+            &serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "shell", "arguments": {"command": command,
+                "workdir": workdir, "login": false, "timeout_ms": 120_000}}}),
+        );
+    }
+
+    /// The response to request `id` (60 s at most; other messages are skipped).
+    fn response(&mut self, id: u64) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no response to request {id}"));
+            let message: Value = serde_json::from_str(&line).unwrap();
+            if message["id"] == id {
+                return message;
+            }
+        }
+    }
+}
+
+impl Drop for RawMcp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn an_mcp_call_that_floods_the_server_does_not_stop_another_call() {
+    let env = Hostile::new();
+    let rules = env.write_outside(
+        "rules/date.rules",
+        "prefix_rule(pattern = [\"date\"], decision = \"allow\")\n",
+    );
+    std::fs::write(env.work.join("flood.py"), FLOOD).unwrap();
+    let status = Command::new("mkfifo")
+        .arg(env.work.join("hold"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut mcp = RawMcp::start(&env, &rules, 2048);
+    // Call 1 floods, then stays (its session alive) until the test lets it go.
+    mcp.call(
+        1,
+        "python3 flood.py 1500 > flood.txt; read x < hold",
+        &env.work,
+    );
+    let read = |name: &str| std::fs::read_to_string(env.work.join(name)).unwrap_or_default();
+    assert!(
+        wait_until(|| read("flood.txt").starts_with("sent ")),
+        "no flood"
+    );
+    mcp.call(2, "date +%Y", &env.work);
+    let other = mcp.response(2);
+    std::fs::write(env.work.join("hold"), "go\n").unwrap();
+    let flooder = mcp.response(1);
+    let report = &other["result"]["structuredContent"];
+    assert_eq!(report["exit_code"], 0, "{other}\nflooding call: {flooder}");
+    assert_eq!(report["stdout"].as_str().unwrap().len(), 5, "{other}");
+    assert_eq!(report["execs"][0]["verdict"], "escalate", "{other}");
+    assert_eq!(
+        flooder["result"]["structuredContent"]["exit_code"], 0,
+        "{flooder}"
+    );
+}
