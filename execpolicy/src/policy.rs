@@ -50,6 +50,22 @@ impl Evaluation {
         Self { decision, matched }
     }
 
+    /// One command checked under two program names, `self` for the name it was invoked by
+    /// (`/bin/sh`, `/usr/bin/python3`) and `other` for the file that runs (`/usr/bin/dash`,
+    /// `/usr/bin/python3.11`): every match of both, each rule once (in `self`'s order,
+    /// then `other`'s), and the strictest decision of all. A `forbidden` rule written for
+    /// either name wins. `execgate policy check` never merges: it checks the argv it is
+    /// given, as Codex does.
+    pub fn merge(self, other: Evaluation) -> Evaluation {
+        let mut matched = self.matched;
+        for m in other.matched {
+            if !matched.iter().any(|seen| seen.source == m.source) {
+                matched.push(m);
+            }
+        }
+        Self::from_matches(matched)
+    }
+
     /// The first matched rule carrying the final decision: the one to quote in a prompt or
     /// denial ("the rule that asked").
     pub fn deciding_rule(&self) -> Option<&RuleMatch> {

@@ -409,3 +409,45 @@ fn shipped_example_rules_load_and_decide() {
     assert_eq!(check(&["cargo", "test"]), Some(Decision::Allow));
     assert_eq!(policy.network_rules().len(), 1);
 }
+
+#[test]
+fn merging_the_invoked_and_the_resolved_name_keeps_every_rule_once_and_the_strictest() {
+    let policy = load(
+        r#"
+prefix_rule(pattern = ["sh"], decision = "forbidden", justification = "no shells")
+prefix_rule(pattern = ["python3"], decision = "allow")
+prefix_rule(pattern = ["python3.11", "-c"], decision = "prompt")
+prefix_rule(pattern = [["git", "other"]], decision = "allow")
+"#,
+    );
+    // A rule for `sh` applies to /bin/sh although the file that runs is dash.
+    let invoked = policy.check(&["/bin/sh", "-c", "x"], &RESOLVE);
+    let resolved = policy.check(&["/usr/bin/dash", "-c", "x"], &RESOLVE);
+    assert_eq!(resolved.decision, None);
+    let both = invoked.merge(resolved);
+    assert_eq!(both.decision, Some(Decision::Forbidden));
+    assert_eq!(
+        both.deciding_rule().unwrap().justification.as_deref(),
+        Some("no shells")
+    );
+    // python3 -> python3.11: the stricter rule of the resolved name wins over the allow.
+    let both = policy
+        .check(&["/usr/bin/python3", "-c", "x"], &RESOLVE)
+        .merge(policy.check(&["/usr/bin/python3.11", "-c", "x"], &RESOLVE));
+    assert_eq!(both.decision, Some(Decision::Prompt));
+    assert_eq!(
+        prefixes(&both),
+        vec![vec!["python3"], vec!["python3.11", "-c"]]
+    );
+    // The same rule matched under both names is listed once.
+    let both = policy
+        .check(&["/usr/local/bin/git", "status"], &RESOLVE)
+        .merge(policy.check(&["/usr/bin/git", "status"], &RESOLVE));
+    assert_eq!(both.matched.len(), 1);
+    assert_eq!(both.decision, Some(Decision::Allow));
+    // Nothing matched under either name: no decision.
+    let none = policy
+        .check(&["/usr/bin/ls"], &RESOLVE)
+        .merge(policy.check(&["/usr/bin/ls"], &RESOLVE));
+    assert_eq!(none, Evaluation::default());
+}
