@@ -100,7 +100,9 @@ fn walk(path: &Path, writable: &dyn WritablePaths) -> Option<PathBuf> {
             continue;
         }
         // The entry `name` is read from `dir`: the sandbox must not be able to change it.
-        if writable.is_writable(&dir) {
+        // Nothing under /proc is a name: its links lead into other processes' namespaces
+        // (`/proc/<pid>/root`), whatever `readlink` says.
+        if writable.is_writable(&dir) || dir.starts_with("/proc") {
             return None;
         }
         let next = dir.join(&name);
@@ -225,6 +227,9 @@ mod tests {
             names.trusted(host.join("hop").as_os_str().as_bytes(), &resolved),
             None
         );
+        // Nothing reached through /proc is a name (its links lead into other namespaces).
+        let exe = std::fs::canonicalize("/proc/self/exe").unwrap();
+        assert_eq!(names.trusted(b"/proc/self/exe", &exe), None);
         // Without a writability check nothing is trusted.
         let blind = InvokedNames::new(None);
         assert_eq!(

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use execgate_protocol::{ExecRequest, Verdict};
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -115,11 +115,13 @@ where
 
 /// A request's working directory, opened on first use (`O_PATH | O_DIRECTORY`, symlinks
 /// followed, as `chdir` would) and then fixed for the exec: the policy's checks and the
-/// escalated process's `fchdir` use the same open directory.
+/// escalated process's `fchdir` use the same open directory. A directory whose path does
+/// not name it outside the sandbox (one reached through `/proc/<pid>/root` into a mount
+/// only the sandbox sees) is refused, so a check by path can trust what the path says.
 #[derive(Debug)]
 pub struct CwdDir {
     path: Vec<u8>,
-    opened: OnceLock<Result<OwnedFd, i32>>,
+    opened: OnceLock<Result<(OwnedFd, PathBuf), i32>>,
 }
 
 impl CwdDir {
@@ -138,16 +140,42 @@ impl CwdDir {
 
     /// The open directory: opened on the first call, the same fd on every later one. A
     /// relative path is refused (`EINVAL`): the server's own working directory means
-    /// nothing to the sandbox.
+    /// nothing to the sandbox. So is a directory that its path (as the kernel reports it for
+    /// the open fd, see [`CwdDir::resolved`]) does not name here (`EXDEV`).
     pub fn fd(&self) -> io::Result<BorrowedFd<'_>> {
         match self.opened.get_or_init(|| open_dir(&self.path)) {
-            Ok(fd) => Ok(fd.as_fd()),
+            Ok((fd, _)) => Ok(fd.as_fd()),
             Err(errno) => Err(io::Error::from_raw_os_error(*errno)),
+        }
+    }
+
+    /// The opened directory's path, symlinks resolved, as it was when it was opened (it
+    /// named the directory then). Opens it if needed.
+    pub fn resolved(&self) -> io::Result<&Path> {
+        self.fd()?;
+        match self.opened.get() {
+            Some(Ok((_, path))) => Ok(path),
+            _ => Err(io::Error::from_raw_os_error(libc::EIO)),
         }
     }
 }
 
-fn open_dir(path: &[u8]) -> Result<OwnedFd, i32> {
+/// Opens the directory `path` and checks that the path the kernel gives for the open fd
+/// names it (device and inode): not true of a directory reached through a namespace only
+/// the sandbox sees.
+fn open_dir(path: &[u8]) -> Result<(OwnedFd, PathBuf), i32> {
+    let fd = open_path(path)?;
+    let errno = |e: io::Error| e.raw_os_error().unwrap_or(libc::EIO);
+    let st = crate::spawn::fstat(fd.as_raw_fd()).map_err(errno)?;
+    let resolved =
+        std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(errno)?;
+    if !crate::spawn::names_file(&resolved, &st) {
+        return Err(libc::EXDEV);
+    }
+    Ok((fd, resolved))
+}
+
+fn open_path(path: &[u8]) -> Result<OwnedFd, i32> {
     if !path.starts_with(b"/") {
         return Err(libc::EINVAL);
     }

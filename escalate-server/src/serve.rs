@@ -427,6 +427,19 @@ impl Future for OffTheAcceptor {
     }
 }
 
+/// Why the escalated process cannot start in the request's working directory.
+fn cwd_error(err: io::Error) -> SpawnError {
+    if err.raw_os_error() == Some(libc::EXDEV) {
+        return SpawnError {
+            errno: libc::EXDEV,
+            message: "cannot change to the working directory: its path does not name it \
+                      outside the sandbox (visible only inside the sandbox)"
+                .to_string(),
+        };
+    }
+    SpawnError::new("cannot change to the working directory", err)
+}
+
 fn protocol(what: &'static str) -> StreamError {
     StreamError::Protocol(execgate_protocol::ProtocolError::BadField(what))
 }
@@ -467,10 +480,7 @@ async fn escalate<N: Send + 'static>(
             errno: err.raw_os_error().unwrap_or(0),
             message: errno_text(&err),
         }),
-        (_, Err(err)) => Err(SpawnError::new(
-            "cannot change to the working directory",
-            err,
-        )),
+        (_, Err(err)) => Err(cwd_error(err)),
     };
     // The child holds its own copies now.
     drop(fds);

@@ -235,19 +235,21 @@ impl Spawner {
                 io::Error::from_raw_os_error(libc::EACCES),
             ));
         }
-        let script = is_script(program, &self.fd_dir);
-        if script {
-            let now = std::fs::metadata(&program.canonical)
-                .map_err(|e| SpawnError::new("stat script", e))?;
-            if std::os::unix::fs::MetadataExt::ino(&now) != st.st_ino
-                || std::os::unix::fs::MetadataExt::dev(&now) != st.st_dev
-            {
-                return Err(SpawnError {
-                    errno: libc::ESTALE,
-                    message: "the script was replaced after the policy judged it".to_string(),
-                });
-            }
+        // The policy judged the file by its path: that path must name this very file here,
+        // outside the sandbox. It does not when the file was reached through a namespace
+        // only the sandbox sees (`/proc/<pid>/root/dev/shm/x` names bubblewrap's private
+        // /dev), or when it was replaced since (a script is run by that path).
+        if !names_file(&program.canonical, &st) {
+            return Err(SpawnError {
+                errno: libc::ESTALE,
+                message: format!(
+                    "{} is not the file the policy judged (replaced, or visible only inside \
+                     the sandbox); it was not run",
+                    program.canonical.display()
+                ),
+            });
         }
+        let script = is_script(program, &self.fd_dir);
         let child = Child::prepare(req, program, cwd, env, fds, targets, script)?;
         let stack = match self.lock_stacks().pop() {
             Some(stack) => stack,
@@ -269,7 +271,14 @@ impl Spawner {
     }
 }
 
-fn fstat(fd: RawFd) -> io::Result<libc::stat> {
+/// True when `path` names the file whose `fstat` is `st` (same device and inode).
+pub(crate) fn names_file(path: &Path, st: &libc::stat) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).is_ok_and(|now| now.dev() == st.st_dev && now.ino() == st.st_ino)
+}
+
+/// `fstat` of `fd`.
+pub(crate) fn fstat(fd: RawFd) -> io::Result<libc::stat> {
     // SAFETY: fstat writes into the zeroed buffer we own.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     if unsafe { libc::fstat(fd, &mut st) } != 0 {

@@ -1013,3 +1013,101 @@ fn an_mcp_call_that_floods_the_server_does_not_stop_another_call() {
         "{flooder}"
     );
 }
+
+// ---- files only the sandbox can see ----------------------------------------------------
+
+/// A client speaking the protocol by hand: asks to escalate `argv[1]` with cwd `argv[2]`
+/// and the remaining arguments as argv, passes its stdio along, and prints what happened.
+const RAW_CLIENT: &str = r#"
+import os, socket, struct, sys
+session = socket.socket(fileno=int(os.environ["EXECGATE_SOCKET"]))
+def field(x): return struct.pack("<I", len(x)) + x
+def frame(payload): return struct.pack("<I", len(payload)) + payload
+def read_frame(s):
+    data = b""
+    while len(data) < 4 or len(data) < 4 + struct.unpack("<I", data[:4])[0]:
+        chunk = s.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    return data[4:]
+program, cwd, argv = sys.argv[1].encode(), sys.argv[2].encode(), [a.encode() for a in sys.argv[3:]]
+request = b"\x01" + struct.pack("<I", 1) + field(program) + field(cwd)
+request += struct.pack("<I", len(argv)) + b"".join(field(a) for a in argv)
+request += struct.pack("<I", 1) + field(b"PATH=/usr/bin:/bin")
+mine, theirs = socket.socketpair()
+mine.sendall(frame(request))
+socket.send_fds(session, [b"EXECGATE" + struct.pack("<I", 1)], [theirs.fileno()])
+theirs.close()
+verdict = read_frame(mine)
+if verdict[:1] != b"\x11":
+    print("not escalated", verdict, flush=True)
+    sys.exit(0)
+socket.send_fds(mine, [frame(b"\x02" + struct.pack("<Iiii", 3, 0, 1, 2))], [0, 1, 2])
+started = read_frame(mine)
+print("started" if started[:1] == b"\x20" else "spawn failed: %r" % started[9:], flush=True)
+"#;
+
+/// The host pid of the sandboxed shell whose command line holds `needle`.
+fn host_pid_of_shell(needle: &str) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let exe = std::fs::read_link(entry.path().join("exe")).ok()?;
+            (exe.file_name()? == "zsh" && String::from_utf8_lossy(&cmdline).contains(needle))
+                .then_some(pid)
+        })
+}
+
+#[test]
+fn a_file_only_the_sandbox_can_see_is_never_escalated_by_a_host_path() {
+    // bubblewrap gives the sandbox its own /dev, a tmpfs it can write. Through
+    // /proc/<pid>/root of a sandboxed process the server could open a binary planted there,
+    // and would judge it by the path it has inside the sandbox (/dev/shm/date), which names
+    // no writable root, so a basename rule for `date` allowed it. A real script would scan
+    // pid numbers for its own processes; here the test tells it its shell's host pid.
+    let env = Hostile::new();
+    let rules = env.write_outside(
+        "rules/date.rules",
+        "prefix_rule(pattern = [\"date\"], decision = \"allow\")\n",
+    );
+    std::fs::write(env.work.join("raw.py"), RAW_CLIENT).unwrap();
+    let marker = env.marker("planted-ran");
+    let script = format!(
+        "{}cp /usr/bin/touch /dev/shm/date\n\
+         echo up > ready; while [ ! -s hostpid ]; do :; done; read pid < hostpid\n\
+         python3 raw.py /proc/$pid/root/dev/shm/date / date {}\n\
+         python3 raw.py /usr/bin/date /proc/$pid/root/dev/shm date\n",
+        direct_attempt(&marker),
+        marker.display()
+    );
+    let mut cmd = env.command("zsh", &["--rules", rules.to_str().unwrap(), &script]);
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ready = wait_until(|| env.work.join("ready").exists());
+    let pid = host_pid_of_shell("hostpid");
+    std::fs::write(env.work.join("hostpid"), format!("{}\n", pid.unwrap_or(1))).unwrap();
+    let report = Report::parse("patched zsh", child.wait_with_output().unwrap());
+    assert!(ready && pid.is_some(), "{report}");
+    report.assert_direct_write_refused();
+    assert_no_marker(&marker, &report);
+    // Neither the planted program nor a cwd only the sandbox can see was used.
+    let lines: Vec<&str> = report.stdout().lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "direct-refused",
+            "spawn failed: b'/dev/shm/date is not the file the policy judged (replaced, or \
+             visible only inside the sandbox); it was not run'",
+            "spawn failed: b'cannot change to the working directory: its path does not name \
+             it outside the sandbox (visible only inside the sandbox)'",
+        ],
+        "{report}"
+    );
+}
