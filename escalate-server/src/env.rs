@@ -9,10 +9,12 @@
 //!
 //! | variable | taken when its value |
 //! |---|---|
-//! | `TERM` | has no `/` |
-//! | `LANG`, `LC_*` | matches `[A-Za-z0-9_.@-]+` (glibc loads a locale named by a path) |
+//! | `TERM` | has no `/` and does not start with `.` |
+//! | `LANG`, `LC_*` | matches `[A-Za-z0-9_.@-]+`, not starting with `.` (glibc loads a locale named by a path) |
 //! | `COLUMNS`, `LINES` | is digits |
-//! | `TZ` | has no `/` and does not start with `:` (both name a zone file) |
+//! | `TZ` | has no `/` and starts with neither `:` nor `.` (they name a zone file) |
+//!
+//! (A value starting with `.` could climb out of the folder it is looked up in: `..`.)
 //! | `NO_COLOR`, `FORCE_COLOR`, `CLICOLOR` | is anything |
 //!
 //! plus the names the user passes explicitly ([`EnvPolicy::new`]), byte-exact. `TERMINFO*`
@@ -41,12 +43,13 @@ const BOOKKEEPING: [&str; 4] = ["_", "SHLVL", "OLDPWD", "PWD"];
 /// of presentation variables in the module documentation).
 pub(crate) fn is_presentation_var(name: &[u8], value: &[u8]) -> bool {
     match name {
-        b"TERM" => !value.contains(&b'/'),
+        b"TERM" => !value.contains(&b'/') && !value.starts_with(b"."),
         b"COLUMNS" | b"LINES" => !value.is_empty() && value.iter().all(u8::is_ascii_digit),
-        b"TZ" => !value.contains(&b'/') && !value.starts_with(b":"),
+        b"TZ" => !value.contains(&b'/') && !value.starts_with(b":") && !value.starts_with(b"."),
         b"NO_COLOR" | b"FORCE_COLOR" | b"CLICOLOR" => true,
         _ if name == b"LANG" || name.starts_with(b"LC_") => {
             !value.is_empty()
+                && !value.starts_with(b".")
                 && value
                     .iter()
                     .all(|&b| b.is_ascii_alphanumeric() || b"_.@-".contains(&b))
@@ -212,12 +215,15 @@ mod tests {
             (b"TERM=", true),
             (b"TERM=../../tmp/evil", false),
             (b"TERM=/tmp/evil", false),
+            (b"TERM=..", false),
             (b"LANG=C.UTF-8", true),
             (b"LANG=en_US.UTF-8", true),
             (b"LANG=de_DE@euro", true),
             (b"LANG=", false),
             (b"LANG=/tmp/locale", false),
             (b"LANG=../locale", false),
+            (b"LANG=..", false),
+            (b"LC_ALL=.", false),
             (b"LANG=C UTF-8", false),
             (b"LC_ALL=sr_RS.UTF-8@latin", true),
             (b"LC_CTYPE=/tmp/x", false),
@@ -233,6 +239,7 @@ mod tests {
             (b"TZ=Europe/Paris", false),
             (b"TZ=:/tmp/zone", false),
             (b"TZ=:UTC", false),
+            (b"TZ=..", false),
             (b"NO_COLOR=1", true),
             (b"FORCE_COLOR=3", true),
             (b"CLICOLOR=", true),
