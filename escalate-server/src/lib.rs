@@ -8,10 +8,17 @@
 //! one way, as [`ExecEvent`]s on a channel; the `Decided` event carries the note, which the
 //! server never reads.
 //!
+//! An escalated process takes nothing from the sandbox but its argv (with `argv[0]` the
+//! path that was judged), its working directory (opened once) and the fds it was given;
+//! its environment is the session's own plus a short, value-checked list of request
+//! variables (see `env`).
+//!
 //! The server never trusts its clients: frames are size-checked before anything is
 //! allocated, anything malformed closes only that client's stream (the client then fails
 //! closed), and a client that has to wait (for its own bytes, a decision, an escalated
-//! process) waits in a task of its own, so a stalled client blocks nobody. Execs that need
+//! process) waits in a task of its own, so a stalled client blocks nobody; how many may
+//! wait, and for how long, is bounded per session, so a flood of streams cannot exhaust
+//! the server's file descriptors (the client of a refused stream fails closed). Execs that need
 //! no waiting are served start to finish by the session's acceptor thread, without a
 //! runtime round trip. Dropping a [`Session`] kills the shell's process group and every
 //! escalated process group.

@@ -87,7 +87,8 @@ pub struct ExecContext {
     /// [`WritablePaths`]), and it resolves to [`ExecContext::program`]. `None` otherwise,
     /// and always when the session was given no [`WritablePaths`]. An escalated process
     /// gets this path as its `argv[0]` when it is set, else [`ExecContext::program`]:
-    /// never the sandbox's own `argv[0]`.
+    /// never the sandbox's own `argv[0]`. So a policy that escalates must judge the command
+    /// under this name too (a multi-call program acts by it): rules for either name apply.
     pub invoked: Option<PathBuf>,
     /// The request's working directory, opened once: what a policy inspects (with
     /// `openat`, from [`CwdDir::fd`]) is the directory an escalated process runs in, even
