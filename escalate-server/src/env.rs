@@ -17,10 +17,10 @@
 //! (A value starting with `.` could climb out of the folder it is looked up in: `..`.)
 //! | `NO_COLOR`, `FORCE_COLOR`, `CLICOLOR` | is anything |
 //!
-//! plus the names the user passes explicitly ([`EnvPolicy::new`]), byte-exact. `TERMINFO*`
-//! never comes from the request; the server sets `PWD` to the directory the process runs
-//! in; the session's plumbing (`EXECGATE_SOCKET`, `EXEC_WRAPPER`, `BASH_EXEC_WRAPPER`,
-//! `EXECGATE_ESCALATION_FD`) never reaches an escalated process.
+//! plus the names the user passes explicitly (`SessionBuilder::pass_env`), byte-exact.
+//! `TERMINFO*` never comes from the request; the server sets `PWD` to the directory the
+//! process runs in; the session's plumbing (`EXECGATE_SOCKET`, `EXEC_WRAPPER`,
+//! `BASH_EXEC_WRAPPER`, `EXECGATE_ESCALATION_FD`) never reaches an escalated process.
 
 use execgate_protocol::{ESCALATION_FD_ENV, LEGACY_WRAPPER_ENV, SOCKET_ENV, WRAPPER_ENV};
 use std::collections::HashMap;
@@ -58,7 +58,7 @@ pub(crate) fn is_presentation_var(name: &[u8], value: &[u8]) -> bool {
     }
 }
 
-/// Why a name cannot be passed with [`EnvPolicy::new`].
+/// Why a name given to `SessionBuilder::pass_env` cannot be passed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PassEnvError {
     /// Not a variable name.
