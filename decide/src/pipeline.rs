@@ -25,7 +25,7 @@ use crate::note::{Note, Source};
 use crate::remember::{save_always, SessionApprovals};
 use crate::rules;
 use execgate_escalate_server::{async_trait, EscalationPolicy, ExecContext, Ruling, Verdict};
-use execgate_execpolicy::{Decision, Policy};
+use execgate_execpolicy::{Decision, Evaluation, Policy};
 use execgate_hooks::{shell_quote_command, HookDecision, PermissionMode, PermissionRequest};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -140,15 +140,26 @@ impl Pipeline {
         &self.identity.session_id
     }
 
-    /// The ruling on one exec.
+    /// The ruling on one exec. Rules are checked under the name it was invoked by (when
+    /// the server gives one) and the file that runs; an escalation runs it by its invoked
+    /// name only when a rule for that name matched, and hooks and the person are shown the
+    /// command by the name it runs as.
     pub async fn rule_on(&self, exec: &ExecContext) -> Ruling<Note> {
+        let judged = rules::evaluate(&self.policy, exec, &*self.sandbox_writable);
+        let name = judged.name(exec);
+        self.rule_by(exec, &judged.evaluation, name)
+            .await
+            .with_argv0(judged.argv0)
+    }
+
+    /// The ruling on `exec` given what the rules say; `name` is the path it runs by.
+    async fn rule_by(
+        &self,
+        exec: &ExecContext,
+        evaluation: &Evaluation,
+        name: &Path,
+    ) -> Ruling<Note> {
         let request = &exec.request;
-        let evaluation = rules::evaluate(
-            &self.policy,
-            &exec.program,
-            &request.argv,
-            &*self.sandbox_writable,
-        );
         let deciding = evaluation.deciding_rule();
         let note = Note {
             decision: evaluation.decision,
@@ -169,7 +180,7 @@ impl Pipeline {
                 let saved = self
                     .approvals_file
                     .as_deref()
-                    .and_then(|file| rules::saved_approval(&evaluation, file));
+                    .and_then(|file| rules::saved_approval(evaluation, file));
                 match saved {
                     // A person answered "always" for this prefix earlier: that settles a
                     // prompt (never a `forbidden`, which would be the decision instead).
@@ -184,7 +195,7 @@ impl Pipeline {
                         let prefix = deciding
                             .map(|r| r.matched_prefix.clone())
                             .unwrap_or_default();
-                        self.approve(exec, prefix, note).await
+                        self.approve(exec, name, prefix, note).await
                     }
                 }
             }
@@ -201,7 +212,7 @@ impl Pipeline {
                             .skip(1)
                             .map(|a| String::from_utf8_lossy(a).into_owned()),
                     );
-                    self.approve(exec, prefix, note).await
+                    self.approve(exec, name, prefix, note).await
                 } else {
                     Ruling::new(Verdict::Run, note)
                 }
@@ -218,8 +229,15 @@ impl Pipeline {
     }
 
     /// The approval path: the guard, session approvals, hooks, the approval mode, then the
-    /// person. `prefix` is what "session" and "always" remember (empty: nothing).
-    async fn approve(&self, exec: &ExecContext, prefix: Vec<String>, note: Note) -> Ruling<Note> {
+    /// person, who are shown the command as it runs (`name` and `argv[1..]`). `prefix` is
+    /// what "session" and "always" remember (empty: nothing).
+    async fn approve(
+        &self,
+        exec: &ExecContext,
+        name: &Path,
+        prefix: Vec<String>,
+        note: Note,
+    ) -> Ruling<Note> {
         // Nobody is asked about an exec that could not leave the sandbox anyway.
         if let Err(why) = self.guard.may_escalate(exec) {
             return downgrade(note, why);
@@ -230,7 +248,7 @@ impl Pipeline {
 
         let request = &exec.request;
         let args: Vec<&[u8]> = request.argv.iter().skip(1).map(Vec::as_slice).collect();
-        let command = shell_quote_command(exec.program.as_os_str().as_bytes(), &args);
+        let command = shell_quote_command(name.as_os_str().as_bytes(), &args);
         let cwd = PathBuf::from(OsStr::from_bytes(&request.cwd));
 
         let mut hook_request = PermissionRequest::new(cwd.clone(), command.clone());

@@ -1,16 +1,74 @@
-//! What the rules say about one exec: its program and argv checked against the policy, with
-//! design invariant 3 applied (a basename rule never grants `allow` to a program the
+//! What the rules say about one exec: its program and argv checked against the policy under
+//! the name it was invoked by and the file that runs (design invariant 2), with design
+//! invariant 3 applied to each (a basename rule never grants `allow` to a program the
 //! sandbox could have written, unless `host_executable` lists that path).
 
+use execgate_escalate_server::{Argv0, ExecContext};
 use execgate_execpolicy::{CheckOptions, Decision, Evaluation, Policy, RuleMatch};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+/// What the rules say about one exec, and the name it is judged (and escalated) by.
+pub(crate) struct Judged {
+    /// Every matching rule of both names, strictest decision first.
+    pub(crate) evaluation: Evaluation,
+    /// Whether an escalation runs the program by its invoked name: only when a rule
+    /// written for that name matched, so the name a multi-call program acts by is one the
+    /// rules judged.
+    pub(crate) argv0: Argv0,
+}
+
+impl Judged {
+    /// The path the command runs by, for what hooks and the person are shown.
+    pub(crate) fn name<'a>(&self, exec: &'a ExecContext) -> &'a Path {
+        match (self.argv0, exec.invoked.as_deref()) {
+            (Argv0::Invoked, Some(invoked)) => invoked,
+            _ => &exec.program,
+        }
+    }
+}
+
+/// Evaluates the rules for an exec under the name it was invoked by (when the server gave
+/// one: `/bin/sh`, `/usr/bin/python3`) and under the file that runs (`/usr/bin/dash`,
+/// `/usr/bin/python3.11`), each with [`evaluate_name`], and merges them: every rule once,
+/// the strictest decision wins, so a `forbidden` rule written for either name applies.
+///
+/// A decision reached only through the resolved file's rules says nothing about the
+/// invoked name, so such an exec escalates by the resolved name ([`Argv0::Resolved`]):
+/// `/usr/lib/git-core/git-difftool` is the host's own link to git, and a rule allowing
+/// `git diff` must not run git as difftool.
+pub(crate) fn evaluate(
+    policy: &Policy,
+    exec: &ExecContext,
+    sandbox_writable: &dyn Fn(&Path) -> bool,
+) -> Judged {
+    let argv = &exec.request.argv;
+    let resolved = evaluate_name(policy, &exec.program, argv, sandbox_writable);
+    match exec.invoked.as_deref() {
+        Some(invoked) if invoked != exec.program => {
+            let by_name = evaluate_name(policy, invoked, argv, sandbox_writable);
+            let argv0 = if by_name.decision.is_some() {
+                Argv0::Invoked
+            } else {
+                Argv0::Resolved
+            };
+            Judged {
+                evaluation: by_name.merge(resolved),
+                argv0,
+            }
+        }
+        _ => Judged {
+            evaluation: resolved,
+            argv0: Argv0::Resolved,
+        },
+    }
+}
+
 /// Evaluates the rules for `program` + `argv[1..]`: rules naming the exact path first, then
 /// rules written for the program's basename (`host_executable` fallback).
 /// `sandbox_writable(program)` is asked only when that fallback is needed.
-pub(crate) fn evaluate(
+fn evaluate_name(
     policy: &Policy,
     program: &Path,
     argv: &[Vec<u8>],

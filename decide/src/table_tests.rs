@@ -11,7 +11,7 @@ use crate::approver::{ApprovalRequest, Approver, BoxFuture, Choice, Unavailable}
 use crate::guard::EscalationGuard;
 use crate::hooks::PermissionHooks;
 use crate::{ApprovalMode, Note, Pipeline, SessionApprovals, Source};
-use execgate_escalate_server::{CwdDir, ExecContext, ExecRequest, Ruling, Verdict};
+use execgate_escalate_server::{Argv0, CwdDir, ExecContext, ExecRequest, Ruling, Verdict};
 use execgate_execpolicy::{Decision, Policy, PolicyLoader};
 use execgate_hooks::{HookDecision, PermissionMode, PermissionOutcome, PermissionRequest};
 use std::path::{Path, PathBuf};
@@ -134,6 +134,14 @@ fn exec(program: &str, argv: &[&str]) -> ExecContext {
         program: PathBuf::from(program),
         invoked: None,
         cwd: Arc::new(CwdDir::new(b"/work".to_vec())),
+    }
+}
+
+/// [`exec`] of `program`, invoked by the trusted name `invoked`.
+fn exec_invoked(invoked: &str, program: &str, argv: &[&str]) -> ExecContext {
+    ExecContext {
+        invoked: Some(PathBuf::from(invoked)),
+        ..exec(program, argv)
     }
 }
 
@@ -301,6 +309,8 @@ fn expected(row: Row) -> Outcome {
             verdict,
             note,
             end_session: end.map(str::to_owned),
+            // These rows have no invoked name (see `invoked_and_resolved_names`).
+            argv0: Argv0::Resolved,
         },
         guard_asked: asked.0,
         hooks_asked: asked.1,
@@ -745,4 +755,203 @@ fn the_default_guard_lets_every_exec_escalate() {
     let pipeline = pipeline_for(Rules::Allow.source(), &person, &hooks);
     let ruling = ready(pipeline.rule_on(&exec("/usr/bin/tool", &["tool"])));
     assert_eq!(ruling.verdict, Verdict::Escalate);
+}
+
+// ---- the invoked name and the resolved file ----
+
+/// Line 1 of the rules: one for `sh` (the invoked name), line 2: one for `dash` (the file
+/// that runs), each with `decision`, or one that never matches.
+fn sh_and_dash_rules(sh: Option<Decision>, dash: Option<Decision>) -> String {
+    let line = |name: &str, decision: Option<Decision>| match decision {
+        Some(decision) => format!(
+            r#"prefix_rule(pattern = ["{name}", "-c"], decision = "{}", justification = "j-{name}")"#,
+            decision.as_str()
+        ),
+        None => r#"prefix_rule(pattern = ["other"], decision = "forbidden")"#.to_owned(),
+    };
+    format!("{}\n{}\n", line("sh", sh), line("dash", dash))
+}
+
+/// (rule for sh, rule for dash, invoked name given, decision, deciding line, argv[0]).
+type NameRow = (
+    Option<Decision>,
+    Option<Decision>,
+    bool,
+    Option<Decision>,
+    Option<u32>,
+    Argv0,
+);
+
+#[test]
+fn invoked_and_resolved_names_are_both_judged_and_the_strictest_wins() {
+    use Decision::{Allow, Forbidden, Prompt};
+    let rows: [NameRow; 12] = [
+        // A rule written for the invoked name applies to the file that runs.
+        (
+            Some(Forbidden),
+            None,
+            true,
+            Some(Forbidden),
+            Some(1),
+            Argv0::Invoked,
+        ),
+        (
+            Some(Allow),
+            None,
+            true,
+            Some(Allow),
+            Some(1),
+            Argv0::Invoked,
+        ),
+        (
+            Some(Prompt),
+            None,
+            true,
+            Some(Prompt),
+            Some(1),
+            Argv0::Invoked,
+        ),
+        // A rule for the resolved file still applies; it judged that name only, so an
+        // escalation runs the file by its own name.
+        (
+            None,
+            Some(Forbidden),
+            true,
+            Some(Forbidden),
+            Some(2),
+            Argv0::Resolved,
+        ),
+        (
+            None,
+            Some(Allow),
+            true,
+            Some(Allow),
+            Some(2),
+            Argv0::Resolved,
+        ),
+        (
+            None,
+            Some(Prompt),
+            true,
+            Some(Prompt),
+            Some(2),
+            Argv0::Resolved,
+        ),
+        // The two disagree: the strictest wins, whichever name it was written for.
+        (
+            Some(Allow),
+            Some(Prompt),
+            true,
+            Some(Prompt),
+            Some(2),
+            Argv0::Invoked,
+        ),
+        (
+            Some(Prompt),
+            Some(Allow),
+            true,
+            Some(Prompt),
+            Some(1),
+            Argv0::Invoked,
+        ),
+        (
+            Some(Allow),
+            Some(Forbidden),
+            true,
+            Some(Forbidden),
+            Some(2),
+            Argv0::Invoked,
+        ),
+        (
+            Some(Forbidden),
+            Some(Allow),
+            true,
+            Some(Forbidden),
+            Some(1),
+            Argv0::Invoked,
+        ),
+        // No trusted invoked name (the sandbox could have made it): its rules are not
+        // consulted, and nothing runs by it.
+        (Some(Forbidden), None, false, None, None, Argv0::Resolved),
+        (None, None, true, None, None, Argv0::Resolved),
+    ];
+    for (sh, dash, given, decision, line, argv0) in rows {
+        let person = ScriptedPerson::new(Ok(Choice::Once));
+        let hooks = ScriptedHooks::new(Hook::Silent);
+        let pipeline = pipeline_for(&sh_and_dash_rules(sh, dash), &person, &hooks);
+        let argv = ["sh", "-c", "x"];
+        let exec = if given {
+            exec_invoked("/usr/bin/sh", "/usr/bin/dash", &argv)
+        } else {
+            exec("/usr/bin/dash", &argv)
+        };
+        let ruling = ready(pipeline.rule_on(&exec));
+        let row = format!("sh={sh:?} dash={dash:?} given={given}");
+        assert_eq!(ruling.note.decision, decision, "{row}");
+        assert_eq!(
+            ruling.note.rule,
+            line.map(|l| format!("{RULES_FILE}:{l}")),
+            "{row}"
+        );
+        assert_eq!(ruling.argv0, argv0, "{row}");
+        let verdict = match decision {
+            Some(Forbidden) => Verdict::Deny {
+                reason: format!("j-{}", if line == Some(1) { "sh" } else { "dash" }).into_bytes(),
+            },
+            Some(Allow) | Some(Prompt) => Verdict::Escalate,
+            None => Verdict::Run,
+        };
+        assert_eq!(ruling.verdict, verdict, "{row}");
+        // Hooks and the person are shown the command by the name it will run as.
+        let shown = match argv0 {
+            Argv0::Invoked => "/usr/bin/sh -c x",
+            Argv0::Resolved => "/usr/bin/dash -c x",
+        };
+        let asked: Vec<String> = person
+            .asked
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.command.clone())
+            .collect();
+        let want: Vec<String> = if decision == Some(Prompt) {
+            vec![shown.into()]
+        } else {
+            vec![]
+        };
+        assert_eq!(asked, want, "{row}");
+        let hooked: Vec<String> = hooks
+            .asked
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.command.clone())
+            .collect();
+        assert_eq!(hooked, want, "{row}");
+    }
+}
+
+#[test]
+fn one_rule_for_the_basename_judges_a_link_and_its_target_once() {
+    let person = ScriptedPerson::new(Ok(Choice::Once));
+    let hooks = ScriptedHooks::new(Hook::Silent);
+    // Both names are the same file, as for a program invoked by its resolved path.
+    let pipeline = pipeline_for(Rules::Allow.source(), &person, &hooks);
+    let ruling = ready(pipeline.rule_on(&exec_invoked(
+        "/usr/bin/tool",
+        "/usr/bin/tool",
+        &["tool", "x"],
+    )));
+    assert_eq!(ruling.verdict, Verdict::Escalate);
+    assert_eq!(ruling.argv0, Argv0::Resolved);
+    // `/usr/local/bin/tool` -> `/usr/bin/tool`: one rule for the basename `tool`, matched
+    // under both names, decides once.
+    let ruling = ready(pipeline.rule_on(&exec_invoked(
+        "/usr/local/bin/tool",
+        "/usr/bin/tool",
+        &["tool", "x"],
+    )));
+    assert_eq!(ruling.note.rule, Some(format!("{RULES_FILE}:1")));
+    assert_eq!(ruling.note.justification.as_deref(), Some("j-allow"));
+    assert_eq!(ruling.argv0, Argv0::Invoked);
 }

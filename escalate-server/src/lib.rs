@@ -47,6 +47,6 @@ pub use async_trait::async_trait;
 pub use env::PassEnvError;
 pub use event::ExecEvent;
 pub use execgate_protocol::{ExecRequest, ExitStatus, Verdict};
-pub use policy::{CwdDir, EscalationPolicy, ExecContext, Ruling, WritablePaths};
+pub use policy::{Argv0, CwdDir, EscalationPolicy, ExecContext, Ruling, WritablePaths};
 #[cfg(target_os = "linux")]
 pub use session::{DirectLauncher, Interception, Launcher, Session, SessionBuilder, SessionError};

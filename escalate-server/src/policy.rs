@@ -44,21 +44,44 @@ pub struct Ruling<N = ()> {
     /// escalated one) before the verdict is sent; `Session::interrupted` then gives the
     /// reason.
     pub end_session: Option<String>,
+    /// The name an escalated process gets as `argv[0]`: the one the policy judged.
+    pub argv0: Argv0,
+}
+
+/// Which path an escalated process gets as `argv[0]`. Multi-call programs (git, busybox)
+/// act by that name, so it must be a name the policy judged: `/usr/lib/git-core/git-difftool`
+/// is a host symlink to git, and a rule allowing `git diff` judged git, not difftool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Argv0 {
+    /// The resolved file, [`ExecContext::program`] (the default).
+    #[default]
+    Resolved,
+    /// The name the program was invoked by, [`ExecContext::invoked`], when the server gave
+    /// one (else the resolved file): for a policy whose rules judged that name.
+    Invoked,
 }
 
 impl<N> Ruling<N> {
-    /// A ruling that leaves the session running.
+    /// A ruling that leaves the session running; an escalation runs the resolved file by
+    /// its own name ([`Argv0::Resolved`]).
     pub fn new(verdict: Verdict, note: N) -> Self {
         Self {
             verdict,
             note,
             end_session: None,
+            argv0: Argv0::Resolved,
         }
     }
 
     /// The same ruling, ending the session for `reason`.
     pub fn ending_session(mut self, reason: impl Into<String>) -> Self {
         self.end_session = Some(reason.into());
+        self
+    }
+
+    /// The same ruling, with `argv0` as the escalated process's `argv[0]`.
+    pub fn with_argv0(mut self, argv0: Argv0) -> Self {
+        self.argv0 = argv0;
         self
     }
 }
@@ -86,9 +109,9 @@ pub struct ExecContext {
     /// no directory its resolution reads and not the file itself is sandbox-writable (see
     /// [`WritablePaths`]), and it resolves to [`ExecContext::program`]. `None` otherwise,
     /// and always when the session was given no [`WritablePaths`]. An escalated process
-    /// gets this path as its `argv[0]` when it is set, else [`ExecContext::program`]:
-    /// never the sandbox's own `argv[0]`. So a policy that escalates must judge the command
-    /// under this name too (a multi-call program acts by it): rules for either name apply.
+    /// gets this path as its `argv[0]` only when the ruling says the policy judged it
+    /// ([`Argv0::Invoked`]), else [`ExecContext::program`]: never the sandbox's own
+    /// `argv[0]`.
     pub invoked: Option<PathBuf>,
     /// The request's working directory, opened once: what a policy inspects (with
     /// `openat`, from [`CwdDir::fd`]) is the directory an escalated process runs in, even

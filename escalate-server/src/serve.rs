@@ -29,7 +29,7 @@
 
 use crate::env::EnvPolicy;
 use crate::event::ExecEvent;
-use crate::policy::{kill_group, CwdDir, EscalationPolicy, ExecContext, Ruling, Shared};
+use crate::policy::{kill_group, Argv0, CwdDir, EscalationPolicy, ExecContext, Ruling, Shared};
 use crate::spawn::{self, errno_text, OpenedProgram, SpawnError};
 use crate::stream::{recv_with_fds, Budget, Slot, Stream, StreamError};
 use execgate_protocol::{
@@ -295,7 +295,7 @@ async fn converse<N: Send + 'static>(
     drop(payload);
     let id = server.next_id.fetch_add(1, Ordering::Relaxed);
     let request = Arc::new(request);
-    let opened = server.spawner.open_program(&request);
+    let mut opened = server.spawner.open_program(&request);
     let (program, invoked) = match &opened {
         Ok(opened) => (opened.canonical.clone(), opened.invoked.clone()),
         Err(_) => (spawn::request_path(&request), None),
@@ -319,9 +319,16 @@ async fn converse<N: Send + 'static>(
             verdict,
             note,
             end_session,
+            argv0,
         }) => {
             if let Some(reason) = end_session {
                 server.shared.interrupt(reason);
+            }
+            if argv0 == Argv0::Resolved {
+                // The policy judged the resolved file only: run it by that name.
+                if let Ok(opened) = &mut opened {
+                    opened.invoked = None;
+                }
             }
             (verdict, Some(note))
         }

@@ -232,7 +232,9 @@ impl<N: Send + 'static> SessionBuilder<N> {
     /// Tells the server which paths sandboxed code can write, so it can trust the name a
     /// program was invoked by ([`crate::ExecContext::invoked`]). Without it every path
     /// counts as writable: no invoked name is trusted, and escalated programs get their
-    /// resolved path as `argv[0]`. Give it only to a policy that judges invoked names too.
+    /// resolved path as `argv[0]`. With it, an escalated program gets its invoked name as
+    /// `argv[0]` only when the ruling says the policy judged that name
+    /// ([`crate::Argv0::Invoked`]).
     pub fn writable_paths(mut self, writable: Arc<dyn WritablePaths>) -> Self {
         self.writable = Some(writable);
         self

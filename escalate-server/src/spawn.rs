@@ -13,7 +13,8 @@
 //! could run instead: put scripts you escalate where the sandbox cannot write.
 //!
 //! `argv[0]` is the path that was judged: the invoked path when the server trusts it
-//! ([`crate::ExecContext::invoked`]), else the resolved one. Never the sandbox's own
+//! ([`crate::ExecContext::invoked`]) and the policy's ruling says it judged that name
+//! ([`crate::Argv0::Invoked`]), else the resolved one. Never the sandbox's own
 //! `argv[0]`: multi-call programs (git, busybox) pick what to do by that name, so the
 //! sandbox could otherwise run a different command than the one the rules allowed.
 //!
@@ -46,7 +47,8 @@ pub(crate) struct OpenedProgram {
     /// Its path with symlinks resolved.
     pub(crate) canonical: PathBuf,
     /// The request's path, when the server trusts it as the name the program was invoked
-    /// by (see [`crate::ExecContext::invoked`]).
+    /// by (see [`crate::ExecContext::invoked`]); cleared when the ruling asks for the
+    /// resolved name as `argv[0]`.
     pub(crate) invoked: Option<PathBuf>,
 }
 

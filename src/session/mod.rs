@@ -117,9 +117,12 @@ fn spawn(
     clock: &Arc<PromptClock>,
     events: mpsc::UnboundedSender<ExecEvent<Note>>,
 ) -> anyhow::Result<Session> {
+    // One writability test for both: the pipeline judges a program under the name it was
+    // invoked by only when the server trusts that name, which it does by the same test.
+    let writable = sandbox::writable(&config.sandbox);
     let pipeline = config
         .pipeline
-        .sandbox_writable(sandbox::writable(&config.sandbox))
+        .sandbox_writable(Arc::clone(&writable))
         .wrap_approver(|approver| clock.around(approver));
     let flag = if config.login { "-lc" } else { "-c" };
     let stdin = if config.null_stdin {
@@ -136,6 +139,7 @@ fn spawn(
         .stdin(stdin)
         .stdout(config.output.stdio())
         .stderr(config.output.stdio())
+        .writable_paths(Arc::new(move |p: &std::path::Path| writable(p)))
         .events(events)
         .spawn(Arc::new(pipeline))
         .context("cannot start the session")

@@ -1,6 +1,6 @@
-//! The prepared sandbox, adapted to the two seams that need it: the server's launcher
-//! (how the shell is started) and the pipeline's writability question (design invariant
-//! 3).
+//! The prepared sandbox, adapted to the seams that need it: the server's launcher (how the
+//! shell is started) and the writability question the pipeline (design invariant 3) and
+//! the server (which invoked names it trusts, invariant 2) both ask.
 
 use execgate_decide::SandboxWritable;
 use execgate_escalate_server::Launcher;

@@ -663,8 +663,9 @@ fn a_cwd_swapped_after_the_check_does_not_change_where_the_command_runs() {
 
 // ---- the invoked name ------------------------------------------------------------------
 
-/// Escalates requests with `@escalate` in argv, runs the rest, and records (request
-/// program, invoked, resolved) for each.
+/// Escalates requests with `@escalate` in argv (by the invoked name, as a policy that
+/// judged it would) or `@escalate-resolved` (by the resolved file, the default), runs the
+/// rest, and records (request program, invoked, resolved) for each.
 #[derive(Default)]
 struct RecordNames(std::sync::Mutex<Vec<(String, Option<PathBuf>, PathBuf)>>);
 
@@ -681,10 +682,14 @@ impl execgate_escalate_server::EscalationPolicy for RecordNames {
             exec.invoked.clone(),
             exec.program.clone(),
         ));
-        if exec.request.argv.iter().any(|a| a == b"@escalate") {
-            execgate_escalate_server::Verdict::Escalate.into()
+        use execgate_escalate_server::{Argv0, Ruling, Verdict};
+        let has = |marker: &[u8]| exec.request.argv.iter().any(|a| a == marker);
+        if has(b"@escalate") {
+            Ruling::from(Verdict::Escalate).with_argv0(Argv0::Invoked)
+        } else if has(b"@escalate-resolved") {
+            Verdict::Escalate.into()
         } else {
-            execgate_escalate_server::Verdict::Run.into()
+            Verdict::Run.into()
         }
     }
 }
@@ -697,6 +702,7 @@ fn the_invoked_name_is_given_only_when_the_sandbox_cannot_have_chosen_it() {
         let policy = std::sync::Arc::new(RecordNames::default());
         let script = "ln -s /usr/bin/env e\n\
                       /bin/sh -c 'tr \"\\0\" \" \" < /proc/$$/cmdline; echo' @escalate\n\
+                      /bin/sh -c 'tr \"\\0\" \" \" < /proc/$$/cmdline; echo' @escalate-resolved\n\
                       ./e true\nbasename x > /dev/null\n";
         let writable = dir.clone();
         let out = run_under(&setup, &dir, script, policy.clone(), &|session| {
@@ -705,10 +711,12 @@ fn the_invoked_name_is_given_only_when_the_sandbox_cannot_have_chosen_it() {
                 p.starts_with(&writable)
             }))
         });
-        // The escalated sh got the name it was invoked by as argv[0], not /usr/bin/dash.
+        // The escalated sh got the name it was invoked by as argv[0] when the ruling said
+        // it judged that name, else /usr/bin/dash; never the sandbox's `sh`.
         assert_eq!(
             out.stdout(),
-            "/bin/sh -c tr \"\\0\" \" \" < /proc/$$/cmdline; echo @escalate \n",
+            "/bin/sh -c tr \"\\0\" \" \" < /proc/$$/cmdline; echo @escalate \n\
+             /usr/bin/dash -c tr \"\\0\" \" \" < /proc/$$/cmdline; echo @escalate-resolved \n",
             "{out}"
         );
         let seen = policy.0.lock().unwrap().clone();
@@ -737,6 +745,97 @@ fn the_invoked_name_is_given_only_when_the_sandbox_cannot_have_chosen_it() {
             "[{}]",
             setup.name
         );
+    }
+}
+
+// ---- rules for the invoked name ---------------------------------------------------------
+
+#[test]
+fn a_forbidden_rule_for_sh_applies_to_bin_sh_although_dash_runs() {
+    for (name, shell) in SETUPS {
+        let env = Hostile::new();
+        let rules = env.write_outside(
+            "rules/sh.rules",
+            "prefix_rule(pattern = [\"sh\", \"-e\"], decision = \"forbidden\", justification = \"no shells\")\n",
+        );
+        // `-e`: the rule must not match the session's own `sh -c` (the shim sees its exec).
+        let script = "sh -e -c 'echo ran-1'\n/bin/sh -e -c 'echo ran-2'\necho end\n";
+        let report = env.run(shell, &[&rules], script);
+        assert_eq!(report.stdout(), "end\n", "[{name}] {report}");
+        let mut dash = report.execs_of("/usr/bin/dash");
+        dash.retain(|exec| exec["argv"][1] == "-e");
+        assert_eq!(dash.len(), 2, "[{name}] {report}");
+        for exec in dash {
+            assert_eq!(
+                (&exec["decision"], &exec["verdict"], &exec["justification"]),
+                (&"forbidden".into(), &"deny".into(), &"no shells".into()),
+                "[{name}] {report}"
+            );
+            assert_eq!(exec["rule"], format!("{}:1", rules.display()));
+        }
+    }
+}
+
+#[test]
+fn a_rule_for_python3_applies_to_its_version_and_runs_it_by_that_name() {
+    for (name, shell) in SETUPS {
+        let env = Hostile::new();
+        let rules = env.write_outside(
+            "rules/python.rules",
+            "prefix_rule(pattern = [\"python3\"], decision = \"allow\")\n",
+        );
+        let report = env.run(
+            shell,
+            &[&rules],
+            "python3 -c 'import sys; print(sys.orig_argv[0])'\n",
+        );
+        // Escalated by the rule for the name it was invoked by, and run by that name.
+        let resolved = std::fs::canonicalize("/usr/bin/python3").unwrap();
+        let python = report.execs_of(resolved.to_str().unwrap());
+        assert_eq!(python.len(), 1, "[{name}] {report}");
+        assert_eq!(
+            (&python[0]["decision"], &python[0]["verdict"]),
+            (&"allow".into(), &"escalate".into()),
+            "[{name}] {report}"
+        );
+        assert_eq!(report.stdout(), "/usr/bin/python3\n", "[{name}] {report}");
+    }
+}
+
+#[test]
+fn a_host_symlink_to_git_does_not_run_it_as_a_name_no_rule_judged() {
+    // /usr/lib/git-core/git-difftool is the host's own symlink to git: a trusted name, but
+    // only the rules for `git` (the file it resolves to) allow `diff`. Run by that name,
+    // git would be difftool and run `--extcmd`.
+    let link = Path::new("/usr/lib/git-core/git-difftool");
+    assert!(
+        link.symlink_metadata().unwrap().file_type().is_symlink(),
+        "this test needs git's own {}",
+        link.display()
+    );
+    for (name, shell) in SETUPS {
+        let env = Hostile::new();
+        // No host_executable for git: every git binary outside the sandbox borrows its rules.
+        let rules = env.write_outside(
+            "rules/git.rules",
+            "prefix_rule(pattern = [\"git\", [\"status\", \"diff\"]], decision = \"allow\")\n",
+        );
+        let marker = env.marker("difftool-ran");
+        let script = format!(
+            "{}echo one > diff; echo two > a\n\
+             {} diff --no-index -y --extcmd='touch {}' a\n",
+            direct_attempt(&marker),
+            link.display(),
+            marker.display()
+        );
+        let report = env.run(shell, &[&rules], &script);
+        report.assert_direct_write_refused();
+        let resolved = std::fs::canonicalize(link).unwrap();
+        report.assert_escalated(resolved.to_str().unwrap());
+        assert_no_marker(&marker, &report);
+        // It ran as `git diff`, the command the rules allowed, which refuses `-y`.
+        let git = report.execs_of(resolved.to_str().unwrap());
+        assert_eq!(git[0]["exit_code"], 129, "[{name}] {report}");
     }
 }
 
