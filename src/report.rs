@@ -43,6 +43,10 @@ pub struct ExecRecord {
     /// then).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub downgraded: Option<String>,
+    /// Names of the request's environment variables an escalated command was not given
+    /// (lossy UTF-8, in request order); present only when there are some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env_dropped: Option<Vec<String>>,
     /// The exact bytes, present only when one of program, argv or cwd is not UTF-8.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw: Option<RawBytes>,
@@ -115,8 +119,20 @@ impl ExecRecord {
             exit_code,
             duration_ms: 0,
             downgraded: note.downgraded,
+            env_dropped: None,
             raw,
         }
+    }
+
+    /// Records the request variables an escalated command was not given (`names` as the
+    /// server reports them, raw bytes); nothing when there are none.
+    pub fn set_env_dropped(&mut self, names: &[Vec<u8>]) {
+        self.env_dropped = (!names.is_empty()).then(|| {
+            names
+                .iter()
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .collect()
+        });
     }
 
     /// Fills the text fields from raw bytes, adding `raw` when any is not UTF-8.
@@ -238,6 +254,29 @@ mod tests {
         assert_eq!(json["verdict"], "deny");
         assert_eq!(json["exit_code"], 126);
         assert!(json.get("downgraded").is_none());
+        assert!(json.get("env_dropped").is_none());
+    }
+
+    #[test]
+    fn env_dropped_lists_names_and_is_absent_when_none_were_dropped() {
+        let mut record = ExecRecord::decided(
+            5,
+            b"/usr/bin/make",
+            &[b"make".to_vec()],
+            b"/w",
+            Verdict::Escalate,
+            None,
+        );
+        record.set_env_dropped(&[]);
+        assert!(serde_json::to_value(&record)
+            .unwrap()
+            .get("env_dropped")
+            .is_none());
+        record.set_env_dropped(&[b"FOO".to_vec(), b"caf\xe9".to_vec()]);
+        assert_eq!(
+            serde_json::to_value(&record).unwrap()["env_dropped"],
+            serde_json::json!(["FOO", "caf\u{fffd}"])
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@
 
 use execgate_protocol::{ESCALATION_FD_ENV, LEGACY_WRAPPER_ENV, SOCKET_ENV, WRAPPER_ENV};
 use std::collections::HashMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 
 /// The session's own variables: never passed to an escalated process.
@@ -75,6 +75,22 @@ pub enum PassEnvError {
         /// What it is.
         why: &'static str,
     },
+}
+
+/// Whether `name` may be given to `SessionBuilder::pass_env`: a variable name (not empty,
+/// no `=` or NUL) that the session does not set itself and that is not one of those never
+/// passed (`TERMINFO*`). A command-line flag can check its value with this before any
+/// session starts.
+pub fn check_pass_env(name: &OsStr) -> Result<(), PassEnvError> {
+    let bytes = name.as_bytes();
+    let text = || name.to_string_lossy().into_owned();
+    if bytes.is_empty() || bytes.contains(&b'=') || bytes.contains(&0) {
+        return Err(PassEnvError::BadName { name: text() });
+    }
+    match reserved(bytes) {
+        Some(why) => Err(PassEnvError::Reserved { name: text(), why }),
+        None => Ok(()),
+    }
 }
 
 /// Why `name` may not be on the pass list, if it may not.
@@ -146,14 +162,8 @@ impl EnvPolicy {
             policy.session.push(entry);
         }
         for name in pass {
+            check_pass_env(name)?;
             let bytes = name.as_bytes();
-            let text = name.to_string_lossy().into_owned();
-            if bytes.is_empty() || bytes.contains(&b'=') || bytes.contains(&0) {
-                return Err(PassEnvError::BadName { name: text });
-            }
-            if let Some(why) = reserved(bytes) {
-                return Err(PassEnvError::Reserved { name: text, why });
-            }
             if !policy.pass.iter().any(|p| p == bytes) {
                 policy.pass.push(bytes.to_vec());
             }

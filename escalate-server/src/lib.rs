@@ -44,7 +44,7 @@ mod stream;
 /// The attribute to implement [`EscalationPolicy`] with an `async fn` (re-exported, so
 /// implementors need no dependency of their own).
 pub use async_trait::async_trait;
-pub use env::PassEnvError;
+pub use env::{check_pass_env, PassEnvError};
 pub use event::ExecEvent;
 pub use execgate_protocol::{ExecRequest, ExitStatus, Verdict};
 pub use policy::{Argv0, CwdDir, EscalationPolicy, ExecContext, Ruling, WritablePaths};

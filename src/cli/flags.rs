@@ -1,8 +1,11 @@
 //! The flags `execgate run` and `execgate mcp` share: how a session is set up.
 
+use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::{Args, ValueEnum};
 use execgate_decide::ApprovalMode;
+use execgate_escalate_server::{check_pass_env, PassEnvError};
 use execgate_sandbox::SandboxMode;
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 /// The flags `execgate run` and `execgate mcp` share.
@@ -37,9 +40,22 @@ pub struct SessionFlags {
     /// When to ask a person.
     #[arg(long, value_enum, default_value = "on-request")]
     pub approval: Approval,
+    /// Let escalated commands keep the shell's value of variable NAME (repeatable). They
+    /// otherwise start from execgate's own environment plus a few checked display
+    /// variables (TERM, LANG, LC_*, COLUMNS, LINES, TZ, NO_COLOR, FORCE_COLOR, CLICOLOR).
+    #[arg(long = "pass-env", value_name = "NAME",
+          value_parser = OsStringValueParser::new().try_map(pass_env_name))]
+    pub pass_env: Vec<OsString>,
     /// Append one JSON line per intercepted exec to FILE.
     #[arg(long, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
+}
+
+/// A `--pass-env` value: a name escalated commands may be given (checked before any
+/// session starts, so a bad one stops execgate with the flag named).
+fn pass_env_name(value: OsString) -> Result<OsString, PassEnvError> {
+    check_pass_env(&value)?;
+    Ok(value)
 }
 
 impl SessionFlags {

@@ -72,6 +72,7 @@ pub fn run(args: McpArgs) -> anyhow::Result<ExitCode> {
         },
         protected_paths: loaded.protected_paths(),
         loaded,
+        pass_env: args.session.pass_env,
         max_output_bytes: args.max_output_bytes.max(64),
     };
 

@@ -107,6 +107,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         output,
         output_gate: Some(gate),
         null_stdin: false,
+        pass_env: args.session.pass_env,
         audit_log: loaded.audit_log.clone(),
         progress: None,
     };

@@ -35,6 +35,7 @@ use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{json, Value};
 use std::borrow::Cow;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -49,6 +50,8 @@ pub struct ServerSetup {
     pub sandbox: SandboxDefaults,
     /// Files kept read-only inside writable roots (loaded rules and hooks, the audit log).
     pub protected_paths: Vec<PathBuf>,
+    /// `--pass-env`: request variables escalated commands keep.
+    pub pass_env: Vec<OsString>,
     /// Cap on the output returned per stream.
     pub max_output_bytes: usize,
 }
@@ -134,6 +137,7 @@ impl ShellServer {
             output: OutputMode::Capture,
             output_gate: None,
             null_stdin: true,
+            pass_env: self.setup.pass_env.clone(),
             audit_log: self.setup.loaded.audit_log.clone(),
             progress: progress.as_ref().map(|(tx, _)| tx.clone()),
         };

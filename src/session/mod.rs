@@ -56,6 +56,8 @@ pub struct RunConfig {
     pub output_gate: Option<OutputGate>,
     /// Give the shell `/dev/null` as stdin instead of execgate's.
     pub null_stdin: bool,
+    /// Request variables escalated commands keep (`--pass-env`).
+    pub pass_env: Vec<OsString>,
     /// Append each record to this file.
     pub audit_log: Option<PathBuf>,
     /// Receives each record as it is completed.
@@ -130,7 +132,11 @@ fn spawn(
     } else {
         Stdio::inherit()
     };
-    SessionBuilder::new(&config.shell.shell, config.shell.interception.clone())
+    let mut builder = SessionBuilder::new(&config.shell.shell, config.shell.interception.clone());
+    for name in &config.pass_env {
+        builder = builder.pass_env(name);
+    }
+    builder
         .args([OsString::from(flag), OsString::from(&config.script)])
         .cwd(config.sandbox.cwd())
         .launcher(Arc::new(sandbox::SandboxLauncher(Arc::clone(

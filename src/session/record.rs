@@ -78,7 +78,13 @@ impl Recorder {
                 self.index.insert(id, (self.records.len(), Instant::now()));
                 self.records.push(record);
             }
-            ExecEvent::Started { .. } => {}
+            ExecEvent::Started {
+                id, env_dropped, ..
+            } => {
+                if let Some(record) = self.record_mut(id) {
+                    record.set_env_dropped(&env_dropped);
+                }
+            }
             ExecEvent::SpawnFailed { id, message, errno } => {
                 let code = if errno == libc::ENOENT { 127 } else { 126 };
                 self.finish(id, code, Some(message));
@@ -91,6 +97,12 @@ impl Recorder {
                 self.finish(id, code, None);
             }
         }
+    }
+
+    /// The record of exec `id`, once decided.
+    fn record_mut(&mut self, id: u64) -> Option<&mut ExecRecord> {
+        let &(at, _) = self.index.get(&id)?;
+        self.records.get_mut(at)
     }
 
     fn finish(&mut self, id: u64, code: i32, failure: Option<String>) {

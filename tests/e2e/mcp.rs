@@ -209,6 +209,40 @@ async fn shell_runs_escalates_and_denies_with_codex_text_and_our_report() {
 }
 
 #[tokio::test]
+async fn pass_env_lets_a_variable_through_and_the_record_lists_what_was_dropped() {
+    let env = Env::new();
+    let printenv = env.ws.root().join("printenv.rules");
+    std::fs::write(
+        &printenv,
+        "prefix_rule(pattern = [\"printenv\"], decision = \"allow\")\n",
+    )
+    .unwrap();
+    // zsh exports LOGNAME when it is missing: give the server the same.
+    let user = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    let user = String::from_utf8(user.stdout).unwrap().trim().to_owned();
+    let mut cmd = env.command(&["--rules", printenv.to_str().unwrap(), "--pass-env", "FOO"]);
+    cmd.env("LOGNAME", user);
+    let transport = TokioChildProcess::new(cmd).unwrap();
+    let client = TestClient::new(Answer::NotCapable)
+        .serve(transport)
+        .await
+        .unwrap();
+    let result = shell(&client, "FOO=1 BAR=2 printenv FOO BAR", &env.ws.work).await;
+    assert_eq!(codex(&result)["output"], "1\n");
+    let report = result.structured_content.as_ref().unwrap();
+    assert_eq!(report["execs"][0]["verdict"], "escalate", "{report}");
+    assert_eq!(
+        report["execs"][0]["env_dropped"],
+        json!(["BAR"]),
+        "{report}"
+    );
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
 async fn bad_workdir_is_a_tool_error_and_the_server_keeps_serving() {
     let env = Env::new();
     let client = connect(&env, Answer::NotCapable, &[]).await;

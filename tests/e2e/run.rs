@@ -6,7 +6,7 @@ use crate::support::pty::{without_terminal, PtyRun};
 use crate::support::report::{v, verdicts};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// `execgate run ARGS` in `env`, with the freshly built shells and shim.
@@ -704,4 +704,120 @@ fn basename_allow_never_escalates_a_program_the_sandbox_could_write() {
         workspace_date["program"],
         env.work.join("bin/date").to_str().unwrap()
     );
+}
+
+#[test]
+fn escalated_execs_list_the_request_variables_they_did_not_get() {
+    let env = Workspace::new();
+    let rules = env.home.join("r.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"git\", \"status\"], decision = \"allow\")\n\
+         prefix_rule(pattern = [\"printenv\"], decision = \"allow\")\n",
+    )
+    .unwrap();
+    let status = Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(&env.work)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // zsh exports LOGNAME when it is missing: give execgate the same, so the shell's
+    // environment differs from the session's only by what the script sets.
+    let user = Command::new("id").arg("-un").output().unwrap().stdout;
+    let user = String::from_utf8(user).unwrap().trim().to_owned();
+    let run_json = |args: &[&str]| {
+        let mut all = vec!["run", "--json"];
+        all.extend_from_slice(args);
+        let out = without_terminal(env.execgate_session(&all).env("LOGNAME", &user))
+            .output()
+            .unwrap();
+        let json: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+        (json, out)
+    };
+    let audit = env.home.join("audit.jsonl");
+    let script = "FOO=1 git status --short; git status --short; \
+                  TERM=dumb FOO=2 BAR=3 printenv TERM FOO BAR";
+    let (report, out) = run_json(&[
+        "--rules",
+        rules.to_str().unwrap(),
+        "--audit-log",
+        audit.to_str().unwrap(),
+        script,
+    ]);
+    // printenv got TERM (a checked display variable) but neither FOO nor BAR, and says so
+    // by its status.
+    assert_eq!(report["stdout"], "dumb\n", "{report}");
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let dropped: Vec<&Value> = report["execs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["env_dropped"])
+        .collect();
+    // In request order: absent when nothing was dropped.
+    assert_eq!(
+        dropped,
+        [
+            &serde_json::json!(["FOO"]),
+            &Value::Null,
+            &serde_json::json!(["FOO", "BAR"])
+        ],
+        "{report}"
+    );
+    assert!(report["execs"][1].get("env_dropped").is_none());
+    // The audit log's exit lines carry the same list.
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let exited: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["event"] == "exited")
+        .collect();
+    assert_eq!(exited.len(), 3, "{text}");
+    assert_eq!(
+        exited[0]["env_dropped"],
+        serde_json::json!(["FOO"]),
+        "{text}"
+    );
+
+    // --pass-env lets a name through, byte for byte.
+    let (report, out) = run_json(&[
+        "--rules",
+        rules.to_str().unwrap(),
+        "--pass-env",
+        "FOO",
+        "--pass-env",
+        "BAR",
+        "FOO=2 BAR='a b' printenv FOO BAR",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(report["stdout"], "2\na b\n", "{report}");
+    assert!(report["execs"][0].get("env_dropped").is_none(), "{report}");
+}
+
+#[test]
+fn pass_env_is_in_the_help_and_refuses_names_the_session_sets() {
+    let env = Workspace::new();
+    let help = env.execgate(&["run", "--help"]).output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("--pass-env <NAME>"), "{help}");
+    for mcp in [false, true] {
+        let sub = if mcp { "mcp" } else { "run" };
+        let mut args = vec![sub, "--pass-env", "LD_PRELOAD"];
+        if !mcp {
+            args.push("true");
+        }
+        let out = env.execgate(&args).stdin(Stdio::null()).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{sub}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            stderr.starts_with(
+                "error: invalid value 'LD_PRELOAD' for '--pass-env <NAME>': LD_PRELOAD cannot \
+                 be passed to escalated commands: the session sets it to load the preload \
+                 shim in the sandbox\n"
+            ),
+            "{sub}: {stderr}"
+        );
+    }
 }
