@@ -5,25 +5,72 @@
 //! answers; what an answer does (run once, remember a prefix, write a rule, end the
 //! session) is the pipeline's business.
 
+use execgate_protocol::display;
 use std::future::Future;
 use std::pin::Pin;
 
 /// A boxed, sendable future (the approver trait is used as a trait object).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// What the person is shown.
+/// What the person is shown. Every field is display text, escaped with
+/// [`execgate_protocol::display`] when the request is made, so an approver can show it as
+/// it is: no control, bidi or invisible character chosen inside the sandbox survives into
+/// it (design invariant 7).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalRequest {
-    /// The command: absolute program path and argv[1..], shell-quoted.
-    pub command: String,
-    /// The working directory it would run in.
-    pub cwd: String,
-    /// Where the rule that asked is written (`file:line`), when a rule asked.
-    pub rule: Option<String>,
-    /// The rule's justification, if it has one.
-    pub justification: Option<String>,
+    command: String,
+    cwd: String,
+    rule: Option<String>,
+    justification: Option<String>,
+    can_remember: bool,
+}
+
+impl ApprovalRequest {
+    /// The request for running `program` with `args` (argv[1..]) in `cwd`, asked by the
+    /// rule at `rule` (`file:line`) with its `justification`; `can_remember` offers
+    /// "always". Everything is escaped here.
+    pub fn new<'a>(
+        program: &[u8],
+        args: impl IntoIterator<Item = &'a [u8]>,
+        cwd: &[u8],
+        rule: Option<&str>,
+        justification: Option<&str>,
+        can_remember: bool,
+    ) -> Self {
+        Self {
+            command: display::command_string(program, args),
+            cwd: display::text_string(cwd),
+            rule: rule.map(|r| display::text_string(r.as_bytes())),
+            justification: justification.map(|j| display::text_string(j.as_bytes())),
+            can_remember,
+        }
+    }
+
+    /// The command: absolute program path and argv[1..], each word shell-quoted, escaped.
+    pub fn command(&self) -> &str {
+        &self.command
+    }
+
+    /// The working directory it would run in, escaped.
+    pub fn cwd(&self) -> &str {
+        &self.cwd
+    }
+
+    /// Where the rule that asked is written (`file:line`), escaped; `None` when no rule
+    /// asked.
+    pub fn rule(&self) -> Option<&str> {
+        self.rule.as_deref()
+    }
+
+    /// The rule's justification, escaped, if it has one.
+    pub fn justification(&self) -> Option<&str> {
+        self.justification.as_deref()
+    }
+
     /// Whether "always" can be offered (it needs a rule prefix and a user rules file).
-    pub can_remember: bool,
+    pub fn can_remember(&self) -> bool {
+        self.can_remember
+    }
 }
 
 /// The person's answer.

@@ -285,13 +285,14 @@ impl Pipeline {
             return deny(note, Source::ApprovalMode, reason);
         }
 
-        let ask = ApprovalRequest {
-            command,
-            cwd: cwd.to_string_lossy().into_owned(),
-            rule: note.rule.clone(),
-            justification: note.justification.clone(),
-            can_remember: !prefix.is_empty() && self.approvals_file.is_some(),
-        };
+        let ask = ApprovalRequest::new(
+            name.as_os_str().as_bytes(),
+            args.iter().copied(),
+            &request.cwd,
+            note.rule.as_deref(),
+            note.justification.as_deref(),
+            !prefix.is_empty() && self.approvals_file.is_some(),
+        );
         match self.approver.ask(&ask).await {
             Ok(Choice::Once) => escalate(note, Source::User),
             Ok(Choice::Session) => {
@@ -302,7 +303,7 @@ impl Pipeline {
             }
             Ok(Choice::Always) => {
                 let saved = match &self.approvals_file {
-                    Some(file) => save_always(file, &prefix, &ask.command, ask.rule.as_deref())
+                    Some(file) => save_always(file, &prefix, ask.command(), ask.rule())
                         .map_err(|e| e.to_string()),
                     None => Err("no user rules file".to_string()),
                 };

@@ -560,14 +560,19 @@ fn the_person_and_the_hooks_see_the_command_cwd_rule_and_mode() {
         });
     ready(pipeline.rule_on(&exec("/usr/bin/tool", &["tool", "x", "it's"])));
     assert_eq!(
+        person.asked.lock().unwrap()[0].command(),
+        r"/usr/bin/tool x 'it'\''s'"
+    );
+    assert_eq!(
         *person.asked.lock().unwrap(),
-        [ApprovalRequest {
-            command: r#"/usr/bin/tool x "it's""#.into(),
-            cwd: "/work".into(),
-            rule: Some(format!("{RULES_FILE}:1")),
-            justification: Some("j-prompt".into()),
-            can_remember: true,
-        }]
+        [ApprovalRequest::new(
+            b"/usr/bin/tool",
+            [&b"x"[..], b"it's"],
+            b"/work",
+            Some(&format!("{RULES_FILE}:1")),
+            Some("j-prompt"),
+            true,
+        )]
     );
     let asked = hooks.asked.lock().unwrap();
     let mut want =
@@ -598,7 +603,7 @@ fn always_is_not_offered_without_an_approvals_file_and_fails_closed_if_chosen() 
     let hooks = ScriptedHooks::new(Hook::Silent);
     let pipeline = pipeline_for(Rules::Prompt.source(), &person, &hooks);
     let ruling = ready(pipeline.rule_on(&exec("/usr/bin/tool", &["tool", "x"])));
-    assert!(!person.asked.lock().unwrap()[0].can_remember);
+    assert!(!person.asked.lock().unwrap()[0].can_remember());
     let reason = "could not save the rule: no user rules file";
     assert_eq!(
         ruling,
@@ -912,7 +917,7 @@ fn invoked_and_resolved_names_are_both_judged_and_the_strictest_wins() {
             .lock()
             .unwrap()
             .iter()
-            .map(|r| r.command.clone())
+            .map(|r| r.command().to_owned())
             .collect();
         let want: Vec<String> = if decision == Some(Prompt) {
             vec![shown.into()]

@@ -45,16 +45,16 @@ impl TerminalApprover {
 /// The prompt text shown for `request`.
 pub fn render_prompt(request: &ApprovalRequest) -> String {
     let mut text = String::from("\r\nexecgate: approval needed\r\n");
-    text.push_str(&format!("  command: {}\r\n", request.command));
-    text.push_str(&format!("  cwd:     {}\r\n", request.cwd));
-    if let Some(rule) = &request.rule {
+    text.push_str(&format!("  command: {}\r\n", request.command()));
+    text.push_str(&format!("  cwd:     {}\r\n", request.cwd()));
+    if let Some(rule) = request.rule() {
         text.push_str(&format!("  rule:    {rule}\r\n"));
     }
-    if let Some(why) = &request.justification {
+    if let Some(why) = request.justification() {
         text.push_str(&format!("  reason:  {why}\r\n"));
     }
     text.push_str("[y] run once  [s] allow this prefix for the session  ");
-    if request.can_remember {
+    if request.can_remember() {
         text.push_str("[a] always  ");
     }
     text.push_str("[n] deny  [x] deny and end the session: ");
@@ -93,10 +93,10 @@ fn ask_on_tty(request: &ApprovalRequest) -> Result<Choice, Unavailable> {
             let _ = out.write_all(b"\r\n");
             return Ok(Choice::Deny);
         }
-        if let Some(choice) = parse_answer(&line, request.can_remember) {
+        if let Some(choice) = parse_answer(&line, request.can_remember()) {
             return Ok(choice);
         }
-        let keys = if request.can_remember {
+        let keys = if request.can_remember() {
             "y/s/a/n/x"
         } else {
             "y/s/n/x"
@@ -142,25 +142,27 @@ mod tests {
     #[test]
     fn always_is_refused_when_it_cannot_be_offered() {
         assert_eq!(parse_answer("a", false), None);
-        let text = render_prompt(&ApprovalRequest {
-            command: "/usr/bin/git push".into(),
-            cwd: "/w".into(),
-            rule: None,
-            justification: None,
-            can_remember: false,
-        });
+        let text = render_prompt(&ApprovalRequest::new(
+            b"/usr/bin/git",
+            [&b"push"[..]],
+            b"/w",
+            None,
+            None,
+            false,
+        ));
         assert!(!text.contains("[a]"));
     }
 
     #[test]
     fn prompt_names_command_cwd_rule_and_reason() {
-        let text = render_prompt(&ApprovalRequest {
-            command: "/usr/bin/git push origin".into(),
-            cwd: "/work/repo".into(),
-            rule: Some("/rules/default.rules:3".into()),
-            justification: Some("publishes commits".into()),
-            can_remember: true,
-        });
+        let text = render_prompt(&ApprovalRequest::new(
+            b"/usr/bin/git",
+            [&b"push"[..], b"origin"],
+            b"/work/repo",
+            Some("/rules/default.rules:3"),
+            Some("publishes commits"),
+            true,
+        ));
         assert!(text.contains("command: /usr/bin/git push origin\r\n"));
         assert!(text.contains("cwd:     /work/repo\r\n"));
         assert!(text.contains("rule:    /rules/default.rules:3\r\n"));

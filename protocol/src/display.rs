@@ -1,17 +1,68 @@
-//! Shell-quoted display of a command, as shown in denial and failure messages.
+//! How execgate shows attacker-chosen text to a person: commands, folders, rule locations,
+//! justifications and reasons, in the terminal prompt, the MCP elicitation message and the
+//! denial line. One escaping for all of them, so nothing a sandboxed process chooses can
+//! move the cursor, erase a line, start a new one or reorder what a person reads.
 //!
-//! Allocation-free (writes into any [`Sink`]), so the preload shim can use it after `fork`.
-//! Words made only of characters that never need quoting are written as they are; other
-//! printable text is single-quoted (POSIX style, `'` written as `'\''`); a word holding
-//! control characters or bytes that are not UTF-8 is written ANSI-C style, `$'...'`, with
-//! those bytes as `\xNN`.
+//! Allocation-free (writes into any [`Sink`]), so the execve wrapper and the preload shim
+//! (after `fork`) use it too.
+//!
+//! # What is shown as it is
+//!
+//! An allow-list ([`is_shown`]): printable ASCII (space to `~`), and above ASCII the
+//! letters, marks, numbers, punctuation and symbols of Unicode (general categories L, M, N,
+//! P, S) except default-ignorable (invisible) ones, as generated into `shown.rs` by
+//! `protocol/tools/gen_shown.py`. Everything else is escaped: C0 controls, DEL, C1 controls,
+//! ESC, CR and LF, bidi and other format characters (U+061C, U+200B..U+200F,
+//! U+202A..U+202E, U+2066..U+2069, U+FEFF, ...), separators other than the ASCII space,
+//! private-use and unassigned code points, and bytes that are not UTF-8.
+//!
+//! # The escaped form
+//!
+//! Text that needs escaping is written whole in bash's ANSI-C quoting, `$'...'`, which
+//! bash and zsh read back to the same bytes: `\\` and `\'` for backslash and quote; `\a`
+//! `\b` `\t` `\n` `\v` `\f` `\r` `\e` for those controls; `\xHH` for other ASCII controls,
+//! DEL and every byte that is not UTF-8; `\uHHHH` (always four digits) or `\UHHHHHHHH`
+//! (eight) for any other character not shown. So `\x85` is the byte 0x85 and `\u0085` the
+//! character U+0085: the form is unambiguous and reversible.
+//!
+//! - A word of a command ([`quote_word`]) is written as it is when it holds only
+//!   characters that never need shell quoting, single-quoted (`'a b'`, `'` as `'\''`) when
+//!   everything in it is shown, and in the escaped form otherwise.
+//! - Free text ([`text`]: a folder, a rule location, a justification, a reason) is written
+//!   as it is when everything in it is shown and it does not itself start with `$'`, and in
+//!   the escaped form otherwise.
 
+use crate::shown::SHOWN;
 use crate::Sink;
+use alloc::string::String;
+use alloc::vec::Vec;
 
-/// Writes `program` followed by `args`, each shell-quoted, separated by single spaces.
+pub use crate::shown::UNICODE_VERSION;
+
+/// Whether `c` is shown as it is (see the module documentation).
+pub fn is_shown(c: char) -> bool {
+    let cp = c as u32;
+    if cp < 0x80 {
+        return (0x20..0x7f).contains(&cp);
+    }
+    SHOWN
+        .binary_search_by(|&(lo, hi)| {
+            if hi < cp {
+                core::cmp::Ordering::Less
+            } else if lo > cp {
+                core::cmp::Ordering::Greater
+            } else {
+                core::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
+}
+
+/// Writes `program` followed by `args`, each as [`quote_word`] writes it, separated by
+/// single spaces.
 ///
-/// `args` are the arguments after `argv[0]`: the denial message shows the resolved program
-/// path in place of `argv[0]`.
+/// `args` are the arguments after `argv[0]`: execgate shows the resolved program path in
+/// place of `argv[0]`.
 pub fn quote_command<'a, S, A>(program: &[u8], args: A, sink: &mut S) -> Result<(), S::Error>
 where
     S: Sink,
@@ -26,7 +77,7 @@ where
 }
 
 /// Writes the text of a denial line, `execgate: denied: <command>: <reason>` (no newline):
-/// the command as [`quote_command`] shows it, the reason as the server gave it.
+/// the command as [`quote_command`] shows it, the reason as [`text`] shows it.
 pub fn denial<'a, S, A>(
     program: &[u8],
     args: A,
@@ -40,18 +91,18 @@ where
     sink.put(b"execgate: denied: ")?;
     quote_command(program, args, sink)?;
     sink.put(b": ")?;
-    sink.put(reason)
+    text(reason, sink)
 }
 
 /// Writes the start of a line saying a command could not be run, `execgate: cannot run
-/// <program>: `; the caller writes why after it.
+/// <program>: ` (the program as [`quote_word`] shows it); the caller writes why after it.
 pub fn cannot_run<S: Sink>(program: &[u8], sink: &mut S) -> Result<(), S::Error> {
     sink.put(b"execgate: cannot run ")?;
-    sink.put(program)?;
+    quote_word(program, sink)?;
     sink.put(b": ")
 }
 
-/// Writes one word, quoted as needed.
+/// Writes one word of a command, quoted as needed.
 pub fn quote_word<S: Sink>(word: &[u8], sink: &mut S) -> Result<(), S::Error> {
     if word.is_empty() {
         return sink.put(b"''");
@@ -59,8 +110,8 @@ pub fn quote_word<S: Sink>(word: &[u8], sink: &mut S) -> Result<(), S::Error> {
     if word.iter().all(|&b| is_plain(b)) {
         return sink.put(word);
     }
-    if needs_ansi_c(word) {
-        return ansi_c(word, sink);
+    if !all_shown(word) {
+        return escaped(word, sink);
     }
     sink.put(b"'")?;
     let mut rest = word;
@@ -73,21 +124,54 @@ pub fn quote_word<S: Sink>(word: &[u8], sink: &mut S) -> Result<(), S::Error> {
     sink.put(b"'")
 }
 
+/// Writes free text: as it is when every character is shown (and it does not start with
+/// `$'`), else in the escaped form.
+pub fn text<S: Sink>(text: &[u8], sink: &mut S) -> Result<(), S::Error> {
+    if all_shown(text) && !text.starts_with(b"$'") {
+        sink.put(text)
+    } else {
+        escaped(text, sink)
+    }
+}
+
+/// [`quote_command`] into a new string.
+pub fn command_string<'a, A>(program: &[u8], args: A) -> String
+where
+    A: IntoIterator<Item = &'a [u8]>,
+{
+    let mut out = Vec::new();
+    let Ok(()) = quote_command(program, args, &mut out);
+    into_string(out)
+}
+
+/// [`text`] into a new string.
+pub fn text_string(bytes: &[u8]) -> String {
+    let mut out = Vec::new();
+    let Ok(()) = text(bytes, &mut out);
+    into_string(out)
+}
+
+/// The output is ASCII plus shown characters, so always UTF-8.
+fn into_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 fn is_plain(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b)
 }
 
-/// True when `word` holds a byte that is not valid UTF-8 or a control character.
-fn needs_ansi_c(word: &[u8]) -> bool {
-    match core::str::from_utf8(word) {
-        Ok(text) => text.chars().any(char::is_control),
-        Err(_) => true,
+/// True when `bytes` is UTF-8 and every character in it is shown.
+fn all_shown(bytes: &[u8]) -> bool {
+    match core::str::from_utf8(bytes) {
+        Ok(text) => text.chars().all(is_shown),
+        Err(_) => false,
     }
 }
 
-fn ansi_c<S: Sink>(word: &[u8], sink: &mut S) -> Result<(), S::Error> {
+/// Writes `bytes` in the escaped form, `$'...'`.
+fn escaped<S: Sink>(bytes: &[u8], sink: &mut S) -> Result<(), S::Error> {
     sink.put(b"$'")?;
-    let mut rest = word;
+    let mut rest = bytes;
     while !rest.is_empty() {
         let (valid_len, bad_len) = match core::str::from_utf8(rest) {
             Ok(_) => (rest.len(), 0),
@@ -97,39 +181,51 @@ fn ansi_c<S: Sink>(word: &[u8], sink: &mut S) -> Result<(), S::Error> {
             ),
         };
         let (valid, tail) = rest.split_at(valid_len);
-        if let Ok(text) = core::str::from_utf8(valid) {
-            let mut utf8 = [0u8; 4];
-            for ch in text.chars() {
-                match ch {
-                    '\'' => sink.put(b"\\'")?,
-                    '\\' => sink.put(b"\\\\")?,
-                    c if c.is_control() && (c as u32) < 0x100 => hex(c as u8, sink)?,
-                    c if c.is_control() => {
-                        for &b in c.encode_utf8(&mut utf8).as_bytes() {
-                            hex(b, sink)?;
-                        }
-                    }
-                    c => sink.put(c.encode_utf8(&mut utf8).as_bytes())?,
-                }
+        if let Ok(valid) = core::str::from_utf8(valid) {
+            for ch in valid.chars() {
+                escaped_char(ch, sink)?;
             }
         }
         let (bad, tail) = tail.split_at(bad_len);
         for &b in bad {
-            hex(b, sink)?;
+            hex(b"\\x", u32::from(b), 2, sink)?;
         }
         rest = tail;
     }
     sink.put(b"'")
 }
 
-fn hex<S: Sink>(b: u8, sink: &mut S) -> Result<(), S::Error> {
+fn escaped_char<S: Sink>(ch: char, sink: &mut S) -> Result<(), S::Error> {
+    let named: &[u8] = match ch {
+        '\\' => b"\\\\",
+        '\'' => b"\\'",
+        '\u{7}' => b"\\a",
+        '\u{8}' => b"\\b",
+        '\t' => b"\\t",
+        '\n' => b"\\n",
+        '\u{b}' => b"\\v",
+        '\u{c}' => b"\\f",
+        '\r' => b"\\r",
+        '\u{1b}' => b"\\e",
+        c if is_shown(c) => {
+            let mut utf8 = [0u8; 4];
+            return sink.put(c.encode_utf8(&mut utf8).as_bytes());
+        }
+        c if (c as u32) < 0x80 => return hex(b"\\x", c as u32, 2, sink),
+        c if (c as u32) <= 0xffff => return hex(b"\\u", c as u32, 4, sink),
+        c => return hex(b"\\U", c as u32, 8, sink),
+    };
+    sink.put(named)
+}
+
+fn hex<S: Sink>(prefix: &[u8], value: u32, digits: u32, sink: &mut S) -> Result<(), S::Error> {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    sink.put(&[
-        b'\\',
-        b'x',
-        DIGITS[usize::from(b >> 4)],
-        DIGITS[usize::from(b & 0xf)],
-    ])
+    sink.put(prefix)?;
+    for i in (0..digits).rev() {
+        let nibble = (value >> (4 * i)) & 0xf;
+        sink.put(&[DIGITS[nibble as usize]])?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -139,9 +235,7 @@ mod tests {
     use std::vec::Vec;
 
     fn shown(program: &[u8], args: &[&[u8]]) -> String {
-        let mut out = Vec::new();
-        let Ok(()) = quote_command(program, args.iter().copied(), &mut out);
-        String::from_utf8(out).unwrap()
+        command_string(program, args.iter().copied())
     }
 
     #[test]
@@ -152,6 +246,19 @@ mod tests {
         let mut out = Vec::new();
         let Ok(()) = cannot_run(b"/bin/x", &mut out);
         assert_eq!(out, b"execgate: cannot run /bin/x: ");
+        let mut out = Vec::new();
+        let Ok(()) = cannot_run(b"/bin/\x1b[2J", &mut out);
+        assert_eq!(out, b"execgate: cannot run $'/bin/\\e[2J': ");
+    }
+
+    #[test]
+    fn denial_reasons_are_escaped_text() {
+        let mut out = Vec::new();
+        let Ok(()) = denial(b"/bin/x", [], b"line\r\nexecgate: ok", &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "execgate: denied: /bin/x: $'line\\r\\nexecgate: ok'"
+        );
     }
 
     #[test]
@@ -171,15 +278,108 @@ mod tests {
     }
 
     #[test]
-    fn control_and_non_utf8_bytes_use_ansi_c_quotes() {
+    fn controls_use_their_names_or_hex() {
         assert_eq!(
-            shown(b"/bin/echo", &[b"a\nb", b"\xff'x", "é\t".as_bytes()]),
-            "/bin/echo $'a\\x0ab' $'\\xff\\'x' $'é\\x09'"
+            shown(
+                b"/bin/echo",
+                &[
+                    b"a\nb",
+                    b"\xff'x",
+                    "é\t".as_bytes(),
+                    b"\x1b[2J\r\x07\x00\x7f"
+                ]
+            ),
+            "/bin/echo $'a\\nb' $'\\xff\\'x' $'é\\t' $'\\e[2J\\r\\a\\x00\\x7f'"
+        );
+    }
+
+    #[test]
+    fn bidi_format_and_c1_characters_are_code_points() {
+        assert_eq!(
+            shown(
+                b"/bin/echo",
+                &[
+                    "a\u{202e}b".as_bytes(),
+                    "\u{85}\u{9b}".as_bytes(),
+                    "\u{200b}\u{2066}\u{61c}".as_bytes()
+                ]
+            ),
+            "/bin/echo $'a\\u202eb' $'\\u0085\\u009b' $'\\u200b\\u2066\\u061c'"
+        );
+        // Variation selectors and tags are invisible; a non-ASCII space looks like one.
+        assert_eq!(
+            text_string("x\u{fe0f}\u{e0041}\u{a0}".as_bytes()),
+            "$'x\\ufe0f\\U000e0041\\u00a0'"
         );
     }
 
     #[test]
     fn printable_unicode_is_kept() {
         assert_eq!(shown("/bin/é".as_bytes(), &[]), "'/bin/é'");
+        assert_eq!(
+            text_string("café — ok “quoted” 日本 ✓".as_bytes()),
+            "café — ok “quoted” 日本 ✓"
+        );
+    }
+
+    #[test]
+    fn text_is_kept_unless_it_needs_escaping_or_looks_escaped() {
+        assert_eq!(text_string(b"/home/me/my project"), "/home/me/my project");
+        assert_eq!(text_string(b"it's \\ fine"), "it's \\ fine");
+        assert_eq!(text_string(b"$'\\e'"), "$'$\\'\\\\e\\''");
+        assert_eq!(text_string(b""), "");
+    }
+
+    #[test]
+    fn the_escaped_form_reads_back_to_the_same_bytes() {
+        // Decode the form the way bash does, for every kind of escape written.
+        fn decode(form: &str) -> Vec<u8> {
+            let body = form.strip_prefix("$'").unwrap().strip_suffix('\'').unwrap();
+            let mut out = Vec::new();
+            let mut chars = body.chars().peekable();
+            while let Some(c) = chars.next() {
+                if c != '\\' {
+                    let mut utf8 = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+                    continue;
+                }
+                let e = chars.next().unwrap();
+                let mut take = |n: usize| -> u32 {
+                    let digits: String = (0..n).map(|_| chars.next().unwrap()).collect();
+                    u32::from_str_radix(&digits, 16).unwrap()
+                };
+                match e {
+                    'x' => out.push(take(2) as u8),
+                    'u' | 'U' => {
+                        let c = char::from_u32(take(if e == 'u' { 4 } else { 8 })).unwrap();
+                        let mut utf8 = [0u8; 4];
+                        out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+                    }
+                    'a' => out.push(7),
+                    'b' => out.push(8),
+                    't' => out.push(9),
+                    'n' => out.push(10),
+                    'v' => out.push(11),
+                    'f' => out.push(12),
+                    'r' => out.push(13),
+                    'e' => out.push(27),
+                    '\\' => out.push(b'\\'),
+                    '\'' => out.push(b'\''),
+                    other => panic!("unknown escape {other}"),
+                }
+            }
+            out
+        }
+        let mut all: Vec<u8> = (0u8..=0xff).collect();
+        all.extend_from_slice("\u{85}\u{202e}\u{fe0f}\u{e0041}é\u{10ffff}'\\".as_bytes());
+        let mut out = Vec::new();
+        let Ok(()) = escaped(&all, &mut out);
+        assert_eq!(decode(&String::from_utf8(out).unwrap()), all);
+    }
+
+    #[test]
+    fn the_table_is_sorted_and_disjoint() {
+        assert!(SHOWN.windows(2).all(|w| w[0].1 < w[1].0));
+        assert!(SHOWN.iter().all(|&(lo, hi)| lo <= hi && lo >= 0x80));
     }
 }

@@ -42,6 +42,7 @@ extern crate std;
 #[cfg(target_os = "linux")]
 pub mod client;
 pub mod display;
+mod shown;
 
 use alloc::vec::Vec;
 use core::fmt;

@@ -31,12 +31,13 @@ pub struct ElicitationApprover {
 pub fn message(request: &ApprovalRequest) -> String {
     let mut text = format!(
         "execgate: approval needed\ncommand: {}\ncwd: {}",
-        request.command, request.cwd
+        request.command(),
+        request.cwd()
     );
-    if let Some(rule) = &request.rule {
+    if let Some(rule) = request.rule() {
         text.push_str(&format!("\nrule: {rule}"));
     }
-    if let Some(why) = &request.justification {
+    if let Some(why) = request.justification() {
         text.push_str(&format!("\nreason: {why}"));
     }
     text
@@ -150,13 +151,14 @@ mod tests {
 
     #[test]
     fn message_names_command_cwd_rule_and_reason() {
-        let text = message(&ApprovalRequest {
-            command: "/usr/bin/git push".into(),
-            cwd: "/w".into(),
-            rule: Some("/r/a.rules:2".into()),
-            justification: Some("publishes".into()),
-            can_remember: false,
-        });
+        let text = message(&ApprovalRequest::new(
+            b"/usr/bin/git",
+            [&b"push"[..]],
+            b"/w",
+            Some("/r/a.rules:2"),
+            Some("publishes"),
+            false,
+        ));
         assert_eq!(
             text,
             "execgate: approval needed\ncommand: /usr/bin/git push\ncwd: /w\nrule: /r/a.rules:2\nreason: publishes"

@@ -13,3 +13,4 @@ mod policy_authoring;
 mod preload;
 mod run;
 mod support;
+mod terminal;

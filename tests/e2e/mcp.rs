@@ -356,6 +356,27 @@ async fn elicitation_declined_denies_and_the_script_goes_on() {
 }
 
 #[tokio::test]
+async fn elicitation_message_escapes_what_could_forge_its_lines() {
+    let env = Env::new();
+    let client = connect(&env, Answer::Decline, &[]).await;
+    // A newline in an argument would give the message a second, forged `cwd:` line; a
+    // right-to-left override would reorder what a person reads.
+    let script = r#"touch "$(printf 'x\ncwd: /fake\342\200\256')" || echo after"#;
+    shell(&client, script, &env.ws.work).await;
+    let asked = client.service().asked.lock().unwrap().clone();
+    assert_eq!(
+        asked,
+        vec![format!(
+            "execgate: approval needed\ncommand: /usr/bin/touch $'x\\ncwd: /fake\\u202e'\n\
+             cwd: {}\nrule: {}:3\nreason: touch needs a look",
+            env.ws.work.display(),
+            env.rules.display()
+        )]
+    );
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
 async fn elicitation_cancelled_denies_and_ends_the_call() {
     let env = Env::new();
     let client = connect(&env, Answer::Cancel, &[]).await;
