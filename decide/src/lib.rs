@@ -58,7 +58,7 @@ pub use mode::ApprovalMode;
 pub use note::{decision_word, Note, Source};
 pub use pipeline::{HookIdentity, Pipeline, SandboxWritable, NO_APPROVER};
 pub use remember::SessionApprovals;
-pub use terminal::{OutputGate, TerminalApprover};
+pub use terminal::TerminalApprover;
 
 #[cfg(test)]
 mod table_tests;

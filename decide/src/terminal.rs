@@ -1,44 +1,24 @@
-//! The terminal approver: asks the person at the controlling terminal (`/dev/tty`), one
-//! question at a time, while the session's relayed output is held back.
+//! The terminal approver: asks the person at the user's terminal, one question at a time,
+//! through the session's [`Console`]: while it asks, the session's output is held back, keys
+//! typed before the question answer nothing, and an answer needs Enter.
 
 use crate::approver::{ApprovalRequest, Approver, BoxFuture, Choice, Unavailable};
-use std::io::{BufRead, BufReader, Write};
+use execgate_terminal::Console;
 use std::sync::Arc;
 
-/// Asks on the controlling terminal (`/dev/tty`), one question at a time.
+/// Asks on the user's terminal, one question at a time.
 pub struct TerminalApprover {
     lock: Arc<tokio::sync::Mutex<()>>,
-    output_gate: Option<OutputGate>,
-}
-
-/// Held while a prompt is on screen, so the session's relayed output waits instead of
-/// garbling the prompt.
-#[derive(Clone, Default)]
-pub struct OutputGate(Arc<tokio::sync::RwLock<()>>);
-
-impl OutputGate {
-    /// Waits until no prompt is on screen; output may be written while the guard lives.
-    pub async fn writing(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
-        self.0.read().await
-    }
-
-    async fn prompting(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
-        self.0.write().await
-    }
+    console: Console,
 }
 
 impl TerminalApprover {
-    /// A terminal approver if this process has a controlling terminal, else `None`.
-    pub fn open(output_gate: Option<OutputGate>) -> Option<Self> {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/tty")
-            .ok()
-            .map(|_| Self {
-                lock: Arc::new(tokio::sync::Mutex::new(())),
-                output_gate,
-            })
+    /// An approver asking through `console`.
+    pub fn new(console: Console) -> Self {
+        Self {
+            lock: Arc::new(tokio::sync::Mutex::new(())),
+            console,
+        }
     }
 }
 
@@ -73,27 +53,26 @@ pub fn parse_answer(line: &str, can_remember: bool) -> Option<Choice> {
     }
 }
 
-fn ask_on_tty(request: &ApprovalRequest) -> Result<Choice, Unavailable> {
+async fn ask(console: &Console, request: &ApprovalRequest) -> Result<Choice, Unavailable> {
     let unavailable =
-        |e: std::io::Error| Unavailable::NoApprover(format!("cannot use /dev/tty: {e}"));
-    let tty = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/tty")
-        .map_err(unavailable)?;
-    let mut out = tty.try_clone().map_err(unavailable)?;
-    let mut input = BufReader::new(tty);
-    out.write_all(render_prompt(request).as_bytes())
+        |e: std::io::Error| Unavailable::NoApprover(format!("cannot use the terminal: {e}"));
+    let question = console.question().await.map_err(unavailable)?;
+    question
+        .write(render_prompt(request).as_bytes())
+        .await
         .map_err(unavailable)?;
     loop {
-        out.flush().map_err(unavailable)?;
-        let mut line = String::new();
         // End of input (the person pressed ^D, or the terminal went away) denies.
-        if input.read_line(&mut line).map_err(unavailable)? == 0 {
-            let _ = out.write_all(b"\r\n");
+        let Some(line) = question.read_line().await.map_err(unavailable)? else {
+            let _ = question.write(b"\r\n").await;
+            question.done();
             return Ok(Choice::Deny);
-        }
-        if let Some(choice) = parse_answer(&line, request.can_remember()) {
+        };
+        let answer = std::str::from_utf8(&line)
+            .ok()
+            .and_then(|line| parse_answer(line, request.can_remember()));
+        if let Some(choice) = answer {
+            question.done();
             return Ok(choice);
         }
         let keys = if request.can_remember() {
@@ -101,7 +80,9 @@ fn ask_on_tty(request: &ApprovalRequest) -> Result<Choice, Unavailable> {
         } else {
             "y/s/n/x"
         };
-        out.write_all(format!("please answer {keys}: ").as_bytes())
+        question
+            .write(format!("please answer {keys}: ").as_bytes())
+            .await
             .map_err(unavailable)?;
     }
 }
@@ -113,14 +94,7 @@ impl Approver for TerminalApprover {
     ) -> BoxFuture<'a, Result<Choice, Unavailable>> {
         Box::pin(async move {
             let _one_at_a_time = self.lock.lock().await;
-            let _quiet = match &self.output_gate {
-                Some(gate) => Some(gate.prompting().await),
-                None => None,
-            };
-            let request = request.clone();
-            tokio::task::spawn_blocking(move || ask_on_tty(&request))
-                .await
-                .unwrap_or_else(|e| Err(Unavailable::NoApprover(format!("prompt failed: {e}"))))
+            ask(&self.console, request).await
         })
     }
 }

@@ -100,6 +100,7 @@ pub struct SessionBuilder<N = ()> {
     escalation_env: Vec<(OsString, OsString)>,
     pass_env: Vec<OsString>,
     writable: Option<Arc<dyn WritablePaths>>,
+    terminal: Option<OwnedFd>,
 }
 
 impl<N: Send + 'static> SessionBuilder<N> {
@@ -123,6 +124,7 @@ impl<N: Send + 'static> SessionBuilder<N> {
             stdout: None,
             stderr: None,
             events: None,
+            terminal: None,
         }
     }
 
@@ -170,6 +172,14 @@ impl<N: Send + 'static> SessionBuilder<N> {
     /// Wraps the shell's start, e.g. in a sandbox. Default: [`DirectLauncher`].
     pub fn launcher(mut self, launcher: Arc<dyn Launcher>) -> Self {
         self.launcher = launcher;
+        self
+    }
+
+    /// Makes `tty` (a terminal, e.g. a pty's slave) the shell's controlling terminal. The
+    /// shell always starts a session of its own (`setsid`), so without this it has no
+    /// controlling terminal at all: never the one of the process that started it.
+    pub fn controlling_terminal(mut self, tty: OwnedFd) -> Self {
+        self.terminal = Some(tty);
         self
     }
 
@@ -285,11 +295,22 @@ impl<N: Send + 'static> SessionBuilder<N> {
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
         }
-        cmd.process_group(0);
-        // SAFETY: dup2 and fcntl are async-signal-safe. The shell's end of the socket lands
-        // on `target_fd` and survives exec (it is close-on-exec everywhere else).
+        // The shell leads a new session (so also its own process group), whose controlling
+        // terminal is the one given, if any.
+        let terminal = self.terminal.as_ref().map(|tty| tty.as_raw_fd());
+        // SAFETY: setsid, ioctl, dup2 and fcntl are async-signal-safe. The shell's end of
+        // the socket lands on `target_fd` and survives exec (it is close-on-exec everywhere
+        // else).
         unsafe {
             cmd.pre_exec(move || {
+                if libc::setsid() < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if let Some(tty) = terminal {
+                    if libc::ioctl(tty, libc::TIOCSCTTY, 0) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
                 if target_fd != shell_fd {
                     if libc::dup2(shell_fd, target_fd) < 0 {
                         return Err(io::Error::last_os_error());

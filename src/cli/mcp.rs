@@ -76,6 +76,10 @@ pub fn run(args: McpArgs) -> anyhow::Result<ExitCode> {
         max_output_bytes: args.max_output_bytes.max(64),
     };
 
+    // Nothing a call starts (shells, escalated commands, hooks) may open the terminal
+    // execgate was started from.
+    execgate_terminal::detach_controlling_terminal()
+        .context("cannot give up the controlling terminal")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

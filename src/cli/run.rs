@@ -7,9 +7,10 @@ use crate::setup::{home_dir, Loaded};
 use anyhow::Context;
 use clap::Args;
 use execgate_decide::{
-    ApprovalMode, Approver, NoApprover, OutputGate, SessionApprovals, TerminalApprover, NO_APPROVER,
+    ApprovalMode, Approver, NoApprover, SessionApprovals, TerminalApprover, NO_APPROVER,
 };
 use execgate_sandbox::{BackendChoice, Sandbox, SandboxPolicy};
+use execgate_terminal::Terminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -79,22 +80,36 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let gate = OutputGate::default();
-    let terminal = if loaded.approval == ApprovalMode::Never {
-        None
-    } else {
-        TerminalApprover::open(Some(gate.clone()))
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    // The session gets a terminal of its own when execgate has one; either way execgate
+    // gives up its controlling terminal, so nothing it starts can open the user's.
+    let (terminal, signals) = {
+        let _runtime = runtime.enter();
+        // Watched before the terminal goes raw, so no signal finds it raw and unwatched.
+        let signals = TerminationSignals::watch();
+        let terminal = Terminal::open().context("cannot set up the session's terminal")?;
+        (terminal, signals)
     };
-    let output = match (&terminal, args.json) {
-        (_, true) => OutputMode::Capture,
-        (Some(_), false) => OutputMode::Relay,
-        (None, false) => OutputMode::Inherit,
-    };
-    let approver: Arc<dyn Approver> = match terminal {
-        Some(t) => Arc::new(t),
-        None => Arc::new(NoApprover {
+    if terminal.is_none() {
+        execgate_terminal::detach_controlling_terminal()
+            .context("cannot give up the controlling terminal")?;
+    }
+    let approver: Arc<dyn Approver> = match &terminal {
+        Some(t) if loaded.approval != ApprovalMode::Never => {
+            Arc::new(TerminalApprover::new(t.console()))
+        }
+        _ => Arc::new(NoApprover {
             reason: NO_APPROVER.into(),
         }),
+    };
+    let output = if args.json {
+        OutputMode::Capture
+    } else {
+        OutputMode::Inherit
     };
     let session_id = uuid::Uuid::new_v4().to_string();
     let config = RunConfig {
@@ -105,18 +120,27 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         pipeline: loaded.pipeline(approver, session_id, SessionApprovals::default()),
         timeout: args.timeout.map(Duration::from_secs_f64),
         output,
-        output_gate: Some(gate),
+        terminal,
         null_stdin: false,
         pass_env: args.session.pass_env,
         audit_log: loaded.audit_log.clone(),
         progress: None,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let outcome = runtime.block_on(run_session(config))?;
+    // A termination signal ends the session (by dropping its future: everything it started
+    // is killed and the user's terminal modes are restored) before execgate dies of it.
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            outcome = run_session(config) => outcome.map(Ok),
+            signo = signals.first() => Ok(Err(signo)),
+        }
+    })?;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(signo) => {
+            drop(runtime);
+            die_of(signo)
+        }
+    };
     let report = outcome.report;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -127,4 +151,49 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         (None, None) => 1,
     };
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// SIGTERM, SIGINT, SIGHUP and SIGQUIT, watched (so they no longer kill execgate before
+/// it has ended its session and restored the user's terminal).
+struct TerminationSignals(Option<[(i32, tokio::signal::unix::Signal); 4]>);
+
+impl TerminationSignals {
+    /// Starts watching; when that fails the signals keep their default action. Must be
+    /// called inside a Tokio runtime.
+    fn watch() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        let watch = |signo: i32| signal(SignalKind::from_raw(signo)).map(|s| (signo, s));
+        let all = (|| -> std::io::Result<_> {
+            Ok([
+                watch(libc::SIGTERM)?,
+                watch(libc::SIGINT)?,
+                watch(libc::SIGHUP)?,
+                watch(libc::SIGQUIT)?,
+            ])
+        })();
+        Self(all.ok())
+    }
+
+    /// The first of them to arrive.
+    async fn first(self) -> i32 {
+        let Some([mut a, mut b, mut c, mut d]) = self.0 else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = a.1.recv() => a.0,
+            _ = b.1.recv() => b.0,
+            _ = c.1.recv() => c.0,
+            _ = d.1.recv() => d.0,
+        }
+    }
+}
+
+/// Dies of `signo`, as the signal would have killed execgate had it not been caught.
+fn die_of(signo: i32) -> ! {
+    // SAFETY: restoring the default action and raising the signal at ourselves.
+    unsafe {
+        libc::signal(signo, libc::SIG_DFL);
+        libc::raise(signo);
+    }
+    std::process::exit(128 + signo)
 }

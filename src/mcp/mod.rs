@@ -135,7 +135,7 @@ impl ShellServer {
                     .map_or(DEFAULT_TIMEOUT, Duration::from_millis),
             ),
             output: OutputMode::Capture,
-            output_gate: None,
+            terminal: None,
             null_stdin: true,
             pass_env: self.setup.pass_env.clone(),
             audit_log: self.setup.loaded.audit_log.clone(),

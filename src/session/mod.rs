@@ -18,9 +18,10 @@ use crate::report::{ExecRecord, RunReport};
 use anyhow::Context;
 use audit::AuditLog;
 use clock::PromptClock;
-use execgate_decide::{Note, OutputGate, Pipeline};
+use execgate_decide::{Note, Pipeline};
 use execgate_escalate_server::{ExecEvent, Session, SessionBuilder};
 use execgate_sandbox::Sandbox;
+use execgate_terminal::Terminal;
 use record::Recorder;
 use relay::{Captured, Relay};
 use std::ffi::OsString;
@@ -52,8 +53,10 @@ pub struct RunConfig {
     pub timeout: Option<Duration>,
     /// Output handling.
     pub output: OutputMode,
-    /// The gate a relayed output waits on while a prompt is shown.
-    pub output_gate: Option<OutputGate>,
+    /// The session's own terminal, when execgate relays one (see [`execgate_terminal`]):
+    /// the shell's controlling terminal, and its stdin, stdout or stderr wherever
+    /// execgate's are a terminal.
+    pub terminal: Option<Terminal>,
     /// Give the shell `/dev/null` as stdin instead of execgate's.
     pub null_stdin: bool,
     /// Request variables escalated commands keep (`--pass-env`).
@@ -94,9 +97,9 @@ pub async fn run_session(config: RunConfig) -> anyhow::Result<RunOutcome> {
     };
     let mut recorder = Recorder::new(audit, config.progress.clone());
     let (events_tx, mut events) = mpsc::unbounded_channel();
-    let (output, gate, timeout) = (config.output, config.output_gate.clone(), config.timeout);
-    let mut session = spawn(config, &clock, events_tx)?;
-    let relay = Relay::start(&mut session, output, gate);
+    let (output, timeout) = (config.output, config.timeout);
+    let (mut session, terminal) = spawn(config, &clock, events_tx)?;
+    let relay = Relay::start(&mut session, output);
     let ended = wait(
         &mut session,
         &mut events,
@@ -109,16 +112,24 @@ pub async fn run_session(config: RunConfig) -> anyhow::Result<RunOutcome> {
     // The shell is gone: end whatever it left behind, then collect the rest.
     drop(session);
     let captured = relay.finish().await;
+    if let Some(terminal) = terminal {
+        terminal.finish().await;
+    }
     recorder.drain(&mut events);
     Ok(report(ended, captured, recorder.into_records(), started))
 }
 
-/// Builds the session (the shell in its sandbox, asking the pipeline) and starts it.
+/// Builds the session (the shell in its sandbox, asking the pipeline) and starts it; gives
+/// back the session's terminal, if it has one, for the end.
+///
+/// The shell never gets a terminal of execgate's: each of its stdin, stdout and stderr that
+/// would be one is the session's own terminal instead (or, without one, `/dev/null` for
+/// stdin and a relayed pipe for output).
 fn spawn(
-    config: RunConfig,
+    mut config: RunConfig,
     clock: &Arc<PromptClock>,
     events: mpsc::UnboundedSender<ExecEvent<Note>>,
-) -> anyhow::Result<Session> {
+) -> anyhow::Result<(Session, Option<Terminal>)> {
     // One writability test for both: the pipeline judges a program under the name it was
     // invoked by only when the server trusts that name, which it does by the same test.
     let writable = sandbox::writable(&config.sandbox);
@@ -127,28 +138,65 @@ fn spawn(
         .sandbox_writable(Arc::clone(&writable))
         .wrap_approver(|approver| clock.around(approver));
     let flag = if config.login { "-lc" } else { "-c" };
+    let is_tty = |fd: i32| {
+        // SAFETY: isatty only looks at the fd.
+        unsafe { libc::isatty(fd) == 1 }
+    };
+    let session_tty = |terminal: &Option<Terminal>| -> anyhow::Result<Option<Stdio>> {
+        match terminal {
+            Some(t) => Ok(Some(Stdio::from(
+                t.session_tty()
+                    .context("cannot open the session's terminal")?,
+            ))),
+            None => Ok(None),
+        }
+    };
     let stdin = if config.null_stdin {
         Stdio::null()
+    } else if is_tty(0) {
+        session_tty(&config.terminal)?.unwrap_or_else(Stdio::null)
     } else {
         Stdio::inherit()
     };
+    let output = |fd: i32| -> anyhow::Result<Stdio> {
+        Ok(match config.output {
+            OutputMode::Inherit if is_tty(fd) => {
+                session_tty(&config.terminal)?.unwrap_or_else(Stdio::piped)
+            }
+            mode => mode.stdio(),
+        })
+    };
+    let (stdout, stderr) = (output(1)?, output(2)?);
     let mut builder = SessionBuilder::new(&config.shell.shell, config.shell.interception.clone());
     for name in &config.pass_env {
         builder = builder.pass_env(name);
     }
-    builder
+    builder = builder
         .args([OsString::from(flag), OsString::from(&config.script)])
         .cwd(config.sandbox.cwd())
         .launcher(Arc::new(sandbox::SandboxLauncher(Arc::clone(
             &config.sandbox,
         ))))
         .stdin(stdin)
-        .stdout(config.output.stdio())
-        .stderr(config.output.stdio())
+        .stdout(stdout)
+        .stderr(stderr)
         .writable_paths(Arc::new(move |p: &std::path::Path| writable(p)))
-        .events(events)
+        .events(events);
+    if let Some(terminal) = &config.terminal {
+        builder = builder.controlling_terminal(
+            terminal
+                .session_tty()
+                .context("cannot open the session's terminal")?,
+        );
+    }
+    let session = builder
         .spawn(Arc::new(pipeline))
-        .context("cannot start the session")
+        .context("cannot start the session")?;
+    let mut terminal = config.terminal.take();
+    if let Some(terminal) = &mut terminal {
+        terminal.close_session_tty();
+    }
+    Ok((session, terminal))
 }
 
 /// Waits for the shell, recording events every [`EVENT_DRAIN`] and enforcing `timeout`

@@ -1,7 +1,7 @@
 //! The output relay: the shell's stdout and stderr, written through to execgate's own
-//! (held back while a prompt is on screen) or captured for the report.
+//! (when those are a terminal the session cannot have) or captured for the report. The
+//! session's own terminal is relayed by `execgate_terminal`.
 
-use execgate_decide::OutputGate;
 use execgate_escalate_server::Session;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -12,10 +12,9 @@ use tokio::task::JoinHandle;
 /// How the session's output is handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputMode {
-    /// The shell writes straight to execgate's stdout/stderr.
+    /// The shell writes to execgate's stdout/stderr: inherited, except that one which is a
+    /// terminal is the session's own terminal instead, or (without one) a pipe relayed here.
     Inherit,
-    /// Relayed through execgate, paused while a prompt is on screen.
-    Relay,
     /// Captured into the report.
     Capture,
 }
@@ -25,7 +24,7 @@ impl OutputMode {
     pub fn stdio(self) -> Stdio {
         match self {
             OutputMode::Inherit => Stdio::inherit(),
-            OutputMode::Relay | OutputMode::Capture => Stdio::piped(),
+            OutputMode::Capture => Stdio::piped(),
         }
     }
 }
@@ -49,26 +48,14 @@ pub struct Relay {
 
 impl Relay {
     /// Starts relaying whatever of the session's stdout and stderr was piped.
-    pub fn start(session: &mut Session, mode: OutputMode, gate: Option<OutputGate>) -> Self {
+    pub fn start(session: &mut Session, mode: OutputMode) -> Self {
         let captured = Arc::new(Mutex::new(Captured::default()));
         let mut pumps = Vec::new();
         if let Some(out) = session.take_stdout() {
-            pumps.push(tokio::spawn(pump(
-                out,
-                false,
-                mode,
-                gate.clone(),
-                Arc::clone(&captured),
-            )));
+            pumps.push(tokio::spawn(pump(out, false, mode, Arc::clone(&captured))));
         }
         if let Some(err) = session.take_stderr() {
-            pumps.push(tokio::spawn(pump(
-                err,
-                true,
-                mode,
-                gate,
-                Arc::clone(&captured),
-            )));
+            pumps.push(tokio::spawn(pump(err, true, mode, Arc::clone(&captured))));
         }
         Self { pumps, captured }
     }
@@ -87,7 +74,6 @@ async fn pump<R: AsyncRead + Unpin>(
     mut reader: R,
     is_stderr: bool,
     mode: OutputMode,
-    gate: Option<OutputGate>,
     captured: Arc<Mutex<Captured>>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
@@ -107,10 +93,6 @@ async fn pump<R: AsyncRead + Unpin>(
             c.combined.extend_from_slice(chunk);
             continue;
         }
-        let _quiet = match &gate {
-            Some(gate) => Some(gate.writing().await),
-            None => None,
-        };
         let result = if is_stderr {
             let mut err = tokio::io::stderr();
             match err.write_all(chunk).await {

@@ -7,12 +7,13 @@
 use crate::support::dirs::Workspace;
 use crate::support::pty::{without_terminal, Terminal};
 use serde_json::Value;
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
 const RULES: &str = r#"
 prefix_rule(pattern = ["touch"], decision = "prompt", justification = "touch needs a look")
 prefix_rule(pattern = ["rm", "-rf"], decision = "forbidden", justification = "no recursive deletes")
-prefix_rule(pattern = ["sh", "-c"], decision = "allow")
+prefix_rule(pattern = ["dash", "-c"], decision = "allow")
 "#;
 
 const OPTIONS: &str =
@@ -157,4 +158,299 @@ fn denial_line_escapes_the_command_and_the_reason_wrapper() {
 #[test]
 fn denial_line_escapes_the_command_and_the_reason_preload_shim() {
     denial_line_escapes_the_command_and_the_reason(Some("/bin/dash"));
+}
+
+// ---- (b) the shell runs on a pty execgate owns -----------------------------------------
+
+/// `MAJOR:MINOR` in hex, as `stat -c %t:%T` prints a device.
+fn device_of(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).unwrap();
+    assert!(meta.file_type().is_char_device());
+    let rdev = meta.rdev();
+    format!("{:x}:{:x}", libc::major(rdev), libc::minor(rdev))
+}
+
+/// A controlling terminal as `/proc/PID/stat` gives it (`tty_nr`, decimal), as
+/// `MAJOR:MINOR` in hex; `none` for 0.
+fn tty_nr(field: &str) -> String {
+    let nr: u32 = field.trim().parse().unwrap();
+    if nr == 0 {
+        return "none".into();
+    }
+    let (major, minor) = ((nr >> 8) & 0xfff, (nr & 0xff) | ((nr >> 12) & 0xfff00));
+    format!("{major:x}:{minor:x}")
+}
+
+/// The value of the screen row `NAME=VALUE`.
+fn field(term: &Terminal, name: &str) -> String {
+    term.rows()
+        .iter()
+        .find_map(|r| r.strip_prefix(&format!("{name}=")).map(str::to_owned))
+        .unwrap_or_else(|| panic!("no {name}= on screen:\n{}", term.text()))
+}
+
+fn the_shell_and_dev_tty_are_a_pty_of_the_sessions_own(backend: &str) {
+    let env = Workspace::new();
+    let rules = env.write("r.rules", RULES);
+    // stdin, stderr and the controlling terminal (`tty_nr` of /proc/PID/stat: what
+    // /dev/tty opens).
+    let script = "stat -L -c 'in=%t:%T' /proc/self/fd/0; stat -L -c 'err=%t:%T' /proc/self/fd/2; \
+                  echo \"ctty=$(cut -d' ' -f7 /proc/self/stat)\"; echo done";
+    let mut cmd = env.execgate_session(&["run", "--rules", rules.to_str().unwrap(), script]);
+    cmd.env("EXECGATE_SANDBOX_BACKEND", backend);
+    if backend == "landlock" {
+        cmd.arg("--allow-unprotected-landlock");
+    }
+    let mut term = Terminal::start(cmd);
+    let user = device_of(&term.slave_path);
+    term.until_row("done");
+    assert!(term.wait().success(), "{}", term.text());
+    let (stdin, stderr) = (field(&term, "in"), field(&term, "err"));
+    assert_eq!(stdin, stderr);
+    assert_eq!(stdin, tty_nr(&field(&term, "ctty")));
+    assert_ne!(stdin, user, "the sandboxed shell holds the user's terminal");
+}
+
+#[test]
+fn the_shell_and_dev_tty_are_a_pty_of_the_sessions_own_bubblewrap() {
+    the_shell_and_dev_tty_are_a_pty_of_the_sessions_own("bubblewrap");
+}
+
+#[test]
+fn the_shell_and_dev_tty_are_a_pty_of_the_sessions_own_landlock() {
+    the_shell_and_dev_tty_are_a_pty_of_the_sessions_own("landlock");
+}
+
+#[test]
+fn escalated_processes_get_the_sessions_pty_and_never_the_users_terminal() {
+    let env = Workspace::new();
+    let rules = env.write("r.rules", RULES);
+    let script = "/bin/dash -c 'stat -L -c \"esc=%t:%T\" /proc/self/fd/1; \
+                  echo \"escctty=$(cut -d\" \" -f7 /proc/self/stat)\"; \
+                  if (exec 3<>/dev/tty) 2>/dev/null; then echo tty-opened; else echo no-tty; fi'; \
+                  stat -L -c 'run=%t:%T' /proc/self/fd/1; echo done";
+    let mut term = on_terminal(&env, &rules, &[script]);
+    let user = device_of(&term.slave_path);
+    term.until_row("done");
+    assert!(term.wait().success(), "{}", term.text());
+    let (esc, run) = (field(&term, "esc"), field(&term, "run"));
+    assert_eq!(esc, run, "{}", term.text());
+    assert_ne!(esc, user);
+    assert_eq!(tty_nr(&field(&term, "escctty")), "none");
+    assert!(term.rows().iter().any(|r| r == "no-tty"), "{}", term.text());
+}
+
+#[test]
+fn writes_to_dev_tty_are_held_back_while_a_prompt_is_up() {
+    let env = Workspace::new();
+    let rules = env.write("r.rules", RULES);
+    // A background process keeps repainting the screen through /dev/tty with a forged
+    // prompt while the real one is asked.
+    let script = r"(while :; do printf '\033[2J\033[HFAKE execgate: approval needed\n  command: /bin/true\n' >/dev/tty; sleep 0.02; done) &
+touch gated; kill $!; echo done";
+    let mut term = on_terminal(&env, &rules, &[script]);
+    until_prompt(&mut term);
+    let asked = term.bytes.len();
+    term.soak(600);
+    assert!(
+        !String::from_utf8_lossy(&term.bytes[asked..]).contains("FAKE"),
+        "the session wrote to the screen while the prompt was up:\n{}",
+        term.text()
+    );
+    assert_eq!(
+        prompt_rows(&term.rows())[1],
+        "  command: /usr/bin/touch gated"
+    );
+    term.type_text("n\r");
+    // Held back, not lost: the repaints resume once the prompt is answered.
+    let answered = term.bytes.len();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !String::from_utf8_lossy(&term.bytes[answered..]).contains("FAKE") {
+        assert!(std::time::Instant::now() < deadline, "{}", term.text());
+        term.soak(50);
+    }
+    term.until_row("done");
+    assert!(term.wait().success());
+}
+
+#[test]
+fn tiocsti_on_the_sessions_terminal_is_refused() {
+    let env = Workspace::new();
+    let rules = env.write("r.rules", RULES);
+    let script = "python3 -c 'import fcntl, termios\ntry:\n    fcntl.ioctl(0, termios.TIOCSTI, b\"x\")\n    print(\"injected\")\nexcept OSError as e:\n    print(\"refused\", e.errno)'";
+    let mut term = on_terminal(&env, &rules, &[script]);
+    term.until("an answer", |rows| {
+        rows.iter()
+            .any(|r| r.starts_with("injected") || r.starts_with("refused "))
+    });
+    term.wait();
+    assert!(
+        term.rows().iter().any(|r| r == "refused 1"),
+        "{}",
+        term.text()
+    );
+}
+
+#[test]
+fn job_control_and_window_size_work_on_the_relayed_pty() {
+    let env = Workspace::new();
+    let rules = env.write("r.rules", RULES);
+    let mut cmd = env.execgate_session(&[
+        "run",
+        "--rules",
+        rules.to_str().unwrap(),
+        "exec /bin/bash --norc --noprofile -i",
+    ]);
+    cmd.env("PS1", "inner$ ");
+    let mut term = Terminal::start(cmd);
+    term.until_row("inner$");
+    term.type_text("sleep 1919\r");
+    term.until_row("inner$ sleep 1919");
+    let sleep = wait_for_process("1919");
+    term.type_text("\x1a");
+    term.until_row("Stopped");
+    term.type_text("fg\r");
+    // Ctrl-C once the job is running in the foreground of the session's terminal again.
+    wait_until_foreground(sleep);
+    term.type_text("\x03");
+    term.until_row("inner$");
+    term.type_text("echo \"rc=$?\"\r");
+    term.until("rc=130", |rows| rows.iter().any(|r| r == "rc=130"));
+    term.resize(40, 120);
+    term.type_text("stty size\r");
+    term.until("40 120", |rows| rows.iter().any(|r| r == "40 120"));
+    term.type_text("exit\r");
+    assert!(term.wait().success(), "{}", term.text());
+}
+
+/// The pid of the live process with argument `arg` (waits for it).
+fn wait_for_process(arg: &str) -> i32 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(pid) = crate::support::procs::find_process(arg) {
+            return pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "no process {arg}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Waits until `pid` runs (not stopped) as the foreground group of its terminal.
+fn wait_until_foreground(pid: i32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        // After the comm field: state, ppid, pgrp, session, tty_nr, tpgid.
+        let rest: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        if rest[0] != "T" && rest[2] == rest[5] {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pid} never in the foreground"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+// ---- the user's terminal is given back -------------------------------------------------
+
+fn raw(termios: &nix::sys::termios::Termios) -> bool {
+    !termios
+        .local_flags
+        .contains(nix::sys::termios::LocalFlags::ICANON)
+}
+
+#[test]
+fn terminal_modes_are_restored_when_the_session_ends() {
+    let env = Workspace::new();
+    let rules = env.write("r.rules", RULES);
+    let mut term = on_terminal(&env, &rules, &["read -r line; echo \"got $line\""]);
+    let before = term.termios();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !raw(&term.termios()) {
+        assert!(std::time::Instant::now() < deadline, "never in raw mode");
+        term.soak(20);
+    }
+    term.type_text("hello\r");
+    term.until_row("got hello");
+    assert!(term.wait().success());
+    let after = term.termios();
+    assert_eq!(after.local_flags, before.local_flags);
+    assert_eq!(after.input_flags, before.input_flags);
+    assert_eq!(after.output_flags, before.output_flags);
+}
+
+#[test]
+fn terminal_modes_are_restored_when_execgate_is_killed_by_sigterm() {
+    let env = Workspace::new();
+    let rules = env.write("r.rules", RULES);
+    let mut term = on_terminal(&env, &rules, &["sleep 1717"]);
+    let before = term.termios();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !raw(&term.termios()) {
+        assert!(std::time::Instant::now() < deadline, "never in raw mode");
+        term.soak(20);
+    }
+    // SAFETY: kill(2) of the process this test started.
+    unsafe { libc::kill(term.pid(), libc::SIGTERM) };
+    let status = term.wait();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGTERM));
+    let after = term.termios();
+    assert_eq!(after.local_flags, before.local_flags);
+    assert_eq!(after.input_flags, before.input_flags);
+    // Nothing of the session is left.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while crate::support::procs::find_process("1717").is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session's sleep lives on"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+// ---- (c) no typeahead answers a prompt -------------------------------------------------
+
+#[test]
+fn typeahead_never_answers_a_prompt() {
+    let env = Workspace::new();
+    let rules = env.write("r.rules", RULES);
+    let mut term = on_terminal(&env, &rules, &["touch ahead; echo done"]);
+    // Typed before any prompt is on screen.
+    term.type_text("y\ry\r");
+    until_prompt(&mut term);
+    term.soak(300);
+    assert!(!env.work.join("ahead").exists());
+    term.type_text("n\r");
+    term.until_row("done");
+    assert!(term
+        .rows()
+        .iter()
+        .any(|r| r == "execgate: denied: /usr/bin/touch ahead: denied by the user"));
+    assert!(term.wait().success());
+    assert!(!env.work.join("ahead").exists());
+}
+
+#[test]
+fn an_answer_needs_enter_and_can_be_corrected() {
+    let env = Workspace::new();
+    let rules = env.write("r.rules", RULES);
+    let mut term = on_terminal(&env, &rules, &["touch t; echo done"]);
+    until_prompt(&mut term);
+    term.type_text("y");
+    term.soak(300);
+    assert!(!env.work.join("t").exists());
+    // Backspace, then the real answer.
+    term.type_text("\x7fn\r");
+    term.until_row("done");
+    assert!(term.wait().success());
+    assert!(!env.work.join("t").exists());
 }
