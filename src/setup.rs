@@ -8,7 +8,7 @@
 use anyhow::Context;
 use execgate_decide::{layers, ApprovalMode, Approver, HookIdentity, Pipeline, SessionApprovals};
 use execgate_execpolicy::Policy;
-use execgate_hooks::HooksConfig;
+use execgate_hooks::{HookRunner, HooksConfig, DEFAULT_PROCESS_LIMIT};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,8 +16,9 @@ use std::sync::Arc;
 pub struct Loaded {
     /// The rules.
     pub policy: Arc<Policy>,
-    /// The hooks.
-    pub hooks: Arc<HooksConfig>,
+    /// The hooks, run at most [`DEFAULT_PROCESS_LIMIT`] processes at a time for every
+    /// session of this process, identical pending requests sharing one run.
+    pub hooks: Arc<HookRunner>,
     /// When a person is asked.
     pub approval: ApprovalMode,
     /// The rules files loaded, in order.
@@ -59,7 +60,7 @@ impl Loaded {
         }
         Ok(Self {
             policy: Arc::new(policy),
-            hooks: Arc::new(hooks),
+            hooks: Arc::new(HookRunner::new(Arc::new(hooks), DEFAULT_PROCESS_LIMIT)),
             approval,
             rule_files,
             hook_files,

@@ -12,12 +12,14 @@
 #![warn(missing_docs)]
 
 mod config;
+mod flight;
 mod matcher;
 mod output;
 mod request;
 mod runner;
 
 pub use config::{HookEvent, HookHandler, HooksConfig, HooksError, Warning, DEFAULT_TIMEOUT_SEC};
+pub use flight::{HookRunner, DEFAULT_PROCESS_LIMIT};
 pub use matcher::Matcher;
 pub use output::{HookDecision, HookOutputEntry, HookOutputEntryKind, HookRunStatus};
 pub use request::{shell_quote_command, PermissionMode, PermissionRequest, TOOL_NAME};
@@ -69,6 +71,16 @@ impl HooksConfig {
     /// Must run inside a Tokio runtime with I/O and time enabled. Dropping the returned
     /// future kills the hooks still running, with everything they started.
     pub async fn permission_request(&self, request: &PermissionRequest) -> PermissionOutcome {
+        self.permission_request_limited(request, None).await
+    }
+
+    /// [`HooksConfig::permission_request`], each handler process waiting for a permit of
+    /// `processes` (when given) before it starts.
+    pub(crate) async fn permission_request_limited(
+        &self,
+        request: &PermissionRequest,
+        processes: Option<Arc<tokio::sync::Semaphore>>,
+    ) -> PermissionOutcome {
         let handlers = self.permission_request_handlers();
         if handlers.is_empty() {
             return PermissionOutcome::default();
@@ -108,7 +120,14 @@ impl HooksConfig {
                     let cwd = request.cwd.clone();
                     let input = Arc::clone(&input);
                     let timeout_sec = handler.timeout_sec;
+                    let processes = processes.clone();
                     tokio::spawn(async move {
+                        // Held until the hook (and the task) ends; the hook's timeout
+                        // starts once it runs.
+                        let _permit = match processes {
+                            Some(limit) => limit.acquire_owned().await.ok(),
+                            None => None,
+                        };
                         output::parse_run(
                             runner::run_command(&command, &cwd, &input, timeout_sec).await,
                         )

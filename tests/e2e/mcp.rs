@@ -873,3 +873,71 @@ fn inspector_cli_sees_a_bad_workdir_as_a_tool_error() {
         "workdir must be an absolute path, got \"not/absolute\""
     );
 }
+
+#[tokio::test]
+async fn a_flooding_call_leaves_no_hook_process_or_waiting_exec_behind() {
+    let env = Env::new();
+    let rules = env.ws.root().join("flood.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"git\", \"push\"], decision = \"prompt\")\n",
+    )
+    .unwrap();
+    let hook = env.ws.root().join("slow-hook.sh");
+    std::fs::write(&hook, "sleep 30\n").unwrap();
+    let hooks = env.ws.root().join("hooks.json");
+    std::fs::write(
+        &hooks,
+        json!({"hooks": {"PermissionRequest": [{"hooks": [
+            {"type": "command", "command": format!("sh {}", hook.display())}
+        ]}]}})
+        .to_string(),
+    )
+    .unwrap();
+    let client = connect(
+        &env,
+        Answer::Accept("once"),
+        &[
+            "--rules",
+            rules.to_str().unwrap(),
+            "--hooks",
+            hooks.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let server = find_process(rules.to_str().unwrap()).expect("the server's pid");
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{server}/fd"))
+            .unwrap()
+            .count()
+    };
+    shell(&client, "true", &env.ws.work).await;
+    let idle = fds();
+    // Every exec waits for a hook that outlives the call's timeout.
+    let args = json!({
+        "command": "for i in $(seq 200); do git push origin b$((i % 10)) & done; wait",
+        "workdir": env.ws.work, "login": false, "timeout_ms": 3000,
+    });
+    let params =
+        CallToolRequestParams::new("shell").with_arguments(args.as_object().unwrap().clone());
+    let result = client.call_tool(params).await.unwrap();
+    assert_eq!(codex(&result)["timed_out"], true);
+    let hook_path = hook.to_str().unwrap().to_owned();
+    assert!(
+        wait_for(|| find_process(&hook_path).is_none().then_some(()))
+            .await
+            .is_some(),
+        "a hook process outlived its call"
+    );
+    assert!(
+        wait_for(|| (fds() == idle).then_some(())).await.is_some(),
+        "the server holds {} fds after the call, {idle} before",
+        fds()
+    );
+    // And it still serves.
+    assert_eq!(
+        codex(&shell(&client, "echo ok", &env.ws.work).await)["output"],
+        "ok\n"
+    );
+    client.cancel().await.unwrap();
+}

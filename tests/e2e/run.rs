@@ -821,3 +821,79 @@ fn pass_env_is_in_the_help_and_refuses_names_the_session_sets() {
         );
     }
 }
+
+// ---- a flood of prompt-worthy execs (issue 13) ------------------------------------------
+
+#[test]
+fn a_flood_of_prompted_execs_runs_a_few_hooks_at_a_time_and_leaves_none_behind() {
+    let env = Workspace::new();
+    let rules = env.write(
+        "r.rules",
+        "prefix_rule(pattern = [\"git\", \"push\"], decision = \"prompt\")\n",
+    );
+    let log = env.root().join("hooks.log");
+    let hook = env.root().join("hook.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            "echo start >> {0}\nsleep 0.2\necho end >> {0}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let hooks = env.write(
+        "hooks.json",
+        &serde_json::json!({"hooks": {"PermissionRequest": [{"hooks": [
+            {"type": "command", "command": format!("sh {}", hook.display())}
+        ]}]}})
+        .to_string(),
+    );
+    // 300 execs, 30 distinct commands, all pending at once.
+    let script = "for i in $(seq 300); do git push origin b$((i % 30)) 2>/dev/null & done; wait";
+    let (report, out) = run_json(
+        &env,
+        &[
+            "--rules",
+            rules.to_str().unwrap(),
+            "--hooks",
+            hooks.to_str().unwrap(),
+            script,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    let execs: Vec<&Value> = report["execs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["argv"][0] == "git")
+        .collect();
+    assert_eq!(execs.len(), 300);
+    // Those past the server's cap of undecided execs are refused before any hook runs.
+    let asked = execs
+        .iter()
+        .filter(|e| e["justification"] == "approval required; no approver available")
+        .count();
+    for exec in &execs {
+        assert_eq!(exec["verdict"], "deny", "{exec}");
+    }
+    assert!(asked >= 30, "only {asked} execs reached the hooks");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let (mut now, mut most, mut runs) = (0i32, 0i32, 0);
+    for line in text.lines() {
+        if line == "start" {
+            now += 1;
+            runs += 1;
+        } else {
+            now -= 1;
+        }
+        most = most.max(now);
+    }
+    assert!(most <= 4, "{most} hooks ran at once");
+    assert!(
+        (1..=asked).contains(&runs),
+        "{runs} hook runs for {asked} execs"
+    );
+    assert_eq!(now, 0, "a hook was still running when the session ended");
+    let left = crate::support::procs::find_process(hook.to_str().unwrap());
+    assert_eq!(left, None, "a hook process outlived the session");
+}

@@ -454,3 +454,39 @@ fn an_answer_needs_enter_and_can_be_corrected() {
     assert!(term.wait().success());
     assert!(!env.work.join("t").exists());
 }
+
+// ---- (d) a flood of prompts ------------------------------------------------------------
+
+#[test]
+fn a_flood_of_prompts_is_asked_one_at_a_time_and_ends_with_the_session() {
+    let env = Workspace::new();
+    let rules = env.write(
+        "r.rules",
+        "prefix_rule(pattern = [\"git\", \"push\"], decision = \"prompt\")\n",
+    );
+    let script = "for i in $(seq 200); do git push origin flood-$i & done; wait";
+    let mut term = on_terminal(&env, &rules, &[script]);
+    until_prompt(&mut term);
+    term.soak(300);
+    let rows = term.rows();
+    assert_eq!(
+        rows.iter()
+            .filter(|r| *r == "execgate: approval needed")
+            .count(),
+        1,
+        "{}",
+        term.text()
+    );
+    // x: deny and end the session; every other exec is refused with it.
+    term.type_text("x\r");
+    let status = term.wait();
+    assert_eq!(status.code(), Some(130), "{}", term.text());
+    let wrapper = crate::support::bins::wrapper();
+    let left: Vec<i32> = crate::support::procs::processes()
+        .into_iter()
+        .filter(|p| p.state != 'Z' && p.exe().as_deref() == Some(wrapper.as_path()))
+        .filter(|p| p.cmdline().iter().any(|a| a.starts_with(b"flood-")))
+        .map(|p| p.pid)
+        .collect();
+    assert_eq!(left, Vec::<i32>::new(), "execs outlived the session");
+}
