@@ -60,5 +60,6 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     policy.allow_unprotected_landlock = args.allow_unprotected_landlock;
     let sandbox = Sandbox::prepare(&policy, BackendChoice::Auto)?;
     print!("{}", sandbox.describe());
+    print!("{}", execgate_terminal::describe());
     Ok(ExitCode::SUCCESS)
 }

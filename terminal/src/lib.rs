@@ -120,6 +120,33 @@ fn open_tty() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// What `execgate run` started here would do with the terminal, as the `terminal relay:`
+/// line of `execgate sandbox check` says it (same for every sandbox backend).
+pub fn describe() -> String {
+    let state = match open_tty() {
+        Err(_) => "none here (no controlling terminal): the shell gets no terminal at all, \
+                   and nobody can be asked"
+            .to_owned(),
+        Ok(tty) => {
+            // SAFETY: tcgetpgrp/getpgrp on our own fd.
+            if unsafe { libc::tcgetpgrp(tty.as_raw_fd()) != libc::getpgrp() } {
+                "none here (execgate is not the terminal's foreground job): the shell gets \
+                 no terminal, and nobody can be asked"
+                    .to_owned()
+            } else {
+                "on: the shell runs on a pty of its own (its stdin, stdout, stderr and \
+                 /dev/tty) that execgate relays to this terminal in raw mode; nothing the \
+                 session writes is shown while a prompt is up, and typeahead never answers one"
+                    .to_owned()
+            }
+        }
+    };
+    format!(
+        "terminal relay: {state}; execgate, escalated commands and hooks never hold \
+         the user's terminal\n"
+    )
+}
+
 impl Terminal {
     /// The session's terminal, when this process is the foreground job of a controlling
     /// terminal; `None` otherwise (no terminal, or running in the background, where

@@ -490,3 +490,35 @@ fn a_flood_of_prompts_is_asked_one_at_a_time_and_ends_with_the_session() {
         .collect();
     assert_eq!(left, Vec::<i32>::new(), "execs outlived the session");
 }
+
+// ---- sandbox check ---------------------------------------------------------------------
+
+const RELAY_ON: &str =
+    "terminal relay: on: the shell runs on a pty of its own (its stdin, stdout, \
+stderr and /dev/tty) that execgate relays to this terminal in raw mode; nothing the session \
+writes is shown while a prompt is up, and typeahead never answers one; execgate, escalated \
+commands and hooks never hold the user's terminal";
+
+const RELAY_NONE: &str = "terminal relay: none here (no controlling terminal): the shell gets \
+no terminal at all, and nobody can be asked; execgate, escalated commands and hooks never hold \
+the user's terminal";
+
+#[test]
+fn sandbox_check_states_the_terminal_relay_for_each_backend() {
+    for backend in ["bubblewrap", "landlock"] {
+        let env = Workspace::new();
+        let mut cmd = env.execgate(&["sandbox", "check", "--cwd", env.work.to_str().unwrap()]);
+        cmd.env("EXECGATE_SANDBOX_BACKEND", backend);
+        let out = without_terminal(&mut cmd).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{backend}: {text}");
+        assert_eq!(text.lines().last(), Some(RELAY_NONE), "{backend}");
+
+        let mut cmd = env.execgate(&["sandbox", "check", "--cwd", env.work.to_str().unwrap()]);
+        cmd.env("EXECGATE_SANDBOX_BACKEND", backend);
+        let mut term = Terminal::start(cmd);
+        assert!(term.wait().success(), "{backend}: {}", term.text());
+        let joined: String = String::from_utf8_lossy(&term.bytes).replace("\r\n", "\n");
+        assert_eq!(joined.lines().last(), Some(RELAY_ON), "{backend}");
+    }
+}
