@@ -49,4 +49,6 @@ pub use event::ExecEvent;
 pub use execgate_protocol::{ExecRequest, ExitStatus, Verdict};
 pub use policy::{Argv0, CwdDir, EscalationPolicy, ExecContext, Ruling, WritablePaths};
 #[cfg(target_os = "linux")]
-pub use session::{DirectLauncher, Interception, Launcher, Session, SessionBuilder, SessionError};
+pub use session::{
+    DirectLauncher, Interception, Launch, Launcher, Monitor, Session, SessionBuilder, SessionError,
+};

@@ -235,6 +235,33 @@ struct State {
     /// Set once the session is over: new escalations are refused.
     ended: bool,
     interrupted: Option<String>,
+    /// The sandbox's monitor of the shell, when it has one.
+    monitor: Option<MonitorRef>,
+}
+
+/// A shared [`crate::session::Monitor`] (opaque in `Debug` output).
+#[derive(Clone)]
+struct MonitorRef(std::sync::Arc<dyn crate::session::Monitor>);
+
+impl std::fmt::Debug for MonitorRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Monitor")
+    }
+}
+
+impl State {
+    /// Ends the shell and what it started. A sandbox's init ends what the shell started
+    /// (daemons that left the group included); killing the group also does when the init
+    /// is a PID namespace's PID 1, but would leave a subreaper's processes behind.
+    fn kill_shell(&self) {
+        let group = self.monitor.as_ref().is_none_or(|m| {
+            m.0.terminate();
+            m.0.killed_with_group()
+        });
+        if let (Some(pgid), true) = (self.shell_pgid, group) {
+            kill_group(pgid, libc::SIGKILL);
+        }
+    }
 }
 
 impl Shared {
@@ -245,13 +272,19 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Records the shell's process group; kills it at once when the session already ended
-    /// (a ruling may end it before the spawning thread gets here).
-    pub(crate) fn set_shell_pgid(&self, pgid: i32) {
+    /// Records the shell's process group and the sandbox's monitor of it; ends the shell at
+    /// once when the session already ended (a ruling may end it before the spawning thread
+    /// gets here).
+    pub(crate) fn set_shell(
+        &self,
+        pgid: i32,
+        monitor: Option<std::sync::Arc<dyn crate::session::Monitor>>,
+    ) {
         let mut state = self.lock();
         state.shell_pgid = Some(pgid);
+        state.monitor = monitor.map(MonitorRef);
         if state.ended {
-            kill_group(pgid, libc::SIGKILL);
+            state.kill_shell();
         }
     }
 
@@ -284,9 +317,7 @@ impl Shared {
         if end {
             state.ended = true;
         }
-        if let Some(pgid) = state.shell_pgid {
-            kill_group(pgid, libc::SIGKILL);
-        }
+        state.kill_shell();
         for &pgid in &state.escalated {
             kill_group(pgid, libc::SIGKILL);
         }
@@ -337,7 +368,7 @@ mod tests {
             .unwrap();
         let shared = Shared::default();
         shared.interrupt("ended early".into());
-        shared.set_shell_pgid(shell.id() as i32);
+        shared.set_shell(shell.id() as i32, None);
         // SIGKILL, once sent, decides how the process ends; this SIGTERM only ends the
         // sleep when nothing killed it.
         kill_group(shell.id() as i32, libc::SIGTERM);

@@ -1,4 +1,4 @@
-//! The server side of the protocol: accept streams on the session's datagram socket and
+//! The server side of the protocol: accept streams on the session's seqpacket socket and
 //! serve each exec.
 //!
 //! One thread, the acceptor, waits on the session socket in a blocking `recvmsg`, so an
@@ -160,12 +160,14 @@ fn accept_loop<N: Send + 'static>(
             return;
         }
         match accepted {
-            Ok(Some(stream)) if stream.as_raw_fd() >= ceiling => {
+            Ok(Accepted::Stream(stream)) if stream.as_raw_fd() >= ceiling => {
                 // Dropping it closes it: its client fails closed.
                 tracing::debug!("refused a stream: the process is short of file descriptors");
             }
-            Ok(Some(stream)) => serve_new(stream, server, runtime, tasks),
-            Ok(None) => {}
+            Ok(Accepted::Stream(stream)) => serve_new(stream, server, runtime, tasks),
+            Ok(Accepted::Dropped) => {}
+            // Every holder of the shell's end is gone: no handshake can come any more.
+            Ok(Accepted::Closed) => return,
             Err(err) if err.raw_os_error() == Some(libc::EINTR) => {}
             Err(err) => tracing::debug!("session socket: {err}"),
         }
@@ -201,7 +203,7 @@ impl Drop for StopServing<'_> {
         loop {
             let mut fds = Vec::new();
             match recv_with_fds(sock, &mut buf, &mut fds, libc::MSG_DONTWAIT) {
-                // Dropping `fds` closes the streams that came with the datagram.
+                // Dropping `fds` closes the streams that came with the record.
                 Ok(n) if n > 0 || !fds.is_empty() => {}
                 Err(err) if err.raw_os_error() == Some(libc::EMSGSIZE) => {}
                 _ => return,
@@ -239,28 +241,53 @@ fn serve_new<N: Send + 'static>(
     }
 }
 
-/// Receives one datagram: `Some(stream fd)` for a valid handshake carrying exactly one fd;
-/// anything else is dropped (closing whatever fds came with it).
-fn accept_one(sock: std::os::fd::RawFd) -> io::Result<Option<OwnedFd>> {
+/// What one record on the session socket was.
+enum Accepted {
+    /// A valid handshake carrying exactly one fd: the client's stream.
+    Stream(OwnedFd),
+    /// Anything else, dropped (with whatever fds came with it).
+    Dropped,
+    /// End of file: every holder of the shell's end has closed it.
+    Closed,
+}
+
+/// Receives one record from the session socket.
+fn accept_one(sock: std::os::fd::RawFd) -> io::Result<Accepted> {
     let mut buf = [0u8; HANDSHAKE_LEN + 1];
     let mut fds = Vec::new();
     let n = match recv_with_fds(sock, &mut buf, &mut fds, 0) {
         Ok(n) => n,
         Err(err) if err.raw_os_error() == Some(libc::EMSGSIZE) => {
-            tracing::debug!("dropped a datagram with too many fds");
-            return Ok(None);
+            tracing::debug!("dropped a record with too many fds");
+            return Ok(Accepted::Dropped);
         }
         Err(err) => return Err(err),
     };
+    if n == 0 && fds.is_empty() && peer_closed(sock) {
+        return Ok(Accepted::Closed);
+    }
     if let Err(err) = parse_handshake(&buf[..n]) {
-        tracing::debug!("dropped a datagram: {err}");
-        return Ok(None);
+        tracing::debug!("dropped a record: {err}");
+        return Ok(Accepted::Dropped);
     }
     if fds.len() != 1 {
         tracing::debug!("dropped a handshake with {} fds", fds.len());
-        return Ok(None);
+        return Ok(Accepted::Dropped);
     }
-    Ok(fds.pop())
+    Ok(fds.pop().map_or(Accepted::Dropped, Accepted::Stream))
+}
+
+/// Whether the other end of the seqpacket socket `sock` is closed with nothing left to
+/// read (a zero-length record, which a hostile client can send, leaves it open).
+fn peer_closed(sock: std::os::fd::RawFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: sock,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one pollfd we own, without waiting.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n == 1 && pfd.revents & libc::POLLHUP != 0 && pfd.revents & libc::POLLIN == 0
 }
 
 /// Serves one exec from request to verdict (and, on escalation, to exit status).

@@ -47,6 +47,38 @@ pub enum Interception {
 pub trait Launcher: Send + Sync {
     /// A command that runs `program` with `args`.
     fn command(&self, program: &Path, args: &[OsString]) -> io::Result<std::process::Command>;
+
+    /// The command plus, for a sandbox with an init of its own, the [`Monitor`] that
+    /// supervises it. The default has no monitor.
+    fn launch(&self, program: &Path, args: &[OsString]) -> io::Result<Launch> {
+        Ok(Launch {
+            command: self.command(program, args)?,
+            monitor: None,
+        })
+    }
+}
+
+/// What a [`Launcher`] hands the session: the command to spawn and its monitor, if any.
+pub struct Launch {
+    /// The process to spawn.
+    pub command: std::process::Command,
+    /// Supervises what the command starts (a sandbox's init); the session keeps it alive.
+    pub monitor: Option<Box<dyn Monitor>>,
+}
+
+/// A sandbox's supervisor of the launched shell: it knows the shell's own exit status and
+/// how to end every process the shell started.
+pub trait Monitor: Send + Sync {
+    /// Called once, right after the command was spawned.
+    fn spawned(&self) -> io::Result<()>;
+    /// Ends every process the launched command started (asynchronously).
+    fn terminate(&self);
+    /// Whether `SIGKILL` to the launched process's group already ends every process it
+    /// started (a PID namespace); if not, only [`Monitor::terminate`] does.
+    fn killed_with_group(&self) -> bool;
+    /// The shell's own status, once the launched process has exited (`None`: use the
+    /// launched process's status).
+    fn exit_status(&self) -> Option<std::process::ExitStatus>;
 }
 
 /// Runs the shell directly, unsandboxed.
@@ -281,12 +313,15 @@ impl<N: Send + 'static> SessionBuilder<N> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| SessionError::NoRuntime)?;
         let _enter = runtime.enter();
         let env = EnvPolicy::new(self.escalation_env.iter().cloned(), &self.pass_env)?;
-        let (server_end, shell_end) = datagram_pair().map_err(SessionError::Socket)?;
+        let (server_end, shell_end) = session_pair().map_err(SessionError::Socket)?;
         let shell_fd = shell_end.as_raw_fd();
         let target_fd = shell_socket_fd().unwrap_or(shell_fd);
-        let mut cmd = self
+        let Launch {
+            command: mut cmd,
+            monitor,
+        } = self
             .launcher
-            .command(&self.shell, &self.args)
+            .launch(&self.shell, &self.args)
             .map_err(|source| SessionError::Spawn {
                 shell: self.shell.clone(),
                 source,
@@ -351,11 +386,22 @@ impl<N: Send + 'static> SessionBuilder<N> {
         };
         drop(shell_end);
         let pid = child.id().map_or(0, |pid| pid as i32);
-        shared.set_shell_pgid(pid);
+        let monitor: Option<Arc<dyn Monitor>> = monitor.map(Arc::from);
+        if let Some(monitor) = &monitor {
+            if let Err(source) = monitor.spawned() {
+                crate::policy::kill_group(pid, libc::SIGKILL);
+                return Err(SessionError::Spawn {
+                    shell: self.shell,
+                    source,
+                });
+            }
+        }
+        shared.set_shell(pid, monitor.clone());
         Ok(Session {
             child,
             pid,
             shared,
+            monitor,
             _acceptor: acceptor,
         })
     }
@@ -379,15 +425,18 @@ fn shell_socket_fd() -> Option<i32> {
     (highest >= 64).then_some(highest)
 }
 
-/// A datagram socketpair, both ends close-on-exec (the server's end is read by the
-/// acceptor thread in blocking mode).
-fn datagram_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+/// The session socketpair, both ends close-on-exec (the server's end is read by the
+/// acceptor thread in blocking mode). `SOCK_SEQPACKET`, not `SOCK_DGRAM`: a datagram
+/// socket in the sandbox could `sendto()` any host datagram socket by path (the journal,
+/// syslog), and the sandbox refuses to create unix datagram sockets for that reason; a
+/// seqpacket socket keeps each handshake a record of its own and ignores addresses.
+fn session_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut pair = [-1; 2];
     // SAFETY: socketpair writes two new fds into `pair`.
     let rc = unsafe {
         libc::socketpair(
             libc::AF_UNIX,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
             0,
             pair.as_mut_ptr(),
         )
@@ -405,6 +454,7 @@ pub struct Session {
     child: Child,
     pid: i32,
     shared: Arc<Shared>,
+    monitor: Option<Arc<dyn Monitor>>,
     /// Held for its Drop: stops serving and closes the session socket.
     _acceptor: Acceptor,
 }
@@ -433,7 +483,12 @@ impl Session {
     /// Waits for the shell to exit and returns its status. Escalated processes it left in
     /// the background keep running (and being served) until the session is dropped.
     pub async fn wait(&mut self) -> io::Result<std::process::ExitStatus> {
-        self.child.wait().await
+        let status = self.child.wait().await?;
+        Ok(self
+            .monitor
+            .as_ref()
+            .and_then(|m| m.exit_status())
+            .unwrap_or(status))
     }
 
     /// Kills the shell's process group and every escalated process group; the session keeps

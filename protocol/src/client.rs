@@ -111,7 +111,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Opens a stream to the server through the session's datagram socket `session_fd`.
+    /// Opens a stream to the server through the session socket `session_fd`.
     pub fn open(session_fd: RawFd) -> Result<Self, ClientError> {
         let pair = stream_pair()?;
         let conn = Self { fd: pair[0] };
@@ -440,7 +440,7 @@ mod tests {
         assert_eq!(err, ClientError::ServerClosed);
     }
 
-    /// Server side of a test: the stream end that came with the handshake datagram.
+    /// Server side of a test: the stream end that came with the handshake record.
     fn accept(server_dgram: &UnixDatagram) -> std::os::unix::net::UnixStream {
         use std::os::fd::FromRawFd;
         let mut buf = [0u8; 64];

@@ -2,11 +2,13 @@
 //! or the preload shim) and the escalation server, the frame format and its limits.
 //!
 //! # Transport
-//! The server creates a `socketpair(AF_UNIX, SOCK_DGRAM)`; the session's shell inherits one
-//! end, whose fd number is in [`SOCKET_ENV`]. For each exec a client:
+//! The server creates a `socketpair(AF_UNIX, SOCK_SEQPACKET)`; the session's shell inherits
+//! one end, whose fd number is in [`SOCKET_ENV`]. (Seqpacket, not datagram: the sandbox
+//! allows no unix datagram socket, since one could `sendto()` a host socket by path.) For
+//! each exec a client:
 //! 1. creates a `socketpair(AF_UNIX, SOCK_STREAM)` and sends one end to the server over the
-//!    datagram socket with `SCM_RIGHTS`; the datagram's payload is [`handshake`] (magic +
-//!    [`PROTOCOL_VERSION`]);
+//!    session socket with `SCM_RIGHTS`, as one record whose payload is [`handshake`]
+//!    (magic + [`PROTOCOL_VERSION`]);
 //! 2. speaks length-prefixed frames on its end of the stream.
 //!
 //! # Frames
@@ -47,14 +49,14 @@ mod shown;
 use alloc::vec::Vec;
 use core::fmt;
 
-/// Version of this protocol; carried in the handshake datagram and in every [`Request`].
+/// Version of this protocol; carried in the handshake record and in every [`Request`].
 /// Bump it on any incompatible change to the messages below.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// Magic bytes opening the handshake datagram.
+/// Magic bytes opening the handshake record.
 pub const HANDSHAKE_MAGIC: [u8; 8] = *b"EXECGATE";
 
-/// Length of the handshake datagram: magic + `u32` version.
+/// Length of the handshake record: magic + `u32` version.
 pub const HANDSHAKE_LEN: usize = HANDSHAKE_MAGIC.len() + 4;
 
 /// Largest payload a frame may carry (16 MiB): above Linux's default `ARG_MAX` for argv +
@@ -68,7 +70,7 @@ pub const MAX_FDS: usize = 253;
 /// Longest deny reason or spawn-failure message the server sends; longer text is cut.
 pub const MAX_REASON_LEN: usize = 4096;
 
-/// Environment variable holding the fd number of the session's datagram socket.
+/// Environment variable holding the fd number of the session's seqpacket socket.
 pub const SOCKET_ENV: &str = "EXECGATE_SOCKET";
 
 /// Environment variable naming the wrapper binary the patched shells exec.
@@ -99,7 +101,7 @@ mod tag {
     pub const EXITED_SIGNAL: u8 = 0x23;
 }
 
-/// The handshake datagram a client sends with the stream end attached.
+/// The handshake record a client sends with the stream end attached.
 pub fn handshake() -> [u8; HANDSHAKE_LEN] {
     let mut out = [0u8; HANDSHAKE_LEN];
     out[..8].copy_from_slice(&HANDSHAKE_MAGIC);
@@ -107,7 +109,7 @@ pub fn handshake() -> [u8; HANDSHAKE_LEN] {
     out
 }
 
-/// Checks a received handshake datagram and returns the client's protocol version.
+/// Checks a received handshake record and returns the client's protocol version.
 pub fn parse_handshake(datagram: &[u8]) -> Result<u32, ProtocolError> {
     if datagram.len() != HANDSHAKE_LEN || datagram[..8] != HANDSHAKE_MAGIC {
         return Err(ProtocolError::BadHandshake);
@@ -125,7 +127,7 @@ pub fn parse_handshake(datagram: &[u8]) -> Result<u32, ProtocolError> {
 /// Why a frame or handshake was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProtocolError {
-    /// The handshake datagram had the wrong size or magic.
+    /// The handshake record had the wrong size or magic.
     BadHandshake,
     /// The two sides speak different protocol versions.
     VersionMismatch {

@@ -18,6 +18,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("temporary workspace");
     let mut policy = SandboxPolicy::new(SandboxMode::WorkspaceWrite, dir.path());
     policy.tmpdir = None;
+    policy.init = env!("CARGO_BIN_EXE_execgate-sandbox-init").into();
     let sh = Path::new("/bin/sh");
     let args: Vec<OsString> = vec!["-c".into(), "true".into()];
 
@@ -37,7 +38,17 @@ fn main() {
             }
         };
         report(&format!("{name} sh -c true"), iterations, || {
-            run(&mut sandbox.command(sh, &args).expect("command"));
+            let launch = sandbox.command(sh, &args).expect("command");
+            let mut supervisor = launch.supervisor.expect("a supervisor");
+            let mut cmd = launch.command;
+            let mut child = cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("spawn");
+            supervisor.start().expect("supervisor");
+            let status = child.wait().expect("wait");
+            assert!(status.success(), "{status}");
         });
         report(
             &format!("{name} Sandbox::prepare"),

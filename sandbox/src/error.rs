@@ -96,6 +96,29 @@ pub enum SandboxError {
         landlock: Box<SandboxError>,
     },
 
+    /// The session's init program is missing.
+    #[error("the sandbox's init {path} is missing: build it with `cargo build` (it is installed next to execgate), or set EXECGATE_INIT")]
+    InitMissing {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+
+    /// The session's init or its seccomp supervisor could not start.
+    #[error("the sandbox could not start: {reason}; pass --sandbox danger-full-access to run without a sandbox")]
+    Start {
+        /// What the init or the supervisor reported.
+        reason: String,
+    },
+
+    /// An `--allow-unix-socket` path is not a unix socket that can be opened.
+    #[error("--allow-unix-socket {path}: {source}: start the service that listens there first, or leave the flag out")]
+    UnixSocket {
+        /// The path as given.
+        path: PathBuf,
+        /// Why it cannot be used.
+        source: io::Error,
+    },
+
     /// The seccomp filter could not be compiled for this machine.
     #[error("cannot build the seccomp filter: {0}: pass --sandbox danger-full-access on this architecture")]
     Seccomp(String),

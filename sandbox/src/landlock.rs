@@ -1,33 +1,29 @@
-//! The Landlock fallback: read everywhere, write only the writable roots and a few devices,
-//! plus the same seccomp filters, applied in the child between `fork` and `exec`.
+//! The Landlock backend: read everywhere but `/dev`, write only the writable roots, a short
+//! allow-list of devices (the null-like ones, `/dev/tty`, `/dev/ptmx` and the session's
+//! own terminal, so no other terminal can be read or written), signals and abstract unix
+//! sockets scoped to the sandbox (ABI 6).
 //!
-//! The server is a multithreaded tokio program, so the child of `fork` may only make
-//! async-signal-safe calls: no allocation, no locks. The ruleset is therefore built with
-//! the `landlock` crate *before* the fork, and the `pre_exec` hook makes three raw system
-//! calls on data prepared in advance: `prctl(PR_SET_NO_NEW_PRIVS)`,
-//! `landlock_restrict_self(fd)` and `seccomp(SECCOMP_SET_MODE_FILTER)` per filter. We do
-//! not call the crate's `RulesetCreated::restrict_self` there: it consumes the ruleset (a
-//! `Command` may be spawned more than once) and does compatibility bookkeeping that is not
-//! documented as safe after `fork`.
+//! The server resolves the paths into a [`LandlockSpec`] ([`LandlockPlan::new`]); the
+//! session's init builds the ruleset from it ([`build`]) and applies it to the shell's
+//! process after creating its namespaces (a Landlock domain may no longer mount). Under
+//! bubblewrap the same function builds a scope-only domain: bwrap restricts the
+//! filesystem itself.
 //!
 //! Landlock grants rights down a hierarchy and cannot take them back for a subpath, so a
 //! protected path inside a writable root cannot stay read-only; the caller refuses to
-//! start in that case unless the user accepted it.
+//! start in that case unless the user accepted it. For the same reason `/dev` is left out
+//! of the read grant and its few allowed entries are listed one by one.
 
+use crate::control::LandlockSpec;
 use crate::paths::Resolved;
-use crate::seccomp::Program;
 use crate::SandboxError;
 use landlock::{
     Access, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
     RulesetCreatedAttr, Scope, ABI,
 };
-use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Arc;
 
 /// Devices that stay writable (and, for terminals, usable with ioctls) in every mode.
 const DEVICES: [&str; 7] = [
@@ -39,22 +35,14 @@ const DEVICES: [&str; 7] = [
     "/dev/tty",
     "/dev/ptmx",
 ];
-/// Pseudo-terminal slaves, so a shell on a terminal can reopen `/dev/stdout` or its tty.
-const PTS_DIR: &str = "/dev/pts";
 
-/// A built ruleset and filters; each [`LandlockPlan::command`] applies them in its child.
+/// The resolved Landlock domain for a policy; each session's init builds it afresh.
 #[derive(Debug, Clone)]
 pub(crate) struct LandlockPlan {
-    /// The ruleset fd (`landlock_create_ruleset`), shared with every command's hook.
-    ruleset: Arc<OwnedFd>,
-    /// The seccomp programs.
-    filters: Arc<Vec<Program>>,
-    /// The Landlock ABI the ruleset was built for.
+    /// What the init applies.
+    pub spec: LandlockSpec,
+    /// The Landlock ABI the kernel reports.
     pub abi: i32,
-    /// Whether signals and abstract UNIX sockets are scoped to the sandbox (ABI 6).
-    pub scoped: bool,
-    /// Working directory of the child.
-    cwd: PathBuf,
 }
 
 /// The kernel's Landlock ABI version, or why there is none.
@@ -83,39 +71,98 @@ pub(crate) fn kernel_abi() -> Result<i32, SandboxError> {
     Err(SandboxError::LandlockUnavailable { detail })
 }
 
+/// The scope-only domain bubblewrap sessions get (signals and abstract sockets stay
+/// inside), when the kernel has Landlock ABI 6; `None` otherwise.
+pub(crate) fn scope_only() -> Option<LandlockSpec> {
+    let abi = kernel_abi().ok()?;
+    (abi >= 6).then(|| LandlockSpec {
+        abi,
+        fs: false,
+        ..LandlockSpec::default()
+    })
+}
+
 impl LandlockPlan {
-    /// Builds the ruleset for a resolved policy; `filters` are applied after it.
-    pub fn new(resolved: &Resolved, filters: Vec<Program>) -> Result<Self, SandboxError> {
-        let found = kernel_abi()?;
-        let abi = match found {
-            i32::MIN..=2 => return Err(SandboxError::LandlockTooOld { found }),
-            3 => ABI::V3,
-            4 => ABI::V4,
-            5 => ABI::V5,
-            _ => ABI::V6,
-        };
-        let err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |e: landlock::RulesetError| SandboxError::LandlockRuleset {
-                path,
-                detail: e.to_string(),
-            }
-        };
+    /// Resolves the domain for a policy; `terminals` are the session's own terminals.
+    pub fn new(resolved: &Resolved, terminals: &[PathBuf]) -> Result<Self, SandboxError> {
+        let abi = kernel_abi()?;
+        if abi < 3 {
+            return Err(SandboxError::LandlockTooOld { found: abi });
+        }
         let root = Path::new("/");
-        let scoped = abi >= ABI::V6;
-        let mut ruleset = Ruleset::default()
-            .set_compatibility(CompatLevel::HardRequirement)
+        let entries = std::fs::read_dir(root).map_err(|source| SandboxError::Io {
+            what: "cannot list / for the Landlock ruleset",
+            source,
+        })?;
+        let mut read: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p != Path::new("/dev"))
+            .collect();
+        read.sort();
+        let mut devices: Vec<PathBuf> = DEVICES
+            .iter()
+            .map(PathBuf::from)
+            .filter(|p| p.exists())
+            .collect();
+        devices.extend(terminals.iter().cloned());
+        let spec = LandlockSpec {
+            abi,
+            fs: true,
+            read,
+            list: vec![root.to_path_buf()],
+            write: resolved.writable.clone(),
+            devices,
+        };
+        // Build it once here, so a path that cannot be used is reported at prepare time.
+        build(&spec)?;
+        Ok(LandlockPlan { spec, abi })
+    }
+}
+
+/// Builds the ruleset `spec` describes (in the init, just before it is applied).
+pub(crate) fn build(spec: &LandlockSpec) -> Result<OwnedFd, SandboxError> {
+    let abi = match spec.abi {
+        i32::MIN..=3 => ABI::V3,
+        4 => ABI::V4,
+        5 => ABI::V5,
+        _ => ABI::V6,
+    };
+    let err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e: landlock::RulesetError| SandboxError::LandlockRuleset {
+            path,
+            detail: e.to_string(),
+        }
+    };
+    let root = Path::new("/");
+    let mut ruleset = Ruleset::default().set_compatibility(CompatLevel::HardRequirement);
+    if spec.fs {
+        ruleset = ruleset
             .handle_access(AccessFs::from_all(abi))
             .map_err(err(root))?;
-        if scoped {
-            ruleset = ruleset.scope(Scope::from_all(abi)).map_err(err(root))?;
+    }
+    if abi >= ABI::V6 {
+        ruleset = ruleset.scope(Scope::from_all(abi)).map_err(err(root))?;
+    }
+    let mut created = ruleset.create().map_err(err(root))?;
+    if spec.fs {
+        for dir in &spec.list {
+            created = created
+                .add_rule(path_rule(dir, AccessFs::ReadDir.into())?)
+                .map_err(err(dir))?;
         }
-        let mut created = ruleset.create().map_err(err(root))?;
-
-        created = created
-            .add_rule(path_rule(root, AccessFs::from_read(abi))?)
-            .map_err(err(root))?;
-        for dir in &resolved.writable {
+        for path in &spec.read {
+            // A file (e.g. /.dockerenv) takes only the rights that apply to files.
+            let mut access = AccessFs::from_read(abi);
+            if !path.is_dir() {
+                access &= AccessFs::from_file(abi);
+            }
+            created = created
+                .add_rule(path_rule(path, access)?)
+                .map_err(err(path))?;
+        }
+        for dir in &spec.write {
             created = created
                 .add_rule(path_rule(dir, AccessFs::from_all(abi))?)
                 .map_err(err(dir))?;
@@ -125,69 +172,16 @@ impl LandlockPlan {
         if abi >= ABI::V5 {
             device |= AccessFs::IoctlDev;
         }
-        for dev in DEVICES.iter().map(Path::new).filter(|p| p.exists()) {
+        for dev in &spec.devices {
             created = created
                 .add_rule(path_rule(dev, device)?)
                 .map_err(err(dev))?;
         }
-        let pts = Path::new(PTS_DIR);
-        if pts.is_dir() {
-            created = created
-                .add_rule(path_rule(pts, device | AccessFs::ReadDir)?)
-                .map_err(err(pts))?;
-        }
-
-        let fd: Option<OwnedFd> = created.into();
-        let ruleset = fd.ok_or_else(|| SandboxError::LandlockUnavailable {
-            detail: "the landlock crate created no ruleset".to_owned(),
-        })?;
-        Ok(LandlockPlan {
-            ruleset: Arc::new(ruleset),
-            filters: Arc::new(filters),
-            abi: found,
-            scoped,
-            cwd: resolved.cwd.clone(),
-        })
     }
-
-    /// A command that runs `program args` under the ruleset and filters.
-    pub fn command(&self, program: &Path, args: &[OsString]) -> Command {
-        let mut cmd = Command::new(program);
-        cmd.args(args).current_dir(&self.cwd);
-        let ruleset = Arc::clone(&self.ruleset);
-        let filters = Arc::clone(&self.filters);
-        // SAFETY: the hook makes only async-signal-safe system calls on memory prepared
-        // before the fork (the ruleset fd, the filter instructions); it neither allocates
-        // nor takes locks (`io::Error::last_os_error` stores the errno inline).
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                let fd = ruleset.as_raw_fd();
-                if libc::syscall(libc::SYS_landlock_restrict_self, fd, 0u32) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                for program in filters.iter() {
-                    let prog = libc::sock_fprog {
-                        len: program.0.len() as libc::c_ushort,
-                        filter: program.0.as_ptr().cast_mut(),
-                    };
-                    let rc = libc::syscall(
-                        libc::SYS_seccomp,
-                        libc::SECCOMP_SET_MODE_FILTER,
-                        0u32,
-                        &prog as *const libc::sock_fprog,
-                    );
-                    if rc != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-        cmd
-    }
+    let fd: Option<OwnedFd> = created.into();
+    fd.ok_or_else(|| SandboxError::LandlockUnavailable {
+        detail: "the landlock crate created no ruleset".to_owned(),
+    })
 }
 
 fn path_rule(path: &Path, access: BitFlags<AccessFs>) -> Result<PathBeneath<PathFd>, SandboxError> {

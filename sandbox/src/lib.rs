@@ -4,27 +4,48 @@
 //! [`Sandbox::prepare`] resolves a [`SandboxPolicy`], picks a backend, and starts a trivial
 //! process in it once, so a machine that cannot sandbox refuses at session start with a
 //! one-line reason instead of failing later. [`Sandbox::command`] then builds the
-//! `std::process::Command` for the shell; the caller adds environment, stdio and inherited
-//! fds ([`pass_fd`]) and spawns it.
+//! `std::process::Command` for the shell together with its [`Supervisor`]; the caller adds
+//! environment, stdio and inherited fds ([`pass_fd`]), spawns it and starts the supervisor.
+//!
+//! Every sandboxed process tree runs under a per-session init (`execgate-init`, module
+//! `init`), PID 1 of its own PID namespace where one can be made, else a child subreaper:
+//! it applies the restrictions, hands the seccomp listener to the [`Supervisor`], and kills
+//! and reaps every process of the session when the shell ends or the server goes away.
+//! The supervisor answers the seccomp notifications (`connect`, and `socket(AF_UNIX)` when
+//! the sandbox shares the host's network namespace) through [`Handler`]s: the unix-socket
+//! policy (module `unix_socket`) is one, and more can be added ([`Handlers`]).
 //!
 //! This crate never falls back to running without a sandbox: the only unsandboxed result
 //! is an explicit [`SandboxMode::DangerFullAccess`]. Escalated commands are not its
 //! business; the server starts them itself, outside.
 
 mod bwrap;
+mod control;
+mod diag;
 mod error;
+pub mod init;
 mod landlock;
+mod notify;
 mod paths;
 mod policy;
 mod seccomp;
+mod supervisor;
+mod unix_socket;
 
+pub use control::ShellStatus;
 pub use error::SandboxError;
+pub use notify::{Handler, Handlers, Notification, Response};
 pub use paths::PROTECTED_NAMES;
 pub use policy::{Backend, BackendChoice, SandboxMode, SandboxPolicy};
+pub use seccomp::Notified;
+pub use supervisor::Supervisor;
 
 use crate::bwrap::BwrapPlan;
+use crate::control::{InitConfig, Namespaces};
 use crate::landlock::LandlockPlan;
 use crate::paths::Resolved;
+use crate::supervisor::SocketSetup;
+use crate::unix_socket::FileId;
 use std::ffi::OsString;
 use std::io::{self, BufRead};
 use std::os::fd::RawFd;
@@ -32,6 +53,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// The program used to check that a backend can start a process (`sh -c :`).
 const PROBE_PROGRAM: &str = "/bin/sh";
@@ -39,13 +61,14 @@ const PROBE_PROGRAM: &str = "/bin/sh";
 /// A prepared sandbox: a backend that was just shown to start processes, and the resolved
 /// paths. Cheap to clone; building commands from it does not touch the policy again.
 ///
-/// Process lifetime: with bubblewrap the spawned process is `bwrap`, which runs the program
-/// as a child in a new PID namespace. Killing it with `SIGKILL` ends every process in the
-/// sandbox; other signals are not forwarded; a program killed by signal N shows up as exit
-/// status 128+N. bwrap's `--die-with-parent` uses `PR_SET_PDEATHSIG`, which fires when the
-/// *thread* that spawned it exits, so spawn from a long-lived thread (a tokio worker or the
-/// main thread, not a `spawn_blocking` thread). With Landlock the spawned process is the
-/// program itself, in the host PID namespace.
+/// Process lifetime: the spawned process is `bwrap` (bubblewrap) or the session's init
+/// (Landlock); the program runs under the init, and the [`Supervisor`] reports its status
+/// faithfully (code or signal) and ends the session. With bubblewrap, and with Landlock
+/// when it could make a PID namespace, killing the spawned process with `SIGKILL` also ends
+/// every process of the sandbox; as a subreaper only [`Supervisor::terminate`] (or dropping
+/// the supervisor) does. bwrap's `--die-with-parent` uses `PR_SET_PDEATHSIG`, which fires
+/// when the *thread* that spawned it exits, so spawn from a long-lived thread (a tokio
+/// worker or the main thread, not a `spawn_blocking` thread).
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     backend: Backend,
@@ -55,13 +78,32 @@ pub struct Sandbox {
     fallback_reason: Option<String>,
     /// Protected paths left writable because the user accepted it (Landlock only).
     unprotected: Vec<PathBuf>,
+    /// The `execgate-init` program.
+    init: PathBuf,
+    /// The seccomp programs installed before the notifier, as raw bytes.
+    filters: Vec<Vec<u8>>,
+    /// `--allow-unix-socket` files.
+    allowed_sockets: Vec<FileId>,
+    /// Their paths, as given.
+    allowed_socket_paths: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
 enum Plan {
     None,
     Bubblewrap(BwrapPlan),
-    Landlock(LandlockPlan),
+    Landlock(LandlockPlan, Namespaces),
+}
+
+/// A command that starts a program in the sandbox, and the supervisor that must be started
+/// right after it was spawned (`None` without a sandbox).
+#[derive(Debug)]
+pub struct SandboxCommand {
+    /// The process to spawn (bwrap, or the session's init).
+    pub command: Command,
+    /// Supervises the sandboxed processes; start it after the spawn, keep it for the
+    /// session's life.
+    pub supervisor: Option<Supervisor>,
 }
 
 impl Sandbox {
@@ -77,15 +119,47 @@ impl Sandbox {
                 resolved,
                 fallback_reason: None,
                 unprotected: Vec::new(),
+                init: policy.init.clone(),
+                filters: Vec::new(),
+                allowed_sockets: Vec::new(),
+                allowed_socket_paths: Vec::new(),
             });
         }
+        if !policy.init.is_file() {
+            return Err(SandboxError::InitMissing {
+                path: policy.init.clone(),
+            });
+        }
+        let mut allowed_sockets = Vec::new();
+        for path in &policy.allow_unix_sockets {
+            let id = FileId::of_socket(path).map_err(|source| SandboxError::UnixSocket {
+                path: path.clone(),
+                source,
+            })?;
+            allowed_sockets.push(id);
+        }
+        let base = Sandbox {
+            backend: Backend::None,
+            plan: Plan::None,
+            filters: seccomp::build(resolved.network)?
+                .iter()
+                .map(seccomp::Program::to_bytes)
+                .collect(),
+            resolved,
+            fallback_reason: None,
+            unprotected: Vec::new(),
+            init: policy.init.clone(),
+            allowed_sockets,
+            allowed_socket_paths: policy.allow_unix_sockets.clone(),
+        };
         let allow = policy.allow_unprotected_landlock;
+        let terminals = &policy.terminals;
         match choice {
-            BackendChoice::Bubblewrap => prepare_bwrap(resolved),
-            BackendChoice::Landlock => prepare_landlock(resolved, allow),
-            BackendChoice::Auto => match prepare_bwrap(resolved.clone()) {
+            BackendChoice::Bubblewrap => prepare_bwrap(base),
+            BackendChoice::Landlock => prepare_landlock(base, allow, terminals),
+            BackendChoice::Auto => match prepare_bwrap(base.clone()) {
                 Ok(sandbox) => Ok(sandbox),
-                Err(bwrap_err) => match prepare_landlock(resolved, allow) {
+                Err(bwrap_err) => match prepare_landlock(base, allow, terminals) {
                     Ok(mut sandbox) => {
                         sandbox.fallback_reason = Some(bwrap_err.to_string());
                         Ok(sandbox)
@@ -139,22 +213,97 @@ impl Sandbox {
         }
     }
 
-    /// A command that runs `program args` inside the sandbox, in [`Sandbox::cwd`].
+    /// A command that runs `program args` inside the sandbox, in [`Sandbox::cwd`], with
+    /// the supervisor to start once it was spawned.
     ///
     /// Add environment, stdio and fds to it as usual, but do not change its program,
     /// arguments or working directory, and do not `dup2` onto arbitrary fd numbers in a
-    /// `pre_exec` hook: the bubblewrap command hands its seccomp filters over in extra fds.
-    /// Use [`pass_fd`] to keep an fd open (at its own number) inside the sandbox.
-    pub fn command(&self, program: &Path, args: &[OsString]) -> Result<Command, SandboxError> {
-        match &self.plan {
+    /// `pre_exec` hook: the command hands the init its control channel in an extra fd. Use
+    /// [`pass_fd`] to keep an fd open (at its own number) inside the sandbox.
+    pub fn command(
+        &self,
+        program: &Path,
+        args: &[OsString],
+    ) -> Result<SandboxCommand, SandboxError> {
+        self.command_with(program, args, Handlers::default())
+    }
+
+    /// [`Sandbox::command`] with more system calls handed to the supervisor: each of
+    /// `extra`'s calls is trapped and decided by its [`Handler`] (after the sandbox's own).
+    pub fn command_with(
+        &self,
+        program: &Path,
+        args: &[OsString],
+        extra: Handlers,
+    ) -> Result<SandboxCommand, SandboxError> {
+        let (namespaces, landlock, private_netns, pid_namespace) = match &self.plan {
             Plan::None => {
                 let mut cmd = Command::new(program);
                 cmd.args(args).current_dir(&self.resolved.cwd);
-                Ok(cmd)
+                return Ok(SandboxCommand {
+                    command: cmd,
+                    supervisor: None,
+                });
             }
-            Plan::Bubblewrap(plan) => plan.command(program, args),
-            Plan::Landlock(plan) => Ok(plan.command(program, args)),
+            Plan::Bubblewrap(_) => (
+                Namespaces::None,
+                landlock::scope_only(),
+                !self.resolved.network,
+                true,
+            ),
+            Plan::Landlock(plan, ns) => (
+                *ns,
+                Some(plan.spec.clone()),
+                *ns == Namespaces::PidMountNet,
+                *ns != Namespaces::None,
+            ),
+        };
+        let sockets = SocketSetup {
+            private_netns,
+            allowed: self.allowed_sockets.clone(),
+        };
+        let mut calls = sockets.notified();
+        calls.extend(extra.notified());
+        let config = InitConfig {
+            namespaces,
+            filters: self.filters.clone(),
+            notify: seccomp::notify_program(&calls).to_bytes(),
+            landlock,
+        };
+        let supervisor =
+            Supervisor::new(&config, sockets, extra, pid_namespace).map_err(|source| {
+                SandboxError::Io {
+                    what: "cannot create the sandbox's control channel",
+                    source,
+                }
+            })?;
+        let fd = supervisor.init_fd();
+        let mut cmd = match &self.plan {
+            Plan::Bubblewrap(plan) => plan.command(&self.init, fd, program, args),
+            _ => {
+                let mut cmd = Command::new(&self.init);
+                cmd.arg(fd.to_string()).arg(program).args(args);
+                cmd.current_dir(&self.resolved.cwd);
+                cmd
+            }
+        };
+        pass_fd(&mut cmd, fd);
+        if pid_namespace && !matches!(self.plan, Plan::Bubblewrap(_)) {
+            // The init's first stage dies with the server, and PID 1 and the whole
+            // namespace with it. (A subreaper must not die this way: the processes it
+            // holds would be left behind; it ends the session when its channel closes.)
+            // SAFETY: prctl is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                    Ok(())
+                });
+            }
         }
+        Ok(SandboxCommand {
+            command: cmd,
+            supervisor: Some(supervisor),
+        })
     }
 
     /// A multi-line description of the backend and everything it enforces.
@@ -176,7 +325,7 @@ impl Sandbox {
             Plan::Bubblewrap(plan) => {
                 line(format!("backend: bubblewrap ({})", plan.bwrap.display()));
             }
-            Plan::Landlock(plan) => {
+            Plan::Landlock(plan, _) => {
                 line(format!("backend: landlock (kernel ABI {})", plan.abi));
                 if let Some(reason) = &self.fallback_reason {
                     line(format!("fallback: bubblewrap was not usable: {reason}"));
@@ -217,21 +366,44 @@ impl Sandbox {
             );
         }
         line("seccomp: ptrace, process_vm_readv/writev, io_uring_* and the TIOCSTI/TIOCLINUX ioctls fail with EPERM".to_owned());
-        match &self.plan {
-            Plan::Bubblewrap(_) => line(
-                "processes: own PID namespace, all capabilities dropped, killed when execgate exits; fresh /dev and /proc"
-                    .to_owned(),
-            ),
-            Plan::Landlock(plan) if plan.scoped => line(
-                "processes: host PID namespace; signals and abstract UNIX sockets confined to the sandbox; host /dev visible"
-                    .to_owned(),
-            ),
-            Plan::Landlock(_) => line(
-                "processes: host PID namespace; signals and abstract UNIX sockets NOT confined (needs Landlock ABI 6); host /dev visible"
-                    .to_owned(),
-            ),
-            Plan::None => {}
+        let private_netns = match &self.plan {
+            Plan::Bubblewrap(_) => !r.network,
+            Plan::Landlock(_, ns) => *ns == Namespaces::PidMountNet,
+            Plan::None => false,
+        };
+        let abstract_names = if private_netns {
+            "abstract names are private to the sandbox's network namespace"
+        } else if landlock::scope_only().is_some() {
+            "abstract names reach only the sandbox's own (Landlock scoping)"
+        } else {
+            "abstract names are refused (scoping them needs Landlock ABI 6)"
+        };
+        let mut unix = format!(
+            "unix sockets: connect reaches only sockets bound inside the sandbox, decided by the supervisor; no unix datagram sockets; {abstract_names}"
+        );
+        if !self.allowed_socket_paths.is_empty() {
+            unix.push_str(&format!(
+                "; host sockets allowed: {}",
+                join(&self.allowed_socket_paths)
+            ));
         }
+        line(unix);
+        line(match &self.plan {
+            Plan::Landlock(..) => {
+                "capabilities: all dropped (bounding and ambient sets included), no_new_privs"
+                    .to_owned()
+            }
+            _ => "capabilities: all dropped, no_new_privs".to_owned(),
+        });
+        line(match &self.plan {
+            Plan::Landlock(_, Namespaces::None) => "session reaping: the session's init is a child subreaper (setsid and double forks cannot leave it); every process is killed when the shell ends or execgate exits".to_owned(),
+            _ => "session reaping: the session's init is PID 1 of its own PID namespace (own /proc); every process is killed when the shell ends or execgate exits".to_owned(),
+        });
+        line(match &self.plan {
+            Plan::Landlock(..) => "devices: /dev/null, zero, full, random, urandom, tty, ptmx and the session's own terminal; no other terminal".to_owned(),
+            _ => "devices: a fresh /dev (null, zero, full, random, urandom, tty, its own /dev/pts and /dev/shm)".to_owned(),
+        });
+        line("terminal relay: none yet (the shell uses execgate's own terminal)".to_owned());
         out
     }
 }
@@ -255,52 +427,34 @@ pub fn pass_fd(cmd: &mut Command, fd: RawFd) {
 /// Set once bubblewrap was shown to start a process, without and with network access.
 static BWRAP_PROBED: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
 
-fn prepare_bwrap(resolved: Resolved) -> Result<Sandbox, SandboxError> {
-    let filters = seccomp::build(resolved.network)?;
+fn prepare_bwrap(mut sandbox: Sandbox) -> Result<Sandbox, SandboxError> {
     let bwrap = bwrap::locate()?;
-    let plan = BwrapPlan::new(bwrap, &resolved, &filters);
+    sandbox.plan = Plan::Bubblewrap(BwrapPlan::new(bwrap, &sandbox.resolved));
+    sandbox.backend = Backend::Bubblewrap;
     // Whether bubblewrap can create its namespaces here does not change while this process
     // lives, so one successful probe per network setting is enough (the MCP server prepares
     // a sandbox per call). A later failure still fails closed: the shell's spawn reports it.
-    let probed = &BWRAP_PROBED[usize::from(resolved.network)];
+    let probed = &BWRAP_PROBED[usize::from(sandbox.resolved.network)];
     if probed.load(Ordering::Relaxed) {
-        return Ok(Sandbox {
-            backend: Backend::Bubblewrap,
-            plan: Plan::Bubblewrap(plan),
-            resolved,
-            fallback_reason: None,
-            unprotected: Vec::new(),
-        });
+        return Ok(sandbox);
     }
-    let mut probe = plan.command(Path::new(PROBE_PROGRAM), &probe_args())?;
-    let output = probe
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| SandboxError::BwrapFailed {
-            detail: format!("cannot run {}: {e}", plan.bwrap.display()),
-        })?;
-    if !output.status.success() {
-        let said = output
-            .stderr
-            .lines()
-            .map_while(Result::ok)
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or_else(|| format!("{}", output.status));
-        return Err(SandboxError::BwrapFailed { detail: said });
+    match probe(&sandbox) {
+        Ok(()) => {}
+        Err(Probe::Sandbox(reason)) => return Err(SandboxError::Start { reason }),
+        Err(Probe::Spawn(detail)) | Err(Probe::Other(detail)) => {
+            return Err(SandboxError::BwrapFailed { detail })
+        }
     }
     probed.store(true, Ordering::Relaxed);
-    Ok(Sandbox {
-        backend: Backend::Bubblewrap,
-        plan: Plan::Bubblewrap(plan),
-        resolved,
-        fallback_reason: None,
-        unprotected: Vec::new(),
-    })
+    Ok(sandbox)
 }
 
-fn prepare_landlock(resolved: Resolved, allow_unprotected: bool) -> Result<Sandbox, SandboxError> {
+fn prepare_landlock(
+    mut sandbox: Sandbox,
+    allow_unprotected: bool,
+    terminals: &[PathBuf],
+) -> Result<Sandbox, SandboxError> {
+    let resolved = &sandbox.resolved;
     if let Some(protected) = resolved.protected.first() {
         if !allow_unprotected {
             let root = resolved
@@ -315,27 +469,96 @@ fn prepare_landlock(resolved: Resolved, allow_unprotected: bool) -> Result<Sandb
             });
         }
     }
-    let filters = seccomp::build(resolved.network)?;
-    let plan = LandlockPlan::new(&resolved, filters)?;
-    let status = plan
-        .command(Path::new(PROBE_PROGRAM), &probe_args())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map_err(|source| SandboxError::LandlockStart { source })?;
-    if !status.success() {
-        return Err(SandboxError::LandlockStart {
-            source: io::Error::other(format!("{PROBE_PROGRAM} -c : ended with {status}")),
+    let plan = LandlockPlan::new(resolved, terminals)?;
+    sandbox.backend = Backend::Landlock;
+    sandbox.unprotected = resolved.protected.clone();
+    // Namespaces where we may make them (as root; without privileges bubblewrap would have
+    // been the backend if user namespaces worked), else a subreaper.
+    // SAFETY: geteuid has no arguments.
+    let mut choices = Vec::new();
+    if unsafe { libc::geteuid() } == 0 {
+        choices.push(if resolved.network {
+            Namespaces::PidMount
+        } else {
+            Namespaces::PidMountNet
         });
     }
-    Ok(Sandbox {
-        backend: Backend::Landlock,
-        plan: Plan::Landlock(plan),
-        unprotected: resolved.protected.clone(),
-        resolved,
-        fallback_reason: None,
+    choices.push(Namespaces::None);
+    let mut last = None;
+    for ns in choices {
+        sandbox.plan = Plan::Landlock(plan.clone(), ns);
+        match probe(&sandbox) {
+            Ok(()) => return Ok(sandbox),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(match last {
+        Some(Probe::Sandbox(reason)) => SandboxError::Start { reason },
+        Some(Probe::Spawn(detail)) | Some(Probe::Other(detail)) => SandboxError::LandlockStart {
+            source: io::Error::other(detail),
+        },
+        None => SandboxError::LandlockStart {
+            source: io::Error::other("no way to start the session's init"),
+        },
     })
+}
+
+/// Why a probe run failed.
+enum Probe {
+    /// The init or the supervisor reported why the sandbox could not be set up.
+    Sandbox(String),
+    /// The backend's process failed to start or said why on stderr.
+    Spawn(String),
+    /// Anything else.
+    Other(String),
+}
+
+/// Starts `sh -c :` in the prepared sandbox, with its init and supervisor, and checks that
+/// it ran and was reported.
+fn probe(sandbox: &Sandbox) -> Result<(), Probe> {
+    let SandboxCommand {
+        mut command,
+        supervisor,
+    } = sandbox
+        .command(Path::new(PROBE_PROGRAM), &probe_args())
+        .map_err(|e| Probe::Other(e.to_string()))?;
+    let mut supervisor = supervisor.ok_or_else(|| Probe::Other("no supervisor".to_owned()))?;
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Probe::Spawn(format!("cannot run {}: {e}", sandbox.launched().display())))?;
+    supervisor
+        .start()
+        .map_err(|e| Probe::Other(format!("cannot start the supervisor: {e}")))?;
+    let output = child
+        .wait_with_output()
+        .map_err(|e| Probe::Other(e.to_string()))?;
+    let status = supervisor.wait_done(Duration::from_secs(10));
+    if let Some(reason) = supervisor.failure() {
+        return Err(Probe::Sandbox(reason));
+    }
+    if output.status.success() && status == Some(ShellStatus::Code(0)) {
+        return Ok(());
+    }
+    let said = output
+        .stderr
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_else(|| format!("{PROBE_PROGRAM} -c : ended with {}", output.status));
+    Err(Probe::Spawn(said))
+}
+
+impl Sandbox {
+    /// The program the backend spawns (bwrap or the init).
+    fn launched(&self) -> &Path {
+        match &self.plan {
+            Plan::Bubblewrap(plan) => &plan.bwrap,
+            _ => &self.init,
+        }
+    }
 }
 
 fn probe_args() -> Vec<OsString> {

@@ -68,6 +68,16 @@ pub struct SandboxPolicy {
     /// Accept that the Landlock backend leaves protected paths inside writable roots
     /// writable (`--allow-unprotected-landlock`); without it Landlock refuses to start.
     pub allow_unprotected_landlock: bool,
+    /// Host unix sockets the sandbox may connect to (`--allow-unix-socket`); each must exist
+    /// when the sandbox is prepared, and is identified by its file from then on.
+    pub allow_unix_sockets: Vec<PathBuf>,
+    /// The session's own terminals, which the Landlock backend leaves usable (no other
+    /// terminal is); [`SandboxPolicy::new`] takes the terminals on this process's stdin,
+    /// stdout and stderr.
+    pub terminals: Vec<PathBuf>,
+    /// The `execgate-init` program; [`SandboxPolicy::new`] takes `EXECGATE_INIT`, else
+    /// `execgate-init` next to the running executable.
+    pub init: PathBuf,
 }
 
 impl SandboxPolicy {
@@ -82,8 +92,22 @@ impl SandboxPolicy {
             cwd: cwd.into(),
             tmpdir: Some(std::env::temp_dir()),
             allow_unprotected_landlock: false,
+            allow_unix_sockets: Vec::new(),
+            terminals: crate::init::own_terminals(),
+            init: default_init(),
         }
     }
+}
+
+/// `EXECGATE_INIT`, else `execgate-init` next to the running executable.
+fn default_init() -> PathBuf {
+    if let Some(path) = std::env::var_os("EXECGATE_INIT").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("execgate-init")))
+        .unwrap_or_else(|| PathBuf::from("execgate-init"))
 }
 
 /// Which backend to use. `Auto` honours `EXECGATE_SANDBOX_BACKEND`, then prefers

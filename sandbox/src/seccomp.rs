@@ -9,6 +9,16 @@
 //! - the *network* filter (network off): `socket` and `socketpair` for any family but
 //!   `AF_UNIX` fail with `EAFNOSUPPORT`. `AF_UNIX` stays: the escalation protocol needs
 //!   `socketpair` and `SCM_RIGHTS`.
+//! - the *unix-type* filter (always): `AF_UNIX` sockets and socketpairs of any type but
+//!   `SOCK_STREAM` and `SOCK_SEQPACKET` fail with `EPERM` (`SOCK_RAW` is a datagram socket
+//!   for `AF_UNIX`). With no unix datagram socket in the sandbox, no `sendto`/`sendmsg` can
+//!   carry an address to a host socket (stream and seqpacket sockets ignore or refuse one),
+//!   so `connect` is the only way to a named socket, and the supervisor decides each one.
+//! - the *notify* filter ([`notify_program`], installed last by the session's init with
+//!   `SECCOMP_FILTER_FLAG_NEW_LISTENER`): the system calls the supervisor decides are
+//!   handed to it (`SECCOMP_RET_USER_NOTIF`); everything else is allowed. It is written by
+//!   hand: `seccompiler` has no user-notification action. Filters stack and the strictest
+//!   action wins, so an `EPERM`/`EAFNOSUPPORT` above beats a notification.
 //!
 //! On x86_64 the base filter also answers `ENOSYS` to x32-ABI system call numbers, which
 //! would otherwise slip past a deny list; calls through other ABIs (i386 `int 0x80`) fail
@@ -46,16 +56,92 @@ impl Program {
     }
 }
 
-/// Builds the filters for a sandbox: base always, network when `network` is false.
+/// Builds the filters for a sandbox: base and unix-type always, network when `network` is
+/// false.
 pub(crate) fn build(network: bool) -> Result<Vec<Program>, SandboxError> {
     let arch = TargetArch::try_from(std::env::consts::ARCH)
         .map_err(|e| SandboxError::Seccomp(e.to_string()))?;
-    let mut programs = vec![base(arch)?];
+    let mut programs = vec![base(arch)?, unix_stream_only(arch)?];
     if !network {
         programs.push(no_ip_sockets(arch)?);
     }
     Ok(programs)
 }
+
+/// `AF_UNIX` socket types the sandbox may create.
+const UNIX_TYPES_ALLOWED: [u64; 2] = [libc::SOCK_STREAM as u64, libc::SOCK_SEQPACKET as u64];
+
+fn unix_stream_only(arch: TargetArch) -> Result<Program, SandboxError> {
+    // The kernel masks the type with SOCK_TYPE_MASK (0xf) and refuses other flag bits than
+    // SOCK_CLOEXEC/SOCK_NONBLOCK, so the low four bits decide the type: refuse every value
+    // but the two allowed (an allow-list: a type added to the kernel later is refused).
+    let mut per_type = Vec::new();
+    for ty in (0u64..16).filter(|t| !UNIX_TYPES_ALLOWED.contains(t)) {
+        let conditions = vec![
+            SeccompCondition::new(
+                0,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Eq,
+                libc::AF_UNIX as u64,
+            )
+            .map_err(|e| SandboxError::Seccomp(e.to_string()))?,
+            SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::MaskedEq(0xf), ty)
+                .map_err(|e| SandboxError::Seccomp(e.to_string()))?,
+        ];
+        per_type
+            .push(SeccompRule::new(conditions).map_err(|e| SandboxError::Seccomp(e.to_string()))?);
+    }
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    rules.insert(libc::SYS_socket, per_type.clone());
+    rules.insert(libc::SYS_socketpair, per_type);
+    Ok(Program(compile(rules, libc::EPERM, arch)?))
+}
+
+/// A system call the supervisor decides, optionally only for some first-argument values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Notified {
+    /// The system call number.
+    pub nr: i64,
+    /// Notify only when argument 0 equals this (low 32 bits), e.g. `AF_UNIX` for `socket`.
+    pub arg0: Option<u32>,
+}
+
+/// The user-notification program: each call in `calls` goes to the supervisor, everything
+/// else is allowed. Calls of another architecture than this build's are killed (as in the
+/// other filters).
+pub(crate) fn notify_program(calls: &[Notified]) -> Program {
+    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    let insn = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    // offsetof(seccomp_data, nr / arch / args[0])
+    const NR: u32 = 0;
+    const ARCH: u32 = 4;
+    const ARG0_LO: u32 = 16;
+    let mut out = vec![
+        insn(LD_W_ABS, 0, 0, ARCH),
+        insn(JEQ_K, 1, 0, AUDIT_ARCH),
+        insn(RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
+    ];
+    for call in calls {
+        // A = nr; if A != call.nr skip this block.
+        let block_len: u8 = if call.arg0.is_some() { 4 } else { 2 };
+        out.push(insn(LD_W_ABS, 0, 0, NR));
+        out.push(insn(JEQ_K, 0, block_len - 1, call.nr as u32));
+        if let Some(arg0) = call.arg0 {
+            out.push(insn(LD_W_ABS, 0, 0, ARG0_LO));
+            out.push(insn(JEQ_K, 0, 1, arg0));
+        }
+        out.push(insn(RET_K, 0, 0, libc::SECCOMP_RET_USER_NOTIF));
+    }
+    out.push(insn(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW));
+    Program(out)
+}
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xc000_003e;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xc000_00b7;
 
 fn base(arch: TargetArch) -> Result<Program, SandboxError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
@@ -163,9 +249,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn network_off_builds_two_programs_and_network_on_one() {
-        assert_eq!(build(false).unwrap().len(), 2);
-        assert_eq!(build(true).unwrap().len(), 1);
+    fn network_off_builds_three_programs_and_network_on_two() {
+        assert_eq!(build(false).unwrap().len(), 3);
+        assert_eq!(build(true).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn notify_program_checks_arch_then_each_call() {
+        let calls = [
+            Notified {
+                nr: libc::SYS_connect,
+                arg0: None,
+            },
+            Notified {
+                nr: libc::SYS_socket,
+                arg0: Some(libc::AF_UNIX as u32),
+            },
+        ];
+        let program = notify_program(&calls);
+        // 3 (arch) + 3 (connect) + 5 (socket with arg0) + 1 (allow)
+        assert_eq!(program.0.len(), 12);
+        assert_eq!(program.0[11].k, libc::SECCOMP_RET_ALLOW);
+        assert_eq!(program.0[5].k, libc::SECCOMP_RET_USER_NOTIF);
+        assert_eq!(program.0[10].k, libc::SECCOMP_RET_USER_NOTIF);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 const PROBE: &str = env!("CARGO_BIN_EXE_execgate-sandbox-probe");
+const INIT: &str = env!("CARGO_BIN_EXE_execgate-sandbox-init");
 
 /// A workspace and a sibling directory outside every writable root.
 struct Fixture {
@@ -45,6 +46,7 @@ impl Fixture {
     fn policy(&self, mode: SandboxMode) -> SandboxPolicy {
         let mut policy = SandboxPolicy::new(mode, &self.ws);
         policy.tmpdir = None;
+        policy.init = INIT.into();
         policy
     }
 }
@@ -64,10 +66,18 @@ fn prepare(policy: &SandboxPolicy, backend: BackendChoice) -> Sandbox {
 /// Runs the probe in the sandbox and returns one result per operation, in order.
 fn probe_with(sandbox: &Sandbox, ops: &[String], setup: impl FnOnce(&mut Command)) -> Vec<String> {
     let args: Vec<OsString> = ops.iter().map(OsString::from).collect();
-    let mut cmd = sandbox.command(Path::new(PROBE), &args).unwrap();
-    cmd.stdin(Stdio::null()).stderr(Stdio::inherit());
+    let launch = sandbox.command(Path::new(PROBE), &args).unwrap();
+    let mut cmd = launch.command;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
     setup(&mut cmd);
-    let out = cmd.output().unwrap();
+    let child = cmd.spawn().unwrap();
+    let mut supervisor = launch.supervisor;
+    if let Some(s) = &mut supervisor {
+        s.start().unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "probe failed: {:?}", out.status);
     let text = String::from_utf8(out.stdout).unwrap();
     let results: Vec<String> = ops
@@ -352,6 +362,25 @@ both_backends!(
     }
 );
 
+both_backends!(unix_sockets_are_streams_or_seqpackets_only, |backend| {
+    for network in [false, true] {
+        let fx = Fixture::new();
+        let mut policy = fx.policy(SandboxMode::WorkspaceWrite);
+        policy.network = network;
+        let sb = prepare(&policy, backend);
+        let results = probe(
+            &sb,
+            &[
+                "socket=unix".to_owned(),
+                "socket=unix-seqpacket".to_owned(),
+                "socket=unix-dgram".to_owned(),
+                "socket=unix-raw".to_owned(),
+            ],
+        );
+        assert_eq!(results, ["ok", "ok", "EPERM", "EPERM"], "network={network}");
+    }
+});
+
 both_backends!(network_on_allows_ip_sockets, |backend| {
     let fx = Fixture::new();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -434,9 +463,13 @@ both_backends!(sandbox_cannot_signal_processes_outside, |backend| {
     let results = probe(&sb, &[format!("kill={}", outside.id())]);
     outside.kill().unwrap();
     outside.wait().unwrap();
+    // SAFETY: geteuid has no arguments.
+    let root = unsafe { libc::geteuid() } == 0;
     let expected = match backend {
-        // Another PID namespace: the host process does not exist in there.
+        // Another PID namespace (bubblewrap always; the Landlock backend's init makes one
+        // as root): the host process does not exist in there.
         BackendChoice::Bubblewrap => "ESRCH",
+        _ if root => "ESRCH",
         // Landlock ABI 6 signal scoping.
         _ => "EPERM",
     };
@@ -564,6 +597,7 @@ fn probe_without_user_namespaces(ops: &[String], env: &[(&str, &str)]) -> Vec<St
     ])
     .args(ops)
     .env_remove(BackendChoice::ENV_VAR)
+    .env("EXECGATE_INIT", INIT)
     .envs(env.iter().copied())
     .stdin(Stdio::null());
     let out = cmd.output().unwrap();
@@ -611,4 +645,85 @@ fn auto_refuses_when_neither_backend_can_keep_the_policy() {
             ws = fx.ws.display()
         )]
     );
+}
+
+/// The last five lines of `describe()`: unix sockets, capabilities, reaping, devices,
+/// terminal relay.
+fn describe_tail(sb: &Sandbox) -> Vec<String> {
+    let text = sb.describe();
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines[lines.len() - 5..].to_vec()
+}
+
+#[test]
+fn describe_states_unix_sockets_capabilities_reaping_devices_and_terminal() {
+    let fx = Fixture::new();
+    let sb = prepare(
+        &fx.policy(SandboxMode::WorkspaceWrite),
+        BackendChoice::Bubblewrap,
+    );
+    assert_eq!(
+        describe_tail(&sb),
+        [
+            "unix sockets: connect reaches only sockets bound inside the sandbox, decided by the supervisor; no unix datagram sockets; abstract names are private to the sandbox's network namespace",
+            "capabilities: all dropped, no_new_privs",
+            "session reaping: the session's init is PID 1 of its own PID namespace (own /proc); every process is killed when the shell ends or execgate exits",
+            "devices: a fresh /dev (null, zero, full, random, urandom, tty, its own /dev/pts and /dev/shm)",
+            "terminal relay: none yet (the shell uses execgate's own terminal)",
+        ]
+    );
+    let host = fx.outside.join("agent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&host).unwrap();
+    let mut policy = fx.policy(SandboxMode::WorkspaceWrite);
+    policy.network = true;
+    policy.allow_unix_sockets.push(host.clone());
+    let sb = prepare(&policy, BackendChoice::Landlock);
+    let tail = describe_tail(&sb);
+    assert_eq!(
+        tail[0],
+        format!(
+            "unix sockets: connect reaches only sockets bound inside the sandbox, decided by the supervisor; no unix datagram sockets; abstract names reach only the sandbox's own (Landlock scoping); host sockets allowed: {}",
+            host.display()
+        )
+    );
+    assert_eq!(
+        tail[1],
+        "capabilities: all dropped (bounding and ambient sets included), no_new_privs"
+    );
+    assert_eq!(
+        tail[3],
+        "devices: /dev/null, zero, full, random, urandom, tty, ptmx and the session's own terminal; no other terminal"
+    );
+}
+
+#[test]
+fn a_missing_allowed_unix_socket_is_refused_at_prepare() {
+    let fx = Fixture::new();
+    let mut policy = fx.policy(SandboxMode::WorkspaceWrite);
+    let missing = fx.outside.join("gone.sock");
+    policy.allow_unix_sockets.push(missing.clone());
+    let err = Sandbox::prepare(&policy, BackendChoice::Bubblewrap).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "--allow-unix-socket {}: No such file or directory (os error 2): start the service that listens there first, or leave the flag out",
+            missing.display()
+        )
+    );
+}
+
+#[test]
+fn landlock_subreaper_reaps_a_setsid_daemon_without_namespaces() {
+    // Inside a user namespace without capabilities, the Landlock backend cannot make
+    // namespaces: its init is a child subreaper, and still ends a double-forked daemon.
+    let fx = Fixture::new();
+    let results = probe_without_user_namespaces(
+        &[format!(
+            "reap={}:1000.{}7",
+            fx.ws.display(),
+            std::process::id()
+        )],
+        &[(BackendChoice::ENV_VAR, "landlock")],
+    );
+    assert_eq!(results, ["landlock subreaper: ok"]);
 }

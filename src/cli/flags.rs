@@ -37,6 +37,11 @@ pub struct SessionFlags {
     /// read-only inside writable roots.
     #[arg(long)]
     pub allow_unprotected_landlock: bool,
+    /// Let sandboxed code connect to the host unix socket PATH, e.g. an ssh agent
+    /// (repeatable; the socket must exist when the session starts). Every other host
+    /// socket is refused.
+    #[arg(long = "allow-unix-socket", value_name = "PATH")]
+    pub allow_unix_sockets: Vec<PathBuf>,
     /// When to ask a person.
     #[arg(long, value_enum, default_value = "on-request")]
     pub approval: Approval,

@@ -69,6 +69,7 @@ pub fn run(args: McpArgs) -> anyhow::Result<ExitCode> {
             writable_roots: flags.writable_roots.clone(),
             network: flags.network,
             allow_unprotected_landlock: flags.allow_unprotected_landlock,
+            allow_unix_sockets: flags.allow_unix_sockets.clone(),
         },
         protected_paths: loaded.protected_paths(),
         loaded,

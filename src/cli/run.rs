@@ -71,6 +71,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     sandbox_policy.writable_roots = flags.writable_roots.clone();
     sandbox_policy.network = flags.network;
     sandbox_policy.allow_unprotected_landlock = flags.allow_unprotected_landlock;
+    sandbox_policy.allow_unix_sockets = flags.allow_unix_sockets.clone();
     sandbox_policy.protected_paths = loaded.protected_paths();
     let sandbox = Sandbox::prepare(&sandbox_policy, BackendChoice::Auto)
         .map_err(|e| anyhow::anyhow!("{e}"))?;

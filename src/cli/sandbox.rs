@@ -35,6 +35,9 @@ pub struct CheckArgs {
     /// rules files read-only inside writable roots.
     #[arg(long)]
     allow_unprotected_landlock: bool,
+    /// A host unix socket sandboxed code may connect to (repeatable).
+    #[arg(long = "allow-unix-socket", value_name = "PATH")]
+    allow_unix_sockets: Vec<PathBuf>,
 }
 
 fn parse_mode(s: &str) -> Result<SandboxMode, String> {
@@ -58,6 +61,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     policy.writable_roots = args.writable_roots;
     policy.network = args.network;
     policy.allow_unprotected_landlock = args.allow_unprotected_landlock;
+    policy.allow_unix_sockets = args.allow_unix_sockets;
     let sandbox = Sandbox::prepare(&policy, BackendChoice::Auto)?;
     print!("{}", sandbox.describe());
     print!("{}", execgate_terminal::describe());

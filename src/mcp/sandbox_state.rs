@@ -22,6 +22,8 @@ pub struct SandboxDefaults {
     pub network: bool,
     /// `--allow-unprotected-landlock`.
     pub allow_unprotected_landlock: bool,
+    /// `--allow-unix-socket`.
+    pub allow_unix_sockets: Vec<PathBuf>,
 }
 
 /// Codex's `sandboxPolicy`; fields we do not know are ignored.
@@ -111,6 +113,7 @@ pub fn sandbox_policy(
     };
     policy.protected_paths = protected.to_vec();
     policy.allow_unprotected_landlock = defaults.allow_unprotected_landlock;
+    policy.allow_unix_sockets = defaults.allow_unix_sockets.clone();
     policy
 }
 

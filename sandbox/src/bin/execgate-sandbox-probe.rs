@@ -2,11 +2,13 @@
 //! `OP: ok` or `OP: ERRNO` (for example `write=/x: EROFS`), so tests can assert exact
 //! outcomes from inside the sandbox. Not meant for users.
 //!
-//! Operations: `write=PATH`, `mkdir=PATH`, `socket=inet|inet6|unix|netlink`,
+//! Operations: `write=PATH`, `mkdir=PATH`,
+//! `socket=inet|inet6|unix|unix-seqpacket|unix-dgram|unix-raw|netlink` (unix is a stream),
 //! `connect=IP:PORT`, `socketpair`, `ptrace`, `process_vm_readv`, `io_uring_setup`,
 //! `tiocsti` (on stdin), `fd=N` (is fd N open), `write_fd=N:TEXT`, `caps` (prints CapPrm,
 //! CapEff and NoNewPrivs), `remount` (remount `/` read-write), `kill=PID`
-//! (signal 0), `prepare=CWD` (which backend `Auto` picks for a workspace-write sandbox).
+//! (signal 0), `prepare=CWD` (which backend `Auto` picks for a workspace-write sandbox),
+//! `reap=CWD:SECONDS` (a session leaves a `setsid` daemon; is it gone afterwards).
 
 use execgate_sandbox::{BackendChoice, Sandbox, SandboxMode, SandboxPolicy};
 use std::io::{self, Write};
@@ -45,15 +47,18 @@ fn run(name: &str, arg: &str) -> io::Result<String> {
         "write" => std::fs::write(arg, b"probe\n").and_then(|_| ok()),
         "mkdir" => std::fs::create_dir(arg).and_then(|_| ok()),
         "socket" => {
-            let family = match arg {
-                "inet" => libc::AF_INET,
-                "inet6" => libc::AF_INET6,
-                "unix" => libc::AF_UNIX,
-                "netlink" => libc::AF_NETLINK,
+            let (family, ty) = match arg {
+                "inet" => (libc::AF_INET, libc::SOCK_DGRAM),
+                "inet6" => (libc::AF_INET6, libc::SOCK_DGRAM),
+                "unix" => (libc::AF_UNIX, libc::SOCK_STREAM),
+                "unix-seqpacket" => (libc::AF_UNIX, libc::SOCK_SEQPACKET),
+                "unix-dgram" => (libc::AF_UNIX, libc::SOCK_DGRAM),
+                "unix-raw" => (libc::AF_UNIX, libc::SOCK_RAW),
+                "netlink" => (libc::AF_NETLINK, libc::SOCK_DGRAM),
                 other => return Ok(format!("unknown family {other}")),
             };
             // SAFETY: plain system calls on an fd we own.
-            let fd = unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+            let fd = unsafe { libc::socket(family, ty | libc::SOCK_CLOEXEC, 0) };
             if fd >= 0 {
                 unsafe { libc::close(fd) };
             }
@@ -134,6 +139,48 @@ fn run(name: &str, arg: &str) -> io::Result<String> {
                 Ok(sandbox) => Ok(sandbox.backend().to_string()),
                 Err(err) => Ok(format!("refused: {err}")),
             }
+        }
+        "reap" => {
+            // Prepares a workspace-write sandbox for cwd ARG (`CWD:SECONDS`), runs a shell
+            // that leaves a double-forked `sleep SECONDS` daemon, and checks it is gone once
+            // the session reported its end.
+            let (cwd, seconds) = arg.rsplit_once(':').unwrap_or((arg, "1000"));
+            let mut policy = SandboxPolicy::new(SandboxMode::WorkspaceWrite, cwd);
+            policy.tmpdir = None;
+            let sandbox = match Sandbox::prepare(&policy, BackendChoice::Auto) {
+                Ok(sandbox) => sandbox,
+                Err(err) => return Ok(format!("refused: {err}")),
+            };
+            let mode = if sandbox.describe().contains("child subreaper") {
+                "subreaper"
+            } else {
+                "pid-namespace"
+            };
+            let script = format!("setsid sh -c 'sleep {seconds} &'; sleep 0.2");
+            let args = ["-c".into(), script.into()];
+            let launch = sandbox
+                .command(std::path::Path::new("/bin/sh"), &args)
+                .map_err(io::Error::other)?;
+            let mut cmd = launch.command;
+            let mut child = cmd.stdin(std::process::Stdio::null()).spawn()?;
+            let mut supervisor = launch
+                .supervisor
+                .ok_or_else(|| io::Error::other("no supervisor"))?;
+            supervisor.start()?;
+            child.wait()?;
+            supervisor.wait_done(std::time::Duration::from_secs(10));
+            let needle = format!("sleep {seconds}");
+            let alive = std::fs::read_dir("/proc")?.flatten().any(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .map(|c| {
+                        String::from_utf8_lossy(&c)
+                            .replace('\0', " ")
+                            .contains(&needle)
+                    })
+                    .unwrap_or(false)
+            });
+            let verdict = if alive { "daemon survived" } else { "ok" };
+            Ok(format!("{} {mode}: {verdict}", sandbox.backend()))
         }
         "remount" => {
             let rc = unsafe {

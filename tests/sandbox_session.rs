@@ -1,0 +1,467 @@
+//! End-to-end tests of what a whole `execgate run` session's sandbox guarantees (issue 13):
+//! host unix sockets, session reaping, capabilities, other terminals and the shell's exit
+//! status, on both backends. Each test attacks from inside with a small Python helper and
+//! checks the outcome from outside with real host-side servers.
+
+mod common;
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// Performs one operation per argument inside the sandbox and prints `OP: RESULT`, where
+/// RESULT is `ok ...` or the errno name.
+const HELPER: &str = r#"
+import ctypes, errno, os, socket, sys, threading
+
+def addr(arg):
+    return "\0" + arg[1:] if arg.startswith("@") else arg
+
+def echo_server(listener):
+    conn, _ = listener.accept()
+    conn.sendall(b"own:" + conn.recv(16))
+    conn.close()
+
+def run(kind, arg):
+    if kind == "connect":
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(addr(arg))
+        s.settimeout(5)
+        s.sendall(b"ping")
+        try:
+            return "ok " + s.recv(64).decode()
+        except socket.timeout:
+            return "connected, no answer"
+    if kind == "dgram_socket":
+        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        return "ok"
+    if kind == "raw_socket":
+        socket.socket(socket.AF_UNIX, socket.SOCK_RAW)
+        return "ok"
+    if kind == "dgram_pair":
+        socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        return "ok"
+    if kind == "sendto_session":
+        fd = os.dup(int(os.environ["EXECGATE_SOCKET"]))
+        s = socket.socket(fileno=fd)
+        s.sendto(b"leak", arg)
+        return "sent"
+    if kind == "serve":
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(addr(arg))
+        listener.listen(1)
+        t = threading.Thread(target=echo_server, args=(listener,))
+        t.start()
+        result = run("connect", arg)
+        t.join()
+        return result
+    if kind == "write":
+        with open(arg, "w") as f:
+            f.write("x")
+        return "ok"
+    if kind == "libc":
+        libc = ctypes.CDLL(None, use_errno=True)
+        if arg == "sethostname":
+            rc = libc.sethostname(b"x", 1)
+        elif arg == "mknod":
+            rc = libc.mknod(b"made-null", 0o20600, os.makedev(1, 3))
+        elif arg == "bpf":
+            # BPF_MAP_CREATE of a one-entry array: needs CAP_BPF here
+            # (kernel.unprivileged_bpf_disabled is set).
+            attr = (ctypes.c_uint32 * 18)(2, 4, 4, 1)
+            rc = libc.syscall(321, 0, attr, 72)
+            rc = 0 if rc >= 0 else rc
+        return "ok" if rc == 0 else errno.errorcode[ctypes.get_errno()]
+    if kind == "caps":
+        fields = {}
+        for line in open("/proc/self/status"):
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+        return " ".join(f"{k}={fields[k]}" for k in
+                        ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs"])
+    return "unknown op"
+
+for op in sys.argv[1:]:
+    kind, _, arg = op.partition("=")
+    try:
+        result = run(kind, arg)
+    except OSError as e:
+        result = errno.errorcode.get(e.errno, str(e.errno))
+    print(f"{op}: {result}", flush=True)
+"#;
+
+/// A workspace (writable root) and a home for one test.
+struct Env {
+    _tmp: tempfile::TempDir,
+    work: PathBuf,
+    home: PathBuf,
+}
+
+impl Env {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let work = tmp.path().join("work");
+        let home = tmp.path().join("home");
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::write(work.join("helper.py"), HELPER).unwrap();
+        Self {
+            work: work.canonicalize().unwrap(),
+            home: home.canonicalize().unwrap(),
+            _tmp: tmp,
+        }
+    }
+
+    /// `execgate run` on `backend` with extra flags, in its own session (no terminal).
+    fn command(&self, backend: &str, args: &[&str]) -> Command {
+        let zsh = common::shells::patched_zsh();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_execgate"));
+        cmd.arg("run")
+            .args(args)
+            .current_dir(&self.work)
+            .env("HOME", &self.home)
+            .env("EXECGATE_SHELLS_DIR", zsh.parent().unwrap())
+            .env("EXECGATE_PRELOAD", common::preload::preload_shim())
+            .env("EXECGATE_SANDBOX_BACKEND", backend)
+            .stdin(Stdio::null());
+        // SAFETY: setsid is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        cmd
+    }
+
+    fn run_json(&self, backend: &str, args: &[&str]) -> (Value, Output) {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.command(backend, &all).output().unwrap();
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{backend}: not JSON ({e}): stdout={} stderr={}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (json, out)
+    }
+
+    /// Runs the helper with `ops` inside the sandbox and returns one result per op.
+    fn helper(&self, backend: &str, flags: &[&str], ops: &[String]) -> Vec<String> {
+        let script = format!(
+            "python3 helper.py {}",
+            ops.iter()
+                .map(|op| format!("'{op}'"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let mut args: Vec<&str> = flags.to_vec();
+        args.push(&script);
+        let (report, out) = self.run_json(backend, &args);
+        assert_eq!(out.status.code(), Some(0), "{backend}: {report}");
+        let stdout = report["stdout"].as_str().unwrap();
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), ops.len(), "{backend}: {report}");
+        ops.iter()
+            .zip(lines)
+            .map(|(op, line)| {
+                line.strip_prefix(&format!("{op}: "))
+                    .unwrap_or_else(|| panic!("{backend}: unexpected line {line:?}"))
+                    .to_owned()
+            })
+            .collect()
+    }
+}
+
+const BACKENDS: [&str; 2] = ["bubblewrap", "landlock"];
+
+/// A host stream server on `listener` answering each connection's first bytes with
+/// `host:<bytes>`, until the listener is dropped by the returned guard's owner.
+fn host_stream_server(listener: UnixListener) -> std::thread::JoinHandle<Vec<String>> {
+    listener.set_nonblocking(false).unwrap();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let mut buf = [0u8; 16];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            let got = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if got == "stop" {
+                break;
+            }
+            let _ = conn.write_all(format!("host:{got}").as_bytes());
+            seen.push(got);
+        }
+        seen
+    })
+}
+
+/// Stops a [`host_stream_server`] and returns what it received.
+fn stop_host_server(path: &Path, server: std::thread::JoinHandle<Vec<String>>) -> Vec<String> {
+    let mut stop = std::os::unix::net::UnixStream::connect(path).unwrap();
+    stop.write_all(b"stop").unwrap();
+    server.join().unwrap()
+}
+
+// ---- host AF_UNIX sockets ---------------------------------------------------------------
+
+#[test]
+fn host_stream_socket_inside_a_writable_root_is_refused_also_through_links() {
+    for backend in BACKENDS {
+        for network in [false, true] {
+            let env = Env::new();
+            let path = env.work.join("host.sock");
+            let server = host_stream_server(UnixListener::bind(&path).unwrap());
+            std::fs::hard_link(&path, env.work.join("hard.sock")).unwrap();
+            std::os::unix::fs::symlink(&path, env.work.join("sym.sock")).unwrap();
+            let flags: &[&str] = if network { &["--network"] } else { &[] };
+            let results = env.helper(
+                backend,
+                flags,
+                &[
+                    format!("connect={}", path.display()),
+                    "connect=host.sock".to_owned(),
+                    "connect=hard.sock".to_owned(),
+                    "connect=sym.sock".to_owned(),
+                ],
+            );
+            assert_eq!(
+                results,
+                ["EACCES", "EACCES", "EACCES", "EACCES"],
+                "{backend} network={network}"
+            );
+            assert_eq!(
+                stop_host_server(&path, server),
+                Vec::<String>::new(),
+                "{backend} network={network}"
+            );
+        }
+    }
+}
+
+#[test]
+fn allow_unix_socket_opts_one_host_socket_in() {
+    for backend in BACKENDS {
+        let env = Env::new();
+        let outside = tempfile::Builder::new()
+            .prefix("execgate-host-sock-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let allowed = outside.path().join("agent.sock");
+        let other = outside.path().join("other.sock");
+        let allowed_server = host_stream_server(UnixListener::bind(&allowed).unwrap());
+        let other_server = host_stream_server(UnixListener::bind(&other).unwrap());
+        let allow_flag = allowed.to_str().unwrap();
+        let results = env.helper(
+            backend,
+            &["--allow-unix-socket", allow_flag],
+            &[
+                format!("connect={}", allowed.display()),
+                format!("connect={}", other.display()),
+            ],
+        );
+        assert_eq!(results, ["ok host:ping", "EACCES"], "{backend}");
+        assert_eq!(stop_host_server(&allowed, allowed_server), ["ping"]);
+        assert_eq!(stop_host_server(&other, other_server), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn host_abstract_socket_is_unreachable_with_and_without_network() {
+    for backend in BACKENDS {
+        for network in [false, true] {
+            let env = Env::new();
+            let name = format!(
+                "execgate-test-abstract-{}-{backend}-{network}",
+                std::process::id()
+            );
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+            let listener = UnixListener::bind_addr(&addr).unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let flags: &[&str] = if network { &["--network"] } else { &[] };
+            let results = env.helper(backend, flags, &[format!("connect=@{name}")]);
+            assert!(
+                results == ["ECONNREFUSED"] || results == ["EPERM"],
+                "{backend} network={network}: {results:?}"
+            );
+            assert_eq!(
+                listener.accept().unwrap_err().kind(),
+                std::io::ErrorKind::WouldBlock,
+                "{backend} network={network}"
+            );
+        }
+    }
+}
+
+#[test]
+fn no_unix_datagram_socket_reaches_a_host_datagram_socket() {
+    for backend in BACKENDS {
+        for network in [false, true] {
+            let env = Env::new();
+            let path = env.work.join("journal.sock");
+            let host = UnixDatagram::bind(&path).unwrap();
+            host.set_nonblocking(true).unwrap();
+            let flags: &[&str] = if network { &["--network"] } else { &[] };
+            let results = env.helper(
+                backend,
+                flags,
+                &[
+                    "dgram_socket".to_owned(),
+                    "raw_socket".to_owned(),
+                    "dgram_pair".to_owned(),
+                    format!("sendto_session={}", path.display()),
+                ],
+            );
+            assert_eq!(
+                results,
+                ["EPERM", "EPERM", "EPERM", "sent"],
+                "{backend} network={network}"
+            );
+            let mut buf = [0u8; 16];
+            assert_eq!(
+                host.recv(&mut buf).unwrap_err().kind(),
+                std::io::ErrorKind::WouldBlock,
+                "{backend} network={network}: the host socket got a datagram"
+            );
+        }
+    }
+}
+
+#[test]
+fn sockets_the_sandbox_binds_stay_reachable_from_the_sandbox() {
+    for backend in BACKENDS {
+        for network in [false, true] {
+            let env = Env::new();
+            let flags: &[&str] = if network { &["--network"] } else { &[] };
+            let abstract_name = format!("@execgate-own-{}-{backend}-{network}", std::process::id());
+            let results = env.helper(
+                backend,
+                flags,
+                &[
+                    format!("serve={}", env.work.join("own.sock").display()),
+                    "serve=rel.sock".to_owned(),
+                    format!("serve={abstract_name}"),
+                ],
+            );
+            assert_eq!(
+                results,
+                ["ok own:ping", "ok own:ping", "ok own:ping"],
+                "{backend} network={network}"
+            );
+        }
+    }
+}
+
+// ---- processes, capabilities, terminals ------------------------------------------------
+
+/// Whether a process whose command line contains `needle` exists on the host.
+fn host_process_with(needle: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().any(|entry| {
+        let Ok(entry) = entry else { return false };
+        std::fs::read(entry.path().join("cmdline"))
+            .map(|c| {
+                String::from_utf8_lossy(&c)
+                    .replace('\0', " ")
+                    .contains(needle)
+            })
+            .unwrap_or(false)
+    })
+}
+
+#[test]
+fn a_double_forked_setsid_daemon_is_gone_when_run_returns() {
+    for backend in BACKENDS {
+        let env = Env::new();
+        let marker = format!("1000.{}{}", std::process::id(), backend.len());
+        let script = format!("setsid sh -c 'sleep {marker} &' ; sleep 0.2; echo started");
+        let (report, out) = env.run_json(backend, &[&script]);
+        assert_eq!(out.status.code(), Some(0), "{backend}: {report}");
+        assert_eq!(report["stdout"], "started\n");
+        assert!(
+            !host_process_with(&format!("sleep {marker}")),
+            "{backend}: the daemon outlived the session"
+        );
+    }
+}
+
+#[test]
+fn the_shell_dying_by_a_signal_is_reported_as_that_signal() {
+    for backend in BACKENDS {
+        let env = Env::new();
+        let (report, out) = env.run_json(backend, &["kill -TERM $$"]);
+        assert_eq!(report["signal"], 15, "{backend}: {report}");
+        assert_eq!(report["exit_code"], Value::Null, "{backend}: {report}");
+        assert_eq!(out.status.code(), Some(143), "{backend}");
+    }
+}
+
+#[test]
+fn no_capability_survives_into_the_sandbox() {
+    for backend in BACKENDS {
+        let env = Env::new();
+        let results = env.helper(
+            backend,
+            &[],
+            &[
+                "libc=sethostname".to_owned(),
+                "libc=mknod".to_owned(),
+                "libc=bpf".to_owned(),
+                "caps".to_owned(),
+            ],
+        );
+        assert_eq!(results[..3], ["EPERM", "EPERM", "EPERM"], "{backend}");
+        let caps = &results[3];
+        for set in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
+            assert!(
+                caps.contains(&format!("{set}=0000000000000000")),
+                "{backend}: {caps}"
+            );
+        }
+        assert!(caps.ends_with("NoNewPrivs=1"), "{backend}: {caps}");
+        if backend == "landlock" {
+            assert!(caps.contains("CapBnd=0000000000000000"), "{caps}");
+        }
+    }
+}
+
+#[test]
+fn another_terminal_cannot_be_written_from_inside() {
+    for backend in BACKENDS {
+        let env = Env::new();
+        let (mut master, mut slave) = (-1, -1);
+        // SAFETY: openpty writes two fds; the name, termios and winsize are optional.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0);
+        // SAFETY: both fds are fresh and ours.
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        let name = std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd())).unwrap();
+        let results = env.helper(backend, &[], &[format!("write={}", name.display())]);
+        // bubblewrap's own devpts hides or refuses it; Landlock allows only the session's
+        // own terminal.
+        assert!(
+            results == ["EACCES"] || results == ["ENOENT"],
+            "{backend}: {results:?}"
+        );
+        // SAFETY: a non-blocking read on our own master.
+        let mut buf = [0u8; 8];
+        unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+        let n = unsafe { libc::read(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        assert_eq!(n, -1, "{backend}: the other terminal received output");
+    }
+}
