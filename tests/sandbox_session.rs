@@ -51,6 +51,11 @@ def run(kind, arg):
         s = socket.socket(fileno=fd)
         s.sendto(b"leak", arg)
         return "sent"
+    if kind == "sendto_fd":
+        fd, _, path = arg.partition(":")
+        s = socket.socket(fileno=os.dup(int(fd)))
+        s.sendto(b"leak", path)
+        return "sent"
     if kind == "serve":
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(addr(arg))
@@ -331,6 +336,42 @@ fn no_unix_datagram_socket_reaches_a_host_datagram_socket() {
                 "{backend} network={network}: the host socket got a datagram"
             );
         }
+    }
+}
+
+#[test]
+fn an_inherited_unix_datagram_socket_is_closed_before_the_shell_runs() {
+    for backend in BACKENDS {
+        let env = Env::new();
+        let path = env.work.join("journal.sock");
+        let host = UnixDatagram::bind(&path).unwrap();
+        host.set_nonblocking(true).unwrap();
+        let leaked = UnixDatagram::unbound().unwrap();
+        let raw = leaked.as_raw_fd();
+        let script = format!("python3 helper.py 'sendto_fd=7:{}'", path.display());
+        let mut cmd = env.command(backend, &["--json", &script]);
+        // SAFETY: dup2 is async-signal-safe; fd 7 is left open across exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(raw, 7) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            report["stdout"],
+            "sendto_fd=7:".to_owned() + path.to_str().unwrap() + ": EBADF\n",
+            "{backend}: {report}"
+        );
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            host.recv(&mut buf).unwrap_err().kind(),
+            std::io::ErrorKind::WouldBlock,
+            "{backend}: the host socket got a datagram"
+        );
     }
 }
 

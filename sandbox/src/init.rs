@@ -520,8 +520,49 @@ fn shell_process(
     unsafe { libc::_exit(code) }
 }
 
+/// Closes every inherited unix socket that is neither a stream nor a seqpacket socket: a
+/// datagram socket passed in from outside could `sendto()` any host socket by path, which
+/// the sandbox's own socket rules exist to prevent. Everything else inherited stays.
+fn close_datagram_sockets() -> Result<(), String> {
+    let entries =
+        std::fs::read_dir("/proc/self/fd").map_err(|e| fail("cannot list the inherited fds", e))?;
+    let fds: Vec<RawFd> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .collect();
+    for fd in fds {
+        let opt = |name: libc::c_int| {
+            let mut value = 0i32;
+            let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+            // SAFETY: getsockopt writes at most `len` bytes into `value`.
+            let rc = unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    name,
+                    (&mut value as *mut i32).cast(),
+                    &mut len,
+                )
+            };
+            (rc == 0).then_some(value)
+        };
+        let (Some(domain), Some(ty)) = (opt(libc::SO_DOMAIN), opt(libc::SO_TYPE)) else {
+            continue;
+        };
+        if domain == libc::AF_UNIX && ty != libc::SOCK_STREAM && ty != libc::SOCK_SEQPACKET {
+            eprintln!(
+                "execgate: closed inherited fd {fd}: a unix datagram socket could reach host sockets from the sandbox"
+            );
+            // SAFETY: closing an fd this process inherited and no code of ours uses.
+            unsafe { libc::close(fd) };
+        }
+    }
+    Ok(())
+}
+
 /// Applies every restriction to this process, the notifier last; returns its listener.
 fn restrict(config: &InitConfig) -> Result<OwnedFd, String> {
+    close_datagram_sockets()?;
     // Built before the capabilities go: opening the rule paths may need them.
     let ruleset = match &config.landlock {
         Some(spec) => Some(crate::landlock::build(spec).map_err(|e| e.to_string())?),
