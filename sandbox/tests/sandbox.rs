@@ -727,3 +727,49 @@ fn landlock_subreaper_reaps_a_setsid_daemon_without_namespaces() {
     );
     assert_eq!(results, ["landlock subreaper: ok"]);
 }
+
+/// Answers every trapped call with `EHOSTDOWN` after checking its first argument.
+struct DenyKill {
+    seen: std::sync::Mutex<Vec<(i64, u64)>>,
+}
+
+impl execgate_sandbox::Handler for DenyKill {
+    fn handle(&self, n: execgate_sandbox::Notification) {
+        assert!(n.is_valid());
+        self.seen.lock().unwrap().push((n.nr, n.args[1]));
+        n.respond(execgate_sandbox::Response::Errno(libc::EHOSTDOWN));
+    }
+}
+
+both_backends!(extra_handlers_decide_the_calls_they_trap, |backend| {
+    // The seam issue 12 will route execve through: any call can be trapped and decided.
+    let fx = Fixture::new();
+    let sb = prepare(&fx.policy(SandboxMode::WorkspaceWrite), backend);
+    let handler = std::sync::Arc::new(DenyKill {
+        seen: std::sync::Mutex::new(Vec::new()),
+    });
+    let mut extra = execgate_sandbox::Handlers::default();
+    extra.add(
+        execgate_sandbox::Notified {
+            nr: libc::SYS_kill,
+            arg0: None,
+        },
+        handler.clone(),
+    );
+    let args: Vec<OsString> = vec!["kill=1".into(), "socketpair".into()];
+    let launch = sb.command_with(Path::new(PROBE), &args, extra).unwrap();
+    let mut cmd = launch.command;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut supervisor = launch.supervisor.unwrap();
+    supervisor.start().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "kill=1: EHOSTDOWN\nsocketpair: ok\n"
+    );
+    assert_eq!(*handler.seen.lock().unwrap(), [(libc::SYS_kill, 0)]);
+});
