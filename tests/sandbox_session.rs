@@ -506,3 +506,67 @@ fn another_terminal_cannot_be_written_from_inside() {
         assert_eq!(n, -1, "{backend}: the other terminal received output");
     }
 }
+
+// ---- execgate sandbox check ----------------------------------------------------------------
+
+#[test]
+fn sandbox_check_states_sockets_capabilities_reaping_and_terminal_per_backend() {
+    let env = Env::new();
+    let outside = tempfile::Builder::new()
+        .prefix("execgate-check-sock-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let agent = outside.path().join("agent.sock");
+    let _listener = UnixListener::bind(&agent).unwrap();
+    let check = |backend: &str, network: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_execgate"));
+        cmd.args(["sandbox", "check", "--allow-unix-socket"])
+            .arg(&agent)
+            .current_dir(&env.work)
+            .env("EXECGATE_SANDBOX_BACKEND", backend);
+        if network {
+            cmd.arg("--network");
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{backend}: {out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        lines[lines.len() - 5..].to_vec()
+    };
+    let unix = |abstract_names: &str| {
+        format!(
+            "unix sockets: connect reaches only sockets bound inside the sandbox, decided by the \
+             supervisor; no unix datagram sockets; {abstract_names}; host sockets allowed: {}",
+            agent.display()
+        )
+    };
+    let pid1 = "session reaping: the session's init is PID 1 of its own PID namespace (own \
+                /proc); every process is killed when the shell ends or execgate exits";
+    let relay = "terminal relay: none yet (the shell uses execgate's own terminal)";
+    assert_eq!(
+        check("bubblewrap", false),
+        [
+            unix("abstract names are private to the sandbox's network namespace"),
+            "capabilities: all dropped, no_new_privs".to_owned(),
+            pid1.to_owned(),
+            "devices: a fresh /dev (null, zero, full, random, urandom, tty, its own /dev/pts and \
+             /dev/shm)"
+                .to_owned(),
+            relay.to_owned(),
+        ]
+    );
+    // As root the Landlock backend's init makes its own namespaces too.
+    assert_eq!(
+        check("landlock", true),
+        [
+            unix("abstract names reach only the sandbox's own (Landlock scoping)"),
+            "capabilities: all dropped (bounding and ambient sets included), no_new_privs"
+                .to_owned(),
+            pid1.to_owned(),
+            "devices: /dev/null, zero, full, random, urandom, tty, ptmx and the session's own \
+             terminal; no other terminal"
+                .to_owned(),
+            relay.to_owned(),
+        ]
+    );
+}
