@@ -598,7 +598,7 @@ fn restrict(config: &InitConfig) -> Result<OwnedFd, String> {
             ),
         },
     )?;
-    Ok(listener.expect("NEW_LISTENER returns an fd"))
+    listener.ok_or_else(|| "the kernel returned no seccomp listener".to_owned())
 }
 
 /// Installs one raw `sock_filter` program; with `SECCOMP_FILTER_FLAG_NEW_LISTENER` returns

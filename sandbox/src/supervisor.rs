@@ -7,9 +7,10 @@ use crate::control::{self, FromInit, ShellStatus, ToInit};
 use crate::notify::{Handlers, Listener};
 use crate::seccomp::Notified;
 use crate::unix_socket::{ConnectHandler, FileId, Namespace, SocketHandler, UnixPolicy};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -28,6 +29,14 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     changed: Condvar,
+    /// `OpenSocket` requests waiting for the init's answer, by id.
+    sockets: Mutex<SocketRequests>,
+}
+
+#[derive(Debug, Default)]
+struct SocketRequests {
+    next: u32,
+    waiting: HashMap<u32, mpsc::Sender<io::Result<OwnedFd>>>,
 }
 
 /// How the session's sockets are judged, decided by the backend before the start.
@@ -160,6 +169,52 @@ impl Supervisor {
         control::send_to_init(self.control.as_fd(), &ToInit::Signal(signo))
     }
 
+    /// A socket created by the init inside the sandbox's namespaces (its network namespace
+    /// in particular: a listening socket there is reachable from the sandbox only), e.g. for
+    /// a proxy. Blocks until the init answers, at most `timeout`.
+    pub fn open_socket(
+        &self,
+        domain: i32,
+        ty: i32,
+        protocol: i32,
+        timeout: Duration,
+    ) -> io::Result<OwnedFd> {
+        let (tx, rx) = mpsc::channel();
+        let id = {
+            let mut requests = self
+                .shared
+                .sockets
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            requests.next = requests.next.wrapping_add(1);
+            let id = requests.next;
+            requests.waiting.insert(id, tx);
+            id
+        };
+        control::send_to_init(
+            self.control.as_fd(),
+            &ToInit::OpenSocket {
+                id,
+                domain,
+                ty,
+                protocol,
+            },
+        )?;
+        let answer = rx.recv_timeout(timeout);
+        self.shared
+            .sockets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .waiting
+            .remove(&id);
+        answer.unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the sandbox's init did not answer",
+            ))
+        })
+    }
+
     /// Asks the init to kill every process of the session and exit.
     pub fn terminate(&self) {
         let _ = control::send_to_init(self.control.as_fd(), &ToInit::Terminate);
@@ -288,7 +343,22 @@ fn run(shared: &Shared, control: &OwnedFd, stop: &OwnedFd, sockets: SocketSetup,
                 Ok(Some((FromInit::Failed(reason), _))) => {
                     update(shared, |s| s.failure = Some(reason))
                 }
-                Ok(Some((FromInit::Socket { .. }, _))) => {}
+                Ok(Some((FromInit::Socket { id, errno }, mut got))) => {
+                    let waiting = shared
+                        .sockets
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .waiting
+                        .remove(&id);
+                    if let Some(tx) = waiting {
+                        let answer = match (errno, got.pop()) {
+                            (0, Some(fd)) => Ok(fd),
+                            (0, None) => Err(io::Error::other("the init sent no socket")),
+                            (errno, _) => Err(io::Error::from_raw_os_error(errno)),
+                        };
+                        let _ = tx.send(answer);
+                    }
+                }
                 Ok(None) | Err(_) => {
                     control_open = false;
                     update(shared, |s| s.closed = true);

@@ -773,3 +773,51 @@ both_backends!(extra_handlers_decide_the_calls_they_trap, |backend| {
     );
     assert_eq!(*handler.seen.lock().unwrap(), [(libc::SYS_kill, 0)]);
 });
+
+#[test]
+fn the_init_hands_out_sockets_of_the_sandboxs_network_namespace() {
+    // What a network proxy needs: a listening socket inside the sandbox's own namespace.
+    let fx = Fixture::new();
+    let sb = prepare(
+        &fx.policy(SandboxMode::WorkspaceWrite),
+        BackendChoice::Bubblewrap,
+    );
+    let args: Vec<OsString> = vec!["-c".into(), "sleep 5".into()];
+    let launch = sb.command(Path::new("/bin/sh"), &args).unwrap();
+    let mut cmd = launch.command;
+    let mut child = cmd.stdin(Stdio::null()).spawn().unwrap();
+    let mut supervisor = launch.supervisor.unwrap();
+    supervisor.start().unwrap();
+    let inside = supervisor
+        .open_socket(
+            libc::AF_INET,
+            libc::SOCK_STREAM,
+            0,
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap();
+    let ours = TcpListener::bind("127.0.0.1:0").unwrap();
+    let cookie = |fd: i32| {
+        let mut value = 0u64;
+        let mut len = 8u32;
+        // SAFETY: getsockopt writes at most 8 bytes (SO_NETNS_COOKIE = 71).
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                71,
+                (&mut value as *mut u64).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        value
+    };
+    assert_ne!(cookie(inside.as_raw_fd()), cookie(ours.as_raw_fd()));
+    supervisor.terminate();
+    child.wait().unwrap();
+    assert_eq!(
+        supervisor.wait_done(std::time::Duration::from_secs(5)),
+        Some(execgate_sandbox::ShellStatus::Signal(libc::SIGKILL))
+    );
+}
