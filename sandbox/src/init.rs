@@ -204,8 +204,9 @@ fn wait_exit_code(child: libc::pid_t) -> i32 {
     }
 }
 
-/// In the new mount namespace: stop propagation to the host, and give the PID namespace
-/// its own `/proc` (the host's would show and let it address host processes).
+/// In the new mount namespace: stop propagation to the host, give the PID namespace its own
+/// `/proc` (the host's would show and let it address host processes), and the session its
+/// own `/dev/pts` instance (no other terminal is even visible; ptys it opens work).
 fn mount_private_proc() -> Result<(), String> {
     let none = std::ptr::null::<libc::c_char>();
     // SAFETY: mount with valid C strings or NULL.
@@ -234,6 +235,33 @@ fn mount_private_proc() -> Result<(), String> {
         {
             return Err(fail(
                 "cannot mount /proc for the PID namespace",
+                io::Error::last_os_error(),
+            ));
+        }
+        let options = c"newinstance,ptmxmode=0666,mode=0620";
+        if libc::mount(
+            c"devpts".as_ptr(),
+            c"/dev/pts".as_ptr(),
+            c"devpts".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            options.as_ptr().cast(),
+        ) != 0
+        {
+            return Err(fail(
+                "cannot mount a devpts instance for the session",
+                io::Error::last_os_error(),
+            ));
+        }
+        if libc::mount(
+            c"/dev/pts/ptmx".as_ptr(),
+            c"/dev/ptmx".as_ptr(),
+            none,
+            libc::MS_BIND,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(fail(
+                "cannot bind the session's /dev/ptmx",
                 io::Error::last_os_error(),
             ));
         }
@@ -565,7 +593,15 @@ fn restrict(config: &InitConfig) -> Result<OwnedFd, String> {
     close_datagram_sockets()?;
     // Built before the capabilities go: opening the rule paths may need them.
     let ruleset = match &config.landlock {
-        Some(spec) => Some(crate::landlock::build(spec).map_err(|e| e.to_string())?),
+        Some(spec) => {
+            let mut spec = spec.clone();
+            if spec.fs && config.namespaces != Namespaces::None {
+                // The session's own devpts instance (mounted above): all of it is its own.
+                spec.devices.retain(|p| !p.starts_with("/dev/pts"));
+                spec.devices.push("/dev/pts".into());
+            }
+            Some(crate::landlock::build(&spec).map_err(|e| e.to_string())?)
+        }
         None => None,
     };
     // SAFETY: prctl with integer arguments.

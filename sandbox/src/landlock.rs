@@ -173,8 +173,14 @@ pub(crate) fn build(spec: &LandlockSpec) -> Result<OwnedFd, SandboxError> {
             device |= AccessFs::IoctlDev;
         }
         for dev in &spec.devices {
+            // A directory (the session's own /dev/pts) grants its devices beneath.
+            let access = if dev.is_dir() {
+                device | AccessFs::ReadDir
+            } else {
+                device
+            };
             created = created
-                .add_rule(path_rule(dev, device)?)
+                .add_rule(path_rule(dev, access)?)
                 .map_err(err(dev))?;
         }
     }

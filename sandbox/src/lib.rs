@@ -400,7 +400,8 @@ impl Sandbox {
             _ => "session reaping: the session's init is PID 1 of its own PID namespace (own /proc); every process is killed when the shell ends or execgate exits".to_owned(),
         });
         line(match &self.plan {
-            Plan::Landlock(..) => "devices: /dev/null, zero, full, random, urandom, tty, ptmx and the session's own terminal; no other terminal".to_owned(),
+            Plan::Landlock(_, Namespaces::None) => "devices: /dev/null, zero, full, random, urandom, tty, ptmx and the session's own terminal; no other terminal".to_owned(),
+            Plan::Landlock(..) => "devices: /dev/null, zero, full, random, urandom, tty and the session's own /dev/pts instance (with its ptmx); no other terminal".to_owned(),
             _ => "devices: a fresh /dev (null, zero, full, random, urandom, tty, its own /dev/pts and /dev/shm)".to_owned(),
         });
         line("terminal relay: none yet (the shell uses execgate's own terminal)".to_owned());

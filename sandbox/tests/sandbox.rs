@@ -692,7 +692,7 @@ fn describe_states_unix_sockets_capabilities_reaping_devices_and_terminal() {
     );
     assert_eq!(
         tail[3],
-        "devices: /dev/null, zero, full, random, urandom, tty, ptmx and the session's own terminal; no other terminal"
+        "devices: /dev/null, zero, full, random, urandom, tty and the session's own /dev/pts instance (with its ptmx); no other terminal"
     );
 }
 
