@@ -583,3 +583,24 @@ fn sandbox_check_states_sockets_capabilities_reaping_and_terminal_per_backend() 
         ]
     );
 }
+
+#[test]
+fn a_sandbox_inside_a_supervised_sandbox_refuses_to_start() {
+    // The outer session's notify filter already has a listener: the inner init cannot
+    // create one (EBUSY), and the inner execgate refuses instead of running unsupervised.
+    let env = Env::new();
+    let inner = format!(
+        "EXECGATE_SANDBOX_BACKEND=landlock {} sandbox check; echo \"status $?\"",
+        env!("CARGO_BIN_EXE_execgate")
+    );
+    let (report, out) = env.run_json("bubblewrap", &["--network", &inner]);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(report["stdout"], "status 2\n", "{report}");
+    assert_eq!(
+        report["stderr"],
+        "execgate: the sandbox could not start: cannot create the seccomp listener: another \
+         seccomp supervisor already watches this process (a nested sandbox?); pass --sandbox \
+         danger-full-access to run without a sandbox\n",
+        "{report}"
+    );
+}
