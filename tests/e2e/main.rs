@@ -12,5 +12,6 @@ mod policy;
 mod policy_authoring;
 mod preload;
 mod run;
+mod sandbox;
 mod support;
 mod terminal;

@@ -3,8 +3,7 @@
 //! status, on both backends. Each test attacks from inside with a small Python helper and
 //! checks the outcome from outside with real host-side servers.
 
-mod common;
-
+use crate::support::bins;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -129,14 +128,14 @@ impl Env {
 
     /// `execgate run` on `backend` with extra flags, in its own session (no terminal).
     fn command(&self, backend: &str, args: &[&str]) -> Command {
-        let zsh = common::shells::patched_zsh();
+        let zsh = bins::patched_zsh();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_execgate"));
         cmd.arg("run")
             .args(args)
             .current_dir(&self.work)
             .env("HOME", &self.home)
             .env("EXECGATE_SHELLS_DIR", zsh.parent().unwrap())
-            .env("EXECGATE_PRELOAD", common::preload::preload_shim())
+            .env("EXECGATE_PRELOAD", bins::preload_shim())
             .env("EXECGATE_SANDBOX_BACKEND", backend)
             .stdin(Stdio::null());
         // SAFETY: setsid is async-signal-safe.
