@@ -717,15 +717,20 @@ fn landlock_subreaper_reaps_a_setsid_daemon_without_namespaces() {
     // Inside a user namespace without capabilities, the Landlock backend cannot make
     // namespaces: its init is a child subreaper, and still ends a double-forked daemon.
     let fx = Fixture::new();
+    // Once when the shell ends with the daemon still running, once when the session is
+    // ended from outside (Supervisor::terminate) while the shell still runs.
+    let id = std::process::id();
     let results = probe_without_user_namespaces(
-        &[format!(
-            "reap={}:1000.{}7",
-            fx.ws.display(),
-            std::process::id()
-        )],
+        &[
+            format!("reap={}:1000.{id}7", fx.ws.display()),
+            format!("reap_terminate={}:1000.{id}8", fx.ws.display()),
+        ],
         &[(BackendChoice::ENV_VAR, "landlock")],
     );
-    assert_eq!(results, ["landlock subreaper: ok"]);
+    assert_eq!(
+        results,
+        ["landlock subreaper: ok", "landlock subreaper: ok"]
+    );
 }
 
 /// Answers every trapped call with `EHOSTDOWN` after checking its first argument.

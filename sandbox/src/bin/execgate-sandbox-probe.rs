@@ -8,7 +8,8 @@
 //! `tiocsti` (on stdin), `fd=N` (is fd N open), `write_fd=N:TEXT`, `caps` (prints CapPrm,
 //! CapEff and NoNewPrivs), `remount` (remount `/` read-write), `kill=PID`
 //! (signal 0), `prepare=CWD` (which backend `Auto` picks for a workspace-write sandbox),
-//! `reap=CWD:SECONDS` (a session leaves a `setsid` daemon; is it gone afterwards).
+//! `reap=CWD:SECONDS` (a session leaves a `setsid` daemon; is it gone afterwards),
+//! `reap_terminate=CWD:SECONDS` (the same, with the session ended from outside).
 
 use execgate_sandbox::{BackendChoice, Sandbox, SandboxMode, SandboxPolicy};
 use std::io::{self, Write};
@@ -140,7 +141,7 @@ fn run(name: &str, arg: &str) -> io::Result<String> {
                 Err(err) => Ok(format!("refused: {err}")),
             }
         }
-        "reap" => {
+        "reap" | "reap_terminate" => {
             // Prepares a workspace-write sandbox for cwd ARG (`CWD:SECONDS`), runs a shell
             // that leaves a double-forked `sleep SECONDS` daemon, and checks it is gone once
             // the session reported its end.
@@ -156,17 +157,37 @@ fn run(name: &str, arg: &str) -> io::Result<String> {
             } else {
                 "pid-namespace"
             };
-            let script = format!("setsid sh -c 'sleep {seconds} &'; sleep 0.2");
+            // With `terminate`: the shell keeps running, and the session is ended from
+            // outside (Supervisor::terminate) once the daemon is up.
+            let terminate = name == "reap_terminate";
+            let script = if terminate {
+                format!("setsid sh -c 'sleep {seconds} &'; echo started; sleep {seconds}")
+            } else {
+                format!("setsid sh -c 'sleep {seconds} &'; sleep 0.2")
+            };
             let args = ["-c".into(), script.into()];
             let launch = sandbox
                 .command(std::path::Path::new("/bin/sh"), &args)
                 .map_err(io::Error::other)?;
             let mut cmd = launch.command;
-            let mut child = cmd.stdin(std::process::Stdio::null()).spawn()?;
+            let mut child = cmd
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .spawn()?;
             let mut supervisor = launch
                 .supervisor
                 .ok_or_else(|| io::Error::other("no supervisor"))?;
             supervisor.start()?;
+            if terminate {
+                use std::io::BufRead;
+                let stdout = child
+                    .stdout
+                    .take()
+                    .ok_or_else(|| io::Error::other("no stdout"))?;
+                let mut line = String::new();
+                io::BufReader::new(stdout).read_line(&mut line)?;
+                supervisor.terminate();
+            }
             child.wait()?;
             supervisor.wait_done(std::time::Duration::from_secs(10));
             let needle = format!("sleep {seconds}");
