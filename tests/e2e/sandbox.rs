@@ -603,3 +603,37 @@ fn a_sandbox_inside_a_supervised_sandbox_refuses_to_start() {
         "{report}"
     );
 }
+
+#[test]
+fn killing_execgate_ends_every_process_of_its_session() {
+    // The server going away (SIGKILL: no cleanup of its own) is the init's signal to end
+    // the session: bubblewrap's --die-with-parent and the Landlock init's PDEATHSIG, and
+    // the control channel closing.
+    for backend in BACKENDS {
+        let env = Env::new();
+        let marker = format!("1000.{}{}", std::process::id(), backend.len() + 3);
+        let script = format!("setsid sh -c 'sleep {marker} &'; echo up; sleep 1000");
+        let mut cmd = env.command(backend, &[&script]);
+        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line, "up\n", "{backend}");
+        assert!(host_process_with(&format!("sleep {marker}")), "{backend}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // The kernel delivers the death signals and the init reaps at once; allow it a
+        // few seconds on a loaded machine before calling it a leak.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while host_process_with(&format!("sleep {marker}")) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{backend}: the daemon outlived a killed execgate"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
