@@ -1,9 +1,10 @@
 //! Install discovery: where the execgate binaries are (the execve wrapper, the preload
-//! shim, our patched shells), and which shell a `--shell` choice means.
+//! shim, the session init, our patched shells), and which shell a `--shell` choice means.
 
 use anyhow::Context;
 use execgate_escalate_server::Interception;
-use std::path::PathBuf;
+use execgate_sandbox::SandboxMode;
+use std::path::{Path, PathBuf};
 
 /// Which shell runs the script, and how its execs are intercepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,21 +15,23 @@ pub struct ShellSetup {
     pub interception: Interception,
 }
 
-/// Where the execgate binaries live (the wrapper, the shim, the patched shells).
+/// Where the execgate binaries live (the wrapper, the shim, the init, the patched shells).
 #[derive(Debug, Clone)]
 pub struct Install {
     /// `execgate-execve-wrapper`.
     pub wrapper: PathBuf,
     /// `libexecgate_preload.so`.
     pub shim: PathBuf,
+    /// `execgate-init`, the session init every sandboxed shell runs under.
+    pub init: PathBuf,
     /// Folder holding our patched `zsh` and `bash`, when built.
     pub shells_dir: PathBuf,
 }
 
 impl Install {
     /// Locates the binaries next to the running `execgate` (a cargo target dir or an
-    /// install prefix); `EXECGATE_WRAPPER`, `EXECGATE_PRELOAD` and `EXECGATE_SHELLS_DIR`
-    /// override.
+    /// install prefix); `EXECGATE_WRAPPER`, `EXECGATE_PRELOAD`, `EXECGATE_INIT` and
+    /// `EXECGATE_SHELLS_DIR` override.
     pub fn locate() -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find the execgate binary")?;
         let dir = exe
@@ -46,8 +49,20 @@ impl Install {
         Ok(Self {
             wrapper: from_env("EXECGATE_WRAPPER", dir.join("execgate-execve-wrapper")),
             shim: from_env("EXECGATE_PRELOAD", dir.join("libexecgate_preload.so")),
+            init: from_env("EXECGATE_INIT", dir.join("execgate-init")),
             shells_dir: from_env("EXECGATE_SHELLS_DIR", shells_default),
         })
+    }
+
+    /// The session init, when a session in `mode` needs one (every mode but
+    /// `danger-full-access`): a sandbox never starts without it.
+    pub fn check_init(&self, mode: SandboxMode) -> anyhow::Result<&Path> {
+        anyhow::ensure!(
+            mode == SandboxMode::DangerFullAccess || self.init.is_file(),
+            "the session init {} is missing: build it with `cargo build`",
+            self.init.display()
+        );
+        Ok(&self.init)
     }
 
     /// Resolves `--shell` (`zsh`, `bash`, `sh` or a path; `None` for the default).

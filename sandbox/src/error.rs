@@ -97,7 +97,7 @@ pub enum SandboxError {
     },
 
     /// The session's init program is missing.
-    #[error("the sandbox's init {path} is missing: build it with `cargo build` (it is installed next to execgate), or set EXECGATE_INIT")]
+    #[error("the session init {path} is missing: build it with `cargo build`")]
     InitMissing {
         /// Where it was looked for.
         path: PathBuf,

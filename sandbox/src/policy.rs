@@ -75,8 +75,8 @@ pub struct SandboxPolicy {
     /// terminal is); [`SandboxPolicy::new`] takes the terminals on this process's stdin,
     /// stdout and stderr.
     pub terminals: Vec<PathBuf>,
-    /// The `execgate-init` program; [`SandboxPolicy::new`] takes `EXECGATE_INIT`, else
-    /// `execgate-init` next to the running executable.
+    /// The `execgate-init` program; [`SandboxPolicy::new`] takes `execgate-init` next to
+    /// the running executable (the `execgate` program sets it from its install discovery).
     pub init: PathBuf,
 }
 
@@ -99,11 +99,8 @@ impl SandboxPolicy {
     }
 }
 
-/// `EXECGATE_INIT`, else `execgate-init` next to the running executable.
+/// `execgate-init` next to the running executable.
 fn default_init() -> PathBuf {
-    if let Some(path) = std::env::var_os("EXECGATE_INIT").filter(|p| !p.is_empty()) {
-        return PathBuf::from(path);
-    }
     std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(|dir| dir.join("execgate-init")))

@@ -62,6 +62,9 @@ pub fn run(args: McpArgs) -> anyhow::Result<ExitCode> {
     .audit_log(flags.audit_log.clone())?;
     let install = Install::locate()?;
     let shell = install.shell(flags.shell.as_deref())?;
+    // Checked for the flags' sandbox; a client that later asks for a sandbox the flags did
+    // not gets the sandbox's own "init is missing" error for its call.
+    let init = install.check_init(flags.sandbox_mode())?.to_path_buf();
     let setup = ServerSetup {
         shell,
         sandbox: SandboxDefaults {
@@ -70,6 +73,7 @@ pub fn run(args: McpArgs) -> anyhow::Result<ExitCode> {
             network: flags.network,
             allow_unprotected_landlock: flags.allow_unprotected_landlock,
             allow_unix_sockets: flags.allow_unix_sockets.clone(),
+            init,
         },
         protected_paths: loaded.protected_paths(),
         loaded,

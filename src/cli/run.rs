@@ -66,8 +66,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     .audit_log(flags.audit_log.clone())?;
     let install = Install::locate()?;
     let shell = install.shell(flags.shell.as_deref())?;
+    let init = install.check_init(flags.sandbox_mode())?;
 
     let mut sandbox_policy = SandboxPolicy::new(flags.sandbox_mode(), &cwd);
+    sandbox_policy.init = init.to_path_buf();
     sandbox_policy.writable_roots = flags.writable_roots.clone();
     sandbox_policy.network = flags.network;
     sandbox_policy.allow_unprotected_landlock = flags.allow_unprotected_landlock;

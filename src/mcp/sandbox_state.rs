@@ -24,6 +24,8 @@ pub struct SandboxDefaults {
     pub allow_unprotected_landlock: bool,
     /// `--allow-unix-socket`.
     pub allow_unix_sockets: Vec<PathBuf>,
+    /// The session init (install discovery's).
+    pub init: PathBuf,
 }
 
 /// Codex's `sandboxPolicy`; fields we do not know are ignored.
@@ -114,6 +116,7 @@ pub fn sandbox_policy(
     policy.protected_paths = protected.to_vec();
     policy.allow_unprotected_landlock = defaults.allow_unprotected_landlock;
     policy.allow_unix_sockets = defaults.allow_unix_sockets.clone();
+    policy.init = defaults.init.clone();
     policy
 }
 

@@ -134,7 +134,7 @@ fn run(name: &str, arg: &str) -> io::Result<String> {
         }
         "prepare" => {
             // Prepares a workspace-write sandbox for cwd ARG with BackendChoice::Auto.
-            let mut policy = SandboxPolicy::new(SandboxMode::WorkspaceWrite, arg);
+            let mut policy = workspace_policy(arg);
             policy.tmpdir = None;
             match Sandbox::prepare(&policy, BackendChoice::Auto) {
                 Ok(sandbox) => Ok(sandbox.backend().to_string()),
@@ -146,7 +146,7 @@ fn run(name: &str, arg: &str) -> io::Result<String> {
             // that leaves a double-forked `sleep SECONDS` daemon, and checks it is gone once
             // the session reported its end.
             let (cwd, seconds) = arg.rsplit_once(':').unwrap_or((arg, "1000"));
-            let mut policy = SandboxPolicy::new(SandboxMode::WorkspaceWrite, cwd);
+            let mut policy = workspace_policy(cwd);
             policy.tmpdir = None;
             let sandbox = match Sandbox::prepare(&policy, BackendChoice::Auto) {
                 Ok(sandbox) => sandbox,
@@ -217,4 +217,14 @@ fn run(name: &str, arg: &str) -> io::Result<String> {
         }
         other => Ok(format!("unknown operation {other}")),
     }
+}
+
+/// A workspace-write policy for `cwd` with the init `EXECGATE_INIT` names (the tests' own
+/// build of it), else the default.
+fn workspace_policy(cwd: &str) -> SandboxPolicy {
+    let mut policy = SandboxPolicy::new(SandboxMode::WorkspaceWrite, cwd);
+    if let Some(init) = std::env::var_os("EXECGATE_INIT") {
+        policy.init = init.into();
+    }
+    policy
 }
