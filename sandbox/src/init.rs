@@ -180,7 +180,7 @@ fn enter_namespaces(namespaces: Namespaces) -> Result<(), String> {
             libc::_exit(SETUP_FAILED);
         }
     }
-    mount_private_proc()
+    mount_session_fs()
 }
 
 /// The parent's half of [`enter_namespaces`]: waits for `child` and maps its status to an
@@ -205,9 +205,13 @@ fn wait_exit_code(child: libc::pid_t) -> i32 {
 }
 
 /// In the new mount namespace: stop propagation to the host, give the PID namespace its own
-/// `/proc` (the host's would show and let it address host processes), and the session its
-/// own `/dev/pts` instance (no other terminal is even visible; ptys it opens work).
-fn mount_private_proc() -> Result<(), String> {
+/// `/proc` (the host's would show and let it address host processes), make every mount
+/// `nodev` (a device file anywhere, a writable root included, cannot be opened), and give
+/// the session a `/dev` of its own: a read-only tmpfs holding the host's null-like devices
+/// and `/dev/tty` (bound from the host), its own `/dev/pts` instance (no other terminal is
+/// even visible; ptys it opens work), a `/dev/shm` tmpfs and the usual links, as
+/// bubblewrap's `--dev` makes it. The Landlock domain can then grant `/` whole.
+fn mount_session_fs() -> Result<(), String> {
     let none = std::ptr::null::<libc::c_char>();
     // SAFETY: mount with valid C strings or NULL.
     unsafe {
@@ -238,33 +242,165 @@ fn mount_private_proc() -> Result<(), String> {
                 io::Error::last_os_error(),
             ));
         }
-        let options = c"newinstance,ptmxmode=0666,mode=0620";
-        if libc::mount(
-            c"devpts".as_ptr(),
-            c"/dev/pts".as_ptr(),
-            c"devpts".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NOEXEC,
-            options.as_ptr().cast(),
-        ) != 0
-        {
+    }
+    // Detached copies of the host's device files, taken before anything is nodev.
+    let mut nodes = Vec::new();
+    for path in crate::landlock::DEVICE_NODES {
+        let c_path = CString::new(path).map_err(|e| fail("bad device path", e))?;
+        // SAFETY: open_tree with a valid C string; returns a new fd or -1.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_open_tree,
+                libc::AT_FDCWD,
+                c_path.as_ptr(),
+                libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ENOENT) {
+                continue; // the host has no such device; neither does the session
+            }
+            return Err(fail(&format!("cannot take {path} for the session"), err));
+        }
+        // SAFETY: a fresh fd.
+        nodes.push((c_path, unsafe { OwnedFd::from_raw_fd(fd as RawFd) }));
+    }
+    set_mount_attr(c"/", libc::AT_RECURSIVE, libc::MOUNT_ATTR_NODEV)
+        .map_err(|e| fail("cannot make the mounts nodev", e))?;
+    let mount = |source: &std::ffi::CStr,
+                 target: &std::ffi::CStr,
+                 fstype: &std::ffi::CStr,
+                 flags: libc::c_ulong,
+                 options: &std::ffi::CStr| {
+        // SAFETY: mount with valid C strings.
+        let rc = unsafe {
+            libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                flags,
+                options.as_ptr().cast(),
+            )
+        };
+        if rc != 0 {
             return Err(fail(
-                "cannot mount a devpts instance for the session",
+                &format!("cannot mount {}", target.to_string_lossy()),
                 io::Error::last_os_error(),
             ));
         }
-        if libc::mount(
-            c"/dev/pts/ptmx".as_ptr(),
-            c"/dev/ptmx".as_ptr(),
-            none,
-            libc::MS_BIND,
-            std::ptr::null(),
-        ) != 0
-        {
+        Ok(())
+    };
+    let secure = libc::MS_NOSUID | libc::MS_NOEXEC;
+    mount(
+        c"tmpfs",
+        c"/dev",
+        c"tmpfs",
+        secure | libc::MS_NODEV,
+        c"mode=0755",
+    )?;
+    for (path, fd) in &nodes {
+        make_file(path).map_err(|e| fail("cannot create a device file", e))?;
+        // SAFETY: move_mount of a detached tree onto a path, both valid.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                fd.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                path.as_ptr(),
+                libc::MOVE_MOUNT_F_EMPTY_PATH,
+            )
+        };
+        if rc != 0 {
             return Err(fail(
-                "cannot bind the session's /dev/ptmx",
+                &format!("cannot bind {}", path.to_string_lossy()),
                 io::Error::last_os_error(),
             ));
         }
+    }
+    make_dir(c"/dev/pts").map_err(|e| fail("cannot create /dev/pts", e))?;
+    mount(
+        c"devpts",
+        c"/dev/pts",
+        c"devpts",
+        secure,
+        c"newinstance,ptmxmode=0666,mode=0620",
+    )?;
+    make_dir(c"/dev/shm").map_err(|e| fail("cannot create /dev/shm", e))?;
+    mount(
+        c"tmpfs",
+        c"/dev/shm",
+        c"tmpfs",
+        secure | libc::MS_NODEV,
+        c"mode=1777",
+    )?;
+    for (target, link) in [
+        (c"pts/ptmx", c"/dev/ptmx"),
+        (c"/proc/self/fd", c"/dev/fd"),
+        (c"/proc/self/fd/0", c"/dev/stdin"),
+        (c"/proc/self/fd/1", c"/dev/stdout"),
+        (c"/proc/self/fd/2", c"/dev/stderr"),
+    ] {
+        // SAFETY: symlink with valid C strings.
+        if unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) } != 0 {
+            return Err(fail(
+                &format!("cannot create {}", link.to_string_lossy()),
+                io::Error::last_os_error(),
+            ));
+        }
+    }
+    set_mount_attr(c"/dev", 0, libc::MOUNT_ATTR_RDONLY)
+        .map_err(|e| fail("cannot make /dev read-only", e))
+}
+
+/// `mount_setattr(path, flags, {attr_set: set})`.
+fn set_mount_attr(path: &std::ffi::CStr, flags: libc::c_int, set: u64) -> io::Result<()> {
+    let attr = libc::mount_attr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr reads `attr` (of the size given) and the path.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            flags as libc::c_uint,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Creates an empty regular file (a mount point for a device).
+fn make_file(path: &std::ffi::CStr) -> io::Result<()> {
+    // SAFETY: open with a valid C string; the fd is closed at once.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+            0o644,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: our own fresh fd.
+    unsafe { libc::close(fd) };
+    Ok(())
+}
+
+fn make_dir(path: &std::ffi::CStr) -> io::Result<()> {
+    // SAFETY: mkdir with a valid C string.
+    if unsafe { libc::mkdir(path.as_ptr(), 0o755) } != 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
@@ -593,15 +729,7 @@ fn restrict(config: &InitConfig) -> Result<OwnedFd, String> {
     close_datagram_sockets()?;
     // Built before the capabilities go: opening the rule paths may need them.
     let ruleset = match &config.landlock {
-        Some(spec) => {
-            let mut spec = spec.clone();
-            if spec.fs && config.namespaces != Namespaces::None {
-                // The session's own devpts instance (mounted above): all of it is its own.
-                spec.devices.retain(|p| !p.starts_with("/dev/pts"));
-                spec.devices.push("/dev/pts".into());
-            }
-            Some(crate::landlock::build(&spec).map_err(|e| e.to_string())?)
-        }
+        Some(spec) => Some(crate::landlock::build(spec).map_err(|e| e.to_string())?),
         None => None,
     };
     // SAFETY: prctl with integer arguments.

@@ -1,7 +1,7 @@
-//! The Landlock backend: read everywhere but `/dev`, write only the writable roots, a short
-//! allow-list of devices (the null-like ones, `/dev/tty`, `/dev/ptmx` and the session's
-//! own terminal, so no other terminal can be read or written), signals and abstract unix
-//! sockets scoped to the sandbox (ABI 6).
+//! The Landlock backend: read everywhere, write only the writable roots, a short allow-list
+//! of devices (the null-like ones, `/dev/tty`, ptys of the session's own and, without a
+//! mount namespace, `/dev/ptmx` and the session's own terminal, so no other terminal can be
+//! read or written), signals and abstract unix sockets scoped to the sandbox (ABI 6).
 //!
 //! The server resolves the paths into a [`LandlockSpec`] ([`LandlockPlan::new`]); the
 //! session's init builds the ruleset from it ([`build`]) and applies it to the shell's
@@ -11,8 +11,12 @@
 //!
 //! Landlock grants rights down a hierarchy and cannot take them back for a subpath, so a
 //! protected path inside a writable root cannot stay read-only; the caller refuses to
-//! start in that case unless the user accepted it. For the same reason `/dev` is left out
-//! of the read grant and its few allowed entries are listed one by one.
+//! start in that case unless the user accepted it. For the same reason the host's `/dev`
+//! must not be under a read grant. With a mount namespace (as root) the init replaces it
+//! with a fresh one holding only [`DEVICE_NODES`], its own `/dev/pts` and `/dev/shm`
+//! (and makes every other mount `nodev`), so `/` is granted whole: one rule that every
+//! path walk ends at. Without one, each top-level folder but `/dev` gets a read rule and
+//! the allowed devices are listed one by one.
 
 use crate::control::LandlockSpec;
 use crate::paths::Resolved;
@@ -25,16 +29,22 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-/// Devices that stay writable (and, for terminals, usable with ioctls) in every mode.
-const DEVICES: [&str; 7] = [
+/// Devices that stay writable (and, for terminals, usable with ioctls) in every mode; the
+/// session's own `/dev` (with a mount namespace) holds exactly these, bound from the host.
+pub(crate) const DEVICE_NODES: [&str; 6] = [
     "/dev/null",
     "/dev/zero",
     "/dev/full",
     "/dev/random",
     "/dev/urandom",
     "/dev/tty",
-    "/dev/ptmx",
 ];
+/// The host's pty multiplexer, allowed when the session shares the host's `/dev` (a
+/// session with its own `/dev` gets the `ptmx` of its own `/dev/pts`).
+const HOST_PTMX: &str = "/dev/ptmx";
+/// The session's own ptys, and its `/dev/shm`, in a `/dev` of its own.
+const OWN_PTS: &str = "/dev/pts";
+const OWN_SHM: &str = "/dev/shm";
 
 /// The resolved Landlock domain for a policy; each session's init builds it afresh.
 #[derive(Debug, Clone)]
@@ -83,35 +93,52 @@ pub(crate) fn scope_only() -> Option<LandlockSpec> {
 }
 
 impl LandlockPlan {
-    /// Resolves the domain for a policy; `terminals` are the session's own terminals.
-    pub fn new(resolved: &Resolved, terminals: &[PathBuf]) -> Result<Self, SandboxError> {
+    /// Resolves the domain for a policy. `own_dev`: the init gives the session a `/dev` of
+    /// its own (it has a mount namespace); else `terminals` are the session's own
+    /// terminals in the host's `/dev/pts`.
+    pub fn new(
+        resolved: &Resolved,
+        own_dev: bool,
+        terminals: &[PathBuf],
+    ) -> Result<Self, SandboxError> {
         let abi = kernel_abi()?;
         if abi < 3 {
             return Err(SandboxError::LandlockTooOld { found: abi });
         }
         let root = Path::new("/");
-        let entries = std::fs::read_dir(root).map_err(|source| SandboxError::Io {
-            what: "cannot list / for the Landlock ruleset",
-            source,
-        })?;
-        let mut read: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p != Path::new("/dev"))
-            .collect();
-        read.sort();
-        let mut devices: Vec<PathBuf> = DEVICES
+        let mut devices: Vec<PathBuf> = DEVICE_NODES
             .iter()
             .map(PathBuf::from)
             .filter(|p| p.exists())
             .collect();
-        devices.extend(terminals.iter().cloned());
+        let mut write = resolved.writable.clone();
+        let (read, list) = if own_dev {
+            devices.push(OWN_PTS.into());
+            write.push(OWN_SHM.into());
+            (vec![root.to_path_buf()], Vec::new())
+        } else {
+            if Path::new(HOST_PTMX).exists() {
+                devices.push(HOST_PTMX.into());
+            }
+            devices.extend(terminals.iter().cloned());
+            let entries = std::fs::read_dir(root).map_err(|source| SandboxError::Io {
+                what: "cannot list / for the Landlock ruleset",
+                source,
+            })?;
+            let mut read: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p != Path::new("/dev"))
+                .collect();
+            read.sort();
+            (read, vec![root.to_path_buf()])
+        };
         let spec = LandlockSpec {
             abi,
             fs: true,
             read,
-            list: vec![root.to_path_buf()],
-            write: resolved.writable.clone(),
+            list,
+            write,
             devices,
         };
         // Build it once here, so a path that cannot be used is reported at prepare time.

@@ -401,8 +401,7 @@ impl Sandbox {
         });
         line(match &self.plan {
             Plan::Landlock(_, Namespaces::None) => "devices: /dev/null, zero, full, random, urandom, tty, ptmx and the session's own terminal; no other terminal".to_owned(),
-            Plan::Landlock(..) => "devices: /dev/null, zero, full, random, urandom, tty and the session's own /dev/pts instance (with its ptmx); no other terminal".to_owned(),
-            _ => "devices: a fresh /dev (null, zero, full, random, urandom, tty, its own /dev/pts and /dev/shm)".to_owned(),
+            _ => "devices: a fresh /dev (null, zero, full, random, urandom, tty, its own /dev/pts and /dev/shm); every other mount is nodev".to_owned(),
         });
         line("terminal relay: none yet (the shell uses execgate's own terminal)".to_owned());
         out
@@ -470,7 +469,6 @@ fn prepare_landlock(
             });
         }
     }
-    let plan = LandlockPlan::new(resolved, terminals)?;
     sandbox.backend = Backend::Landlock;
     sandbox.unprotected = resolved.protected.clone();
     // Namespaces where we may make them (as root; without privileges bubblewrap would have
@@ -487,7 +485,8 @@ fn prepare_landlock(
     choices.push(Namespaces::None);
     let mut last = None;
     for ns in choices {
-        sandbox.plan = Plan::Landlock(plan.clone(), ns);
+        let plan = LandlockPlan::new(&sandbox.resolved, ns != Namespaces::None, terminals)?;
+        sandbox.plan = Plan::Landlock(plan, ns);
         match probe(&sandbox) {
             Ok(()) => return Ok(sandbox),
             Err(err) => last = Some(err),

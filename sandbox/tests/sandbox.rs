@@ -668,7 +668,7 @@ fn describe_states_unix_sockets_capabilities_reaping_devices_and_terminal() {
             "unix sockets: connect reaches only sockets bound inside the sandbox, decided by the supervisor; no unix datagram sockets; abstract names are private to the sandbox's network namespace",
             "capabilities: all dropped, no_new_privs",
             "session reaping: the session's init is PID 1 of its own PID namespace (own /proc); every process is killed when the shell ends or execgate exits",
-            "devices: a fresh /dev (null, zero, full, random, urandom, tty, its own /dev/pts and /dev/shm)",
+            "devices: a fresh /dev (null, zero, full, random, urandom, tty, its own /dev/pts and /dev/shm); every other mount is nodev",
             "terminal relay: none yet (the shell uses execgate's own terminal)",
         ]
     );
@@ -692,7 +692,7 @@ fn describe_states_unix_sockets_capabilities_reaping_devices_and_terminal() {
     );
     assert_eq!(
         tail[3],
-        "devices: /dev/null, zero, full, random, urandom, tty and the session's own /dev/pts instance (with its ptmx); no other terminal"
+        "devices: a fresh /dev (null, zero, full, random, urandom, tty, its own /dev/pts and /dev/shm); every other mount is nodev"
     );
 }
 

@@ -68,6 +68,9 @@ def run(kind, arg):
         with open(arg, "w") as f:
             f.write("x")
         return "ok"
+    if kind == "read":
+        with open(arg, "rb") as f:
+            return "ok " + str(len(f.read(4)))
     if kind == "libc":
         libc = ctypes.CDLL(None, use_errno=True)
         if arg == "sethostname":
@@ -477,6 +480,64 @@ fn no_capability_survives_into_the_sandbox() {
 }
 
 #[test]
+fn the_sessions_dev_holds_only_the_allowed_devices() {
+    for backend in BACKENDS {
+        let env = Env::new();
+        let (report, out) = env.run_json(
+            backend,
+            &["ls -A /dev | tr '\\n' ' '; echo; ls -A /dev/pts"],
+        );
+        assert_eq!(out.status.code(), Some(0), "{backend}: {report}");
+        // bubblewrap also links core to /proc/kcore (which needs CAP_SYS_RAWIO).
+        let core = if backend == "bubblewrap" { "core " } else { "" };
+        assert_eq!(
+            report["stdout"],
+            format!(
+                "{core}fd full null ptmx pts random shm stderr stdin stdout tty urandom zero \nptmx\n"
+            ),
+            "{backend}: {report}"
+        );
+    }
+}
+
+#[test]
+fn dev_shm_is_writable_and_the_sessions_own() {
+    for backend in BACKENDS {
+        let env = Env::new();
+        let name = format!("/dev/shm/execgate-test-{}-{backend}", std::process::id());
+        let script = format!("echo shared > {name} && cat {name}");
+        let (report, out) = env.run_json(backend, &[&script]);
+        assert_eq!(out.status.code(), Some(0), "{backend}: {report}");
+        assert_eq!(report["stdout"], "shared\n", "{backend}: {report}");
+        assert!(
+            !Path::new(&name).exists(),
+            "{backend}: the host's /dev/shm got it"
+        );
+    }
+}
+
+#[test]
+fn a_device_file_in_a_writable_root_cannot_be_opened() {
+    // A host device file inside a writable root (a chroot's /dev, a copied disk node) must
+    // not hand sandboxed code the device: every mount but the session's own /dev is nodev.
+    for backend in BACKENDS {
+        let env = Env::new();
+        let node =
+            std::ffi::CString::new(env.work.join("zero-copy").as_os_str().as_encoded_bytes())
+                .unwrap();
+        // SAFETY: mknod with a valid path; the test runs as root.
+        let rc = unsafe { libc::mknod(node.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 5)) };
+        assert_eq!(rc, 0, "mknod: {}", std::io::Error::last_os_error());
+        let results = env.helper(
+            backend,
+            &[],
+            &["read=zero-copy".to_owned(), "read=/dev/zero".to_owned()],
+        );
+        assert_eq!(results, ["EACCES", "ok 4"], "{backend}");
+    }
+}
+
+#[test]
 fn another_terminal_cannot_be_written_from_inside() {
     for backend in BACKENDS {
         let env = Env::new();
@@ -562,7 +623,7 @@ fn sandbox_check_states_sockets_capabilities_reaping_and_terminal_per_backend() 
             "capabilities: all dropped, no_new_privs".to_owned(),
             pid1.to_owned(),
             "devices: a fresh /dev (null, zero, full, random, urandom, tty, its own /dev/pts and \
-             /dev/shm)"
+             /dev/shm); every other mount is nodev"
                 .to_owned(),
             relay.to_owned(),
         ]
@@ -575,8 +636,8 @@ fn sandbox_check_states_sockets_capabilities_reaping_and_terminal_per_backend() 
             "capabilities: all dropped (bounding and ambient sets included), no_new_privs"
                 .to_owned(),
             pid1.to_owned(),
-            "devices: /dev/null, zero, full, random, urandom, tty and the session's own /dev/pts \
-             instance (with its ptmx); no other terminal"
+            "devices: a fresh /dev (null, zero, full, random, urandom, tty, its own /dev/pts and \
+             /dev/shm); every other mount is nodev"
                 .to_owned(),
             relay.to_owned(),
         ]
