@@ -58,7 +58,7 @@ impl Monitor for SupervisorMonitor {
     fn exit_status(&self) -> Option<std::process::ExitStatus> {
         // The init reports before it exits, so this only waits for the supervisor thread
         // to read what is already there (or to see the channel closed).
-        let status = self.lock().wait_done(Duration::from_secs(2))?;
+        let status = self.lock().wait_done(Duration::from_secs(10))?;
         Some(match status {
             ShellStatus::Code(code) => std::process::ExitStatus::from_raw((code & 0xff) << 8),
             ShellStatus::Signal(signo) => std::process::ExitStatus::from_raw(signo & 0x7f),
