@@ -423,17 +423,28 @@ fn host_process_with(needle: &str) -> bool {
     })
 }
 
+/// A script that leaves a `setsid` daemon `sleep MARKER` behind (a double fork: `sh` forks
+/// it and exits) and then runs `rest`, and the daemon's command line `sleep MARKER`. The
+/// script spells the marker in two parts, so only the daemon's own command line (and, until
+/// it execs, that of the `sh` forked for it) contains it, not execgate's or the shell's.
+fn daemon_script(tag: usize, rest: &str) -> (String, String) {
+    let digits = format!("{}{tag}", std::process::id());
+    let script =
+        format!("d=1000.; setsid sh -c \"sleep ${{d}}{digits} & echo \\$! > daemon.pid\"; {rest}");
+    (script, format!("sleep 1000.{digits}"))
+}
+
 #[test]
 fn a_double_forked_setsid_daemon_is_gone_when_run_returns() {
     for backend in BACKENDS {
         let env = Env::new();
-        let marker = format!("1000.{}{}", std::process::id(), backend.len());
-        let script = format!("setsid sh -c 'sleep {marker} &' ; sleep 0.2; echo started");
+        let (script, daemon) =
+            daemon_script(backend.len(), "kill -0 $(cat daemon.pid) && echo started");
         let (report, out) = env.run_json(backend, &[&script]);
         assert_eq!(out.status.code(), Some(0), "{backend}: {report}");
-        assert_eq!(report["stdout"], "started\n");
+        assert_eq!(report["stdout"], "started\n", "{backend}: {report}");
         assert!(
-            !host_process_with(&format!("sleep {marker}")),
+            !host_process_with(&daemon),
             "{backend}: the daemon outlived the session"
         );
     }
@@ -672,8 +683,7 @@ fn killing_execgate_ends_every_process_of_its_session() {
     // the control channel closing.
     for backend in BACKENDS {
         let env = Env::new();
-        let marker = format!("1000.{}{}", std::process::id(), backend.len() + 3);
-        let script = format!("setsid sh -c 'sleep {marker} &'; echo up; sleep 1000");
+        let (script, daemon) = daemon_script(backend.len() + 3, "echo up; sleep 1000");
         let mut cmd = env.command(backend, &[&script]);
         let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
         let mut line = String::new();
@@ -683,13 +693,14 @@ fn killing_execgate_ends_every_process_of_its_session() {
         )
         .unwrap();
         assert_eq!(line, "up\n", "{backend}");
-        assert!(host_process_with(&format!("sleep {marker}")), "{backend}");
+        // The shell waited for setsid's sh, which forked the daemon before it exited.
+        assert!(host_process_with(&daemon), "{backend}: no daemon");
         child.kill().unwrap();
         child.wait().unwrap();
         // The kernel delivers the death signals and the init reaps at once; allow it a
         // few seconds on a loaded machine before calling it a leak.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while host_process_with(&format!("sleep {marker}")) {
+        while host_process_with(&daemon) {
             assert!(
                 std::time::Instant::now() < deadline,
                 "{backend}: the daemon outlived a killed execgate"
