@@ -141,8 +141,12 @@ impl LandlockPlan {
             write,
             devices,
         };
-        // Build it once here, so a path that cannot be used is reported at prepare time.
-        build(&spec)?;
+        // Build it once here, so a path that cannot be used is reported at prepare time
+        // (without the session's own /dev/pts and /dev/shm, which only its init makes).
+        let mut host_view = spec.clone();
+        host_view.write.retain(|p| p != Path::new(OWN_SHM));
+        host_view.devices.retain(|p| p != Path::new(OWN_PTS));
+        build(&host_view)?;
         Ok(LandlockPlan { spec, abi })
     }
 }
