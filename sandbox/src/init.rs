@@ -863,17 +863,3 @@ fn drop_capabilities() -> Result<(), String> {
     }
     Ok(())
 }
-
-/// The Landlock spec's device allow-list entry for each terminal among this process's
-/// stdin, stdout and stderr (the session's own terminal), as `/dev/pts/N` paths.
-pub(crate) fn own_terminals() -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for fd in 0..3 {
-        if let Ok(path) = std::fs::read_link(format!("/proc/self/fd/{fd}")) {
-            if path.starts_with("/dev/pts/") && !out.contains(&path) {
-                out.push(path);
-            }
-        }
-    }
-    out
-}

@@ -94,13 +94,10 @@ pub(crate) fn scope_only() -> Option<LandlockSpec> {
 
 impl LandlockPlan {
     /// Resolves the domain for a policy. `own_dev`: the init gives the session a `/dev` of
-    /// its own (it has a mount namespace); else `terminals` are the session's own
-    /// terminals in the host's `/dev/pts`.
-    pub fn new(
-        resolved: &Resolved,
-        own_dev: bool,
-        terminals: &[PathBuf],
-    ) -> Result<Self, SandboxError> {
+    /// its own (it has a mount namespace); else the host's `/dev` is shared, and no
+    /// terminal in it is usable by its path but those [`crate::Sandbox::allow_terminal`]
+    /// adds.
+    pub fn new(resolved: &Resolved, own_dev: bool) -> Result<Self, SandboxError> {
         let abi = kernel_abi()?;
         if abi < 3 {
             return Err(SandboxError::LandlockTooOld { found: abi });
@@ -120,7 +117,6 @@ impl LandlockPlan {
             if Path::new(HOST_PTMX).exists() {
                 devices.push(HOST_PTMX.into());
             }
-            devices.extend(terminals.iter().cloned());
             let entries = std::fs::read_dir(root).map_err(|source| SandboxError::Io {
                 what: "cannot list / for the Landlock ruleset",
                 source,

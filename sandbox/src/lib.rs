@@ -153,13 +153,12 @@ impl Sandbox {
             allowed_socket_paths: policy.allow_unix_sockets.clone(),
         };
         let allow = policy.allow_unprotected_landlock;
-        let terminals = &policy.terminals;
         match choice {
             BackendChoice::Bubblewrap => prepare_bwrap(base),
-            BackendChoice::Landlock => prepare_landlock(base, allow, terminals),
+            BackendChoice::Landlock => prepare_landlock(base, allow),
             BackendChoice::Auto => match prepare_bwrap(base.clone()) {
                 Ok(sandbox) => Ok(sandbox),
-                Err(bwrap_err) => match prepare_landlock(base, allow, terminals) {
+                Err(bwrap_err) => match prepare_landlock(base, allow) {
                     Ok(mut sandbox) => {
                         sandbox.fallback_reason = Some(bwrap_err.to_string());
                         Ok(sandbox)
@@ -210,6 +209,17 @@ impl Sandbox {
                     && !self.unprotected.iter().any(|p| path.starts_with(p));
                 in_root && !protected
             }
+        }
+    }
+
+    /// Lets sandboxed code open `tty`, the session's own terminal (a pty the caller made for
+    /// the shell), by its path as well as through the fds it inherits. This matters only
+    /// where the session shares the host's `/dev` (Landlock without a mount namespace),
+    /// where every other terminal is refused; elsewhere the session's `/dev/pts` is its own
+    /// and the host's terminals have no path inside. Call it before building commands.
+    pub fn allow_terminal(&mut self, tty: &Path) {
+        if let Plan::Landlock(plan, Namespaces::None) = &mut self.plan {
+            plan.spec.devices.push(tty.to_path_buf());
         }
     }
 
@@ -403,7 +413,6 @@ impl Sandbox {
             Plan::Landlock(_, Namespaces::None) => "devices: /dev/null, zero, full, random, urandom, tty, ptmx and the session's own terminal; no other terminal".to_owned(),
             _ => "devices: a fresh /dev (null, zero, full, random, urandom, tty, its own /dev/pts and /dev/shm); every other mount is nodev".to_owned(),
         });
-        line("terminal relay: none yet (the shell uses execgate's own terminal)".to_owned());
         out
     }
 }
@@ -452,7 +461,6 @@ fn prepare_bwrap(mut sandbox: Sandbox) -> Result<Sandbox, SandboxError> {
 fn prepare_landlock(
     mut sandbox: Sandbox,
     allow_unprotected: bool,
-    terminals: &[PathBuf],
 ) -> Result<Sandbox, SandboxError> {
     let resolved = &sandbox.resolved;
     if let Some(protected) = resolved.protected.first() {
@@ -485,7 +493,7 @@ fn prepare_landlock(
     choices.push(Namespaces::None);
     let mut last = None;
     for ns in choices {
-        let plan = LandlockPlan::new(&sandbox.resolved, ns != Namespaces::None, terminals)?;
+        let plan = LandlockPlan::new(&sandbox.resolved, ns != Namespaces::None)?;
         sandbox.plan = Plan::Landlock(plan, ns);
         match probe(&sandbox) {
             Ok(()) => return Ok(sandbox),

@@ -71,10 +71,6 @@ pub struct SandboxPolicy {
     /// Host unix sockets the sandbox may connect to (`--allow-unix-socket`); each must exist
     /// when the sandbox is prepared, and is identified by its file from then on.
     pub allow_unix_sockets: Vec<PathBuf>,
-    /// The session's own terminals, which the Landlock backend leaves usable (no other
-    /// terminal is); [`SandboxPolicy::new`] takes the terminals on this process's stdin,
-    /// stdout and stderr.
-    pub terminals: Vec<PathBuf>,
     /// The `execgate-init` program; [`SandboxPolicy::new`] takes `execgate-init` next to
     /// the running executable (the `execgate` program sets it from its install discovery).
     pub init: PathBuf,
@@ -93,7 +89,6 @@ impl SandboxPolicy {
             tmpdir: Some(std::env::temp_dir()),
             allow_unprotected_landlock: false,
             allow_unix_sockets: Vec::new(),
-            terminals: crate::init::own_terminals(),
             init: default_init(),
         }
     }

@@ -75,7 +75,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     sandbox_policy.allow_unprotected_landlock = flags.allow_unprotected_landlock;
     sandbox_policy.allow_unix_sockets = flags.allow_unix_sockets.clone();
     sandbox_policy.protected_paths = loaded.protected_paths();
-    let sandbox = Sandbox::prepare(&sandbox_policy, BackendChoice::Auto)
+    let mut sandbox = Sandbox::prepare(&sandbox_policy, BackendChoice::Auto)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     if args.verbose {
         for line in sandbox.describe().lines() {
@@ -97,9 +97,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let terminal = Terminal::open().context("cannot set up the session's terminal")?;
         (terminal, signals)
     };
-    if terminal.is_none() {
-        execgate_terminal::detach_controlling_terminal()
-            .context("cannot give up the controlling terminal")?;
+    match &terminal {
+        // The shell's own pty is the one terminal the sandbox lets it open by name.
+        Some(t) => sandbox.allow_terminal(
+            &t.session_tty_path()
+                .context("cannot name the session's terminal")?,
+        ),
+        None => execgate_terminal::detach_controlling_terminal()
+            .context("cannot give up the controlling terminal")?,
     }
     let approver: Arc<dyn Approver> = match &terminal {
         Some(t) if loaded.approval != ApprovalMode::Never => {

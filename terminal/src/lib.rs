@@ -208,6 +208,16 @@ impl Terminal {
         }
     }
 
+    /// The path of the session's pty (its slave side, e.g. `/dev/pts/3`).
+    pub fn session_tty_path(&self) -> io::Result<std::path::PathBuf> {
+        match &self.slave {
+            Some(slave) => std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd())),
+            None => Err(io::Error::other(
+                "the session's terminal was already closed",
+            )),
+        }
+    }
+
     /// Closes execgate's own fd on the session's pty, once the shell holds it: the relay
     /// then sees the end of the session's output when the last process holding it exits.
     pub fn close_session_tty(&mut self) {

@@ -626,7 +626,11 @@ fn sandbox_check_states_sockets_capabilities_reaping_and_terminal_per_backend() 
     };
     let pid1 = "session reaping: the session's init is PID 1 of its own PID namespace (own \
                 /proc); every process is killed when the shell ends or execgate exits";
-    let relay = "terminal relay: none yet (the shell uses execgate's own terminal)";
+    // Without a terminal (the test's stdin is not one) execgate says so; the line with a
+    // terminal is the terminal area's test.
+    let relay = "terminal relay: none here (no controlling terminal): the shell gets no \
+                 terminal at all, and nobody can be asked; execgate, escalated commands and \
+                 hooks never hold the user's terminal";
     assert_eq!(
         check("bubblewrap", false),
         [
