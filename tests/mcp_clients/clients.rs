@@ -1,0 +1,91 @@
+//! The real agent CLIs, pinned, and the README snippets the tests run them with.
+//!
+//! `.ci/run` installs `@openai/codex` and `@anthropic-ai/claude-code` from npm into
+//! `target/ci-tools/` and names them in `EXECGATE_CODEX` / `EXECGATE_CLAUDE`. A missing or
+//! wrongly versioned client fails the test with the command that installs it: these tests
+//! are never skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The Codex CLI version the tests and the README were checked against.
+pub const CODEX_VERSION: &str = "0.171.0";
+/// The Claude Code version the tests and the README were checked against.
+pub const CLAUDE_VERSION: &str = "2.1.197";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The pinned client named by `var`, else `target/ci-tools/<dir>/node_modules/.bin/<bin>`.
+fn client(var: &str, dir: &str, bin: &str, package: &str, version: &str) -> PathBuf {
+    let path = std::env::var_os(var).map_or_else(
+        || repo().join("target/ci-tools").join(dir).join("node_modules/.bin").join(bin),
+        PathBuf::from,
+    );
+    let install = format!(
+        "install it with `npm install --prefix target/ci-tools/{dir} {package}@{version}` \
+         (as .ci/run does) or name it in {var}"
+    );
+    assert!(
+        path.is_file(),
+        "{package} is not installed at {}: {install}",
+        path.display()
+    );
+    let out = Command::new(&path)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}; {install}", path.display()));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains(version),
+        "{} --version says {shown:?}, the tests need {version}: {install}",
+        path.display()
+    );
+    path
+}
+
+/// The Codex CLI (`codex`).
+pub fn codex() -> PathBuf {
+    client(
+        "EXECGATE_CODEX",
+        "codex",
+        "codex",
+        "@openai/codex",
+        CODEX_VERSION,
+    )
+}
+
+/// The Claude Code CLI (`claude`).
+pub fn claude() -> PathBuf {
+    client(
+        "EXECGATE_CLAUDE",
+        "claude",
+        "claude",
+        "@anthropic-ai/claude-code",
+        CLAUDE_VERSION,
+    )
+}
+
+/// The body of the first fenced block that follows the line containing `marker` in
+/// README.md, word for word.
+pub fn readme_block(marker: &str) -> String {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let start = readme
+        .find(marker)
+        .unwrap_or_else(|| panic!("README.md has no {marker:?}"));
+    let rest = &readme[start..];
+    let fence = rest.find("\n```").expect("a fenced block after the marker") + 1;
+    let body_start = fence + rest[fence..].find('\n').unwrap() + 1;
+    let body_len = rest[body_start..]
+        .find("\n```")
+        .expect("the block's closing fence");
+    rest[body_start..body_start + body_len + 1].to_string()
+}
+
+/// `text` with the README's example paths replaced by the test's: the installed binary
+/// and the person's home.
+pub fn localize(text: &str, home: &Path) -> String {
+    text.replace("/usr/local/bin/execgate", env!("CARGO_BIN_EXE_execgate"))
+        .replace("/home/me", &home.display().to_string())
+}
