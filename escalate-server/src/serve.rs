@@ -341,23 +341,20 @@ async fn converse<N: Send + 'static>(
         slot: None,
     };
     // `None` for the note: the server denied the exec itself, without a ruling.
-    let (mut verdict, note) = match decision.await {
+    let (mut verdict, note, end_session) = match decision.await {
         Some(Ruling {
             verdict,
             note,
             end_session,
             argv0,
         }) => {
-            if let Some(reason) = end_session {
-                server.shared.interrupt(reason);
-            }
             if argv0 == Argv0::Resolved {
                 // The policy judged the resolved file only: run it by that name.
                 if let Ok(opened) = &mut opened {
                     opened.invoked = None;
                 }
             }
-            (verdict, Some(note))
+            (verdict, Some(note), end_session)
         }
         None => {
             let reason = format!(
@@ -369,10 +366,11 @@ async fn converse<N: Send + 'static>(
                     reason: reason.into_bytes(),
                 },
                 None,
+                None,
             )
         }
     };
-    if verdict == Verdict::Escalate && server.shared.has_ended() {
+    if verdict == Verdict::Escalate && (end_session.is_some() || server.shared.has_ended()) {
         verdict = Verdict::Deny {
             reason: b"the session has ended".to_vec(),
         };
@@ -382,8 +380,11 @@ async fn converse<N: Send + 'static>(
     // client may have acted on. On the acceptor (outside any task) the verdict goes out
     // first, so the client is woken before the event's consumer: `Session::drop` waits for
     // the acceptor, which emits right after the send. A task may be aborted between two
-    // polls, so there the event goes first, as before.
-    let sent = if tokio::task::try_id().is_none() {
+    // polls, so there the event goes first, as before. A ruling that ends the session
+    // records its event, then ends the session, then sends its verdict to a shell that is
+    // gone: whoever waits for the shell may read the events as soon as it dies, and nothing
+    // acts on a verdict of an ended session.
+    let sent = if end_session.is_none() && tokio::task::try_id().is_none() {
         stream.try_send(&frame)
     } else {
         0
@@ -395,6 +396,9 @@ async fn converse<N: Send + 'static>(
         verdict: verdict.clone(),
         note,
     });
+    if let Some(reason) = end_session {
+        server.shared.interrupt(reason);
+    }
     stream.write_all(&frame[sent..]).await?;
     if verdict != Verdict::Escalate {
         return Ok(());

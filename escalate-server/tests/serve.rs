@@ -387,3 +387,66 @@ fn send_with_fds(sock: RawFd, bytes: &[u8], fds: &[RawFd]) {
         );
     }
 }
+
+/// Denies every exec and ends the session, after yielding once (so it decides in a task, as
+/// a policy that asks a person does).
+struct Ender;
+
+#[async_trait]
+impl EscalationPolicy for Ender {
+    type Note = ();
+
+    async fn decide(&self, _exec: &ExecContext) -> Ruling {
+        tokio::task::yield_now().await;
+        Ruling::from(Verdict::Deny {
+            reason: b"ended".to_vec(),
+        })
+        .ending_session("the policy ends it")
+    }
+}
+
+#[test]
+fn the_exec_that_ends_the_session_is_reported_before_the_session_is_gone() {
+    const NAME: &str = "the_exec_that_ends_the_session_is_reported_before_the_session_is_gone";
+    if in_client() {
+        // Ask, then wait to be killed by the ruling.
+        let conn = ask("@end");
+        let _ = readable(&conn, Duration::from_secs(30));
+        return;
+    }
+    // The ruling kills the shell; its record must be on the channel by the time the session
+    // is dropped, or the audit log and the report lose the exec that ended the session. A
+    // race when it breaks: repeat it.
+    let runtime = runtime();
+    for round in 0..100 {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        runtime.block_on(async {
+            let wrapper = Interception::PatchedShell {
+                wrapper: "/nonexistent/execgate-execve-wrapper".into(),
+            };
+            let mut session = SessionBuilder::new(std::env::current_exe().unwrap(), wrapper)
+                .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+                .env(CLIENT_ENV, "1")
+                .stdout(std::process::Stdio::null())
+                .events(tx)
+                .spawn(Arc::new(Ender))
+                .unwrap();
+            tokio::time::timeout(Duration::from_secs(60), session.wait())
+                .await
+                .expect("the session was not ended")
+                .unwrap();
+            assert_eq!(session.interrupted().as_deref(), Some("the policy ends it"));
+        });
+        let event = rx.try_recv();
+        assert!(
+            matches!(
+                event,
+                Ok(ExecEvent::Decided {
+                    verdict: Verdict::Deny { .. },
+                    ..
+                })
+            ),
+            "round {round}: {event:?}"
+        );
+    }
+}
