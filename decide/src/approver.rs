@@ -22,6 +22,7 @@ pub struct ApprovalRequest {
     cwd: String,
     rule: Option<String>,
     justification: Option<String>,
+    description: Option<String>,
     can_remember: bool,
 }
 
@@ -42,8 +43,16 @@ impl ApprovalRequest {
             cwd: display::text_string(cwd),
             rule: rule.map(|r| display::text_string(r.as_bytes())),
             justification: justification.map(|j| display::text_string(j.as_bytes())),
+            description: None,
             can_remember,
         }
+    }
+
+    /// The same request with the agent's `description` of why it runs the command (the MCP
+    /// tool's `justification`), escaped: the model wrote it.
+    pub fn with_description(mut self, description: Option<&str>) -> Self {
+        self.description = description.map(|d| display::text_string(d.as_bytes()));
+        self
     }
 
     /// The command: absolute program path and argv[1..], each word shell-quoted, escaped.
@@ -67,6 +76,11 @@ impl ApprovalRequest {
         self.justification.as_deref()
     }
 
+    /// Why the agent says it runs the command, escaped, if it said.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+
     /// Whether "always" can be offered (it needs a rule prefix and a user rules file).
     pub fn can_remember(&self) -> bool {
         self.can_remember
@@ -74,7 +88,7 @@ impl ApprovalRequest {
 }
 
 /// The person's answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Choice {
     /// Run this command once.
     Once,
@@ -86,6 +100,15 @@ pub enum Choice {
     Deny,
     /// Deny this command and end the whole session.
     DenyAndEnd,
+    /// Denied by something not known to be a person (an MCP client answers the same
+    /// whether its user declined or it declined by itself): `reason` says who, and `end`
+    /// ends the session too.
+    Refused {
+        /// The denial reason reported.
+        reason: String,
+        /// Whether the session ends as well.
+        end: bool,
+    },
 }
 
 /// Why no answer could be had.

@@ -60,13 +60,14 @@ pub struct Pipeline {
     guard: Arc<dyn EscalationGuard>,
     identity: HookIdentity,
     session_approvals: SessionApprovals,
+    description: Option<String>,
 }
 
 impl Pipeline {
     /// A pipeline over `policy` and `hooks` with approval mode `on-request`, nobody to ask
     /// (denied with [`NO_APPROVER`]), no approvals file ("always" not offered), nothing
-    /// sandbox-writable, a guard that lets every exec escalate, empty hook identity, and
-    /// no session approvals yet.
+    /// sandbox-writable, a guard that lets every exec escalate, empty hook identity, no
+    /// session approvals yet, and no description.
     pub fn new(policy: Arc<Policy>, hooks: Arc<dyn PermissionHooks>) -> Self {
         Self {
             policy,
@@ -80,6 +81,7 @@ impl Pipeline {
             guard: Arc::new(AnyMayEscalate),
             identity: HookIdentity::default(),
             session_approvals: SessionApprovals::default(),
+            description: None,
         }
     }
 
@@ -132,6 +134,14 @@ impl Pipeline {
     /// Where "session" answers are kept (share one value to keep them beyond a session).
     pub fn session_approvals(mut self, approvals: SessionApprovals) -> Self {
         self.session_approvals = approvals;
+        self
+    }
+
+    /// Why the agent runs this session's commands, in its own words (the MCP tool's
+    /// `justification`): hooks get it as `tool_input.description`, and the person sees it
+    /// escaped (it is model-written).
+    pub fn description(mut self, description: Option<String>) -> Self {
+        self.description = description;
         self
     }
 
@@ -255,6 +265,7 @@ impl Pipeline {
         hook_request.session_id = self.identity.session_id.clone();
         hook_request.turn_id = self.identity.turn_id.clone();
         hook_request.model = self.identity.model.clone();
+        hook_request.description = self.description.clone();
         hook_request.permission_mode = if self.approval == ApprovalMode::Never {
             PermissionMode::BypassPermissions
         } else {
@@ -292,7 +303,8 @@ impl Pipeline {
             note.rule.as_deref(),
             note.justification.as_deref(),
             !prefix.is_empty() && self.approvals_file.is_some(),
-        );
+        )
+        .with_description(self.description.as_deref());
         match self.approver.ask(&ask).await {
             Ok(Choice::Once) => escalate(note, Source::User),
             Ok(Choice::Session) => {
@@ -320,6 +332,14 @@ impl Pipeline {
             Ok(Choice::DenyAndEnd) => {
                 let reason = "denied by the user; session ended".to_string();
                 deny(note, Source::User, reason.clone()).ending_session(reason)
+            }
+            Ok(Choice::Refused { reason, end }) => {
+                let ruling = deny(note, Source::User, reason.clone());
+                if end {
+                    ruling.ending_session(reason)
+                } else {
+                    ruling
+                }
             }
             Err(Unavailable::NoApprover(reason)) => deny(note, Source::User, reason),
         }

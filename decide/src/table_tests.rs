@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex};
 const RULES_FILE: &str = "table.rules";
 const HOOK_REASON: &str = "hook says no";
 const NOBODY: &str = "nobody to ask";
+const CLIENT_DECLINED: &str = "the client declined";
+const CLIENT_CANCELLED: &str = "the client cancelled";
 const GUARD_REASON: &str = "its git dir is writable";
 
 // ---- scripted parts ----
@@ -226,16 +228,22 @@ enum Person {
     Always,
     Deny,
     Abort,
+    /// Refused by something not known to be a person (an MCP client's decline).
+    Refused,
+    /// Refused, ending the session (an MCP client's cancel).
+    RefusedAndEnd,
     Unavailable,
 }
 
 impl Person {
-    const ALL: [Person; 6] = [
+    const ALL: [Person; 8] = [
         Person::Once,
         Person::Session,
         Person::Always,
         Person::Deny,
         Person::Abort,
+        Person::Refused,
+        Person::RefusedAndEnd,
         Person::Unavailable,
     ];
 
@@ -246,6 +254,14 @@ impl Person {
             Person::Always => Ok(Choice::Always),
             Person::Deny => Ok(Choice::Deny),
             Person::Abort => Ok(Choice::DenyAndEnd),
+            Person::Refused => Ok(Choice::Refused {
+                reason: CLIENT_DECLINED.into(),
+                end: false,
+            }),
+            Person::RefusedAndEnd => Ok(Choice::Refused {
+                reason: CLIENT_CANCELLED.into(),
+                end: true,
+            }),
             Person::Unavailable => Err(Unavailable::NoApprover(NOBODY.into())),
         }
     }
@@ -448,6 +464,20 @@ fn expected(row: Row) -> Outcome {
             Some("denied by the user; session ended"),
             asked,
         ),
+        // The refusal names who refused; the person's source stands, as nobody else could
+        // have been asked.
+        Person::Refused => outcome(
+            deny(CLIENT_DECLINED),
+            note(Source::User, Some(CLIENT_DECLINED), false),
+            None,
+            asked,
+        ),
+        Person::RefusedAndEnd => outcome(
+            deny(CLIENT_CANCELLED),
+            note(Source::User, Some(CLIENT_CANCELLED), false),
+            Some(CLIENT_CANCELLED),
+            asked,
+        ),
         Person::Unavailable => outcome(
             deny(NOBODY),
             note(Source::User, Some(NOBODY), false),
@@ -534,7 +564,7 @@ fn every_row_of_the_decision_table() {
             }
         }
     }
-    assert_eq!(rows, 4 * 3 * 3 * 4 * 6 * 2);
+    assert_eq!(rows, 4 * 3 * 3 * 4 * 8 * 2);
 }
 
 // ---- rows the product does not show ----
@@ -548,7 +578,7 @@ fn pipeline_for(text: &str, person: &Arc<ScriptedPerson>, hooks: &Arc<ScriptedHo
 }
 
 #[test]
-fn the_person_and_the_hooks_see_the_command_cwd_rule_and_mode() {
+fn the_person_and_the_hooks_see_the_command_cwd_rule_mode_and_description() {
     let person = ScriptedPerson::new(Ok(Choice::Once));
     let hooks = ScriptedHooks::new(Hook::Silent);
     let pipeline = pipeline_for(Rules::Prompt.source(), &person, &hooks)
@@ -557,7 +587,8 @@ fn the_person_and_the_hooks_see_the_command_cwd_rule_and_mode() {
             session_id: "s-1".into(),
             turn_id: "t-1".into(),
             model: "m".into(),
-        });
+        })
+        .description(Some("ship\nit".into()));
     ready(pipeline.rule_on(&exec("/usr/bin/tool", &["tool", "x", "it's"])));
     assert_eq!(
         person.asked.lock().unwrap()[0].command(),
@@ -572,7 +603,8 @@ fn the_person_and_the_hooks_see_the_command_cwd_rule_and_mode() {
             Some(&format!("{RULES_FILE}:1")),
             Some("j-prompt"),
             true,
-        )]
+        )
+        .with_description(Some("ship\nit"))]
     );
     let asked = hooks.asked.lock().unwrap();
     let mut want =
@@ -580,6 +612,7 @@ fn the_person_and_the_hooks_see_the_command_cwd_rule_and_mode() {
     want.session_id = "s-1".into();
     want.turn_id = "t-1".into();
     want.model = "m".into();
+    want.description = Some("ship\nit".into());
     want.permission_mode = PermissionMode::Default;
     assert_eq!(*asked, [want]);
 }

@@ -33,6 +33,9 @@ pub fn render_prompt(request: &ApprovalRequest) -> String {
     if let Some(why) = request.justification() {
         text.push_str(&format!("  reason:  {why}\r\n"));
     }
+    if let Some(why) = request.description() {
+        text.push_str(&format!("  agent:   {why}\r\n"));
+    }
     text.push_str("[y] run once  [s] allow this prefix for the session  ");
     if request.can_remember() {
         text.push_str("[a] always  ");
@@ -129,14 +132,18 @@ mod tests {
 
     #[test]
     fn prompt_names_command_cwd_rule_and_reason() {
-        let text = render_prompt(&ApprovalRequest::new(
-            b"/usr/bin/git",
-            [&b"push"[..], b"origin"],
-            b"/work/repo",
-            Some("/rules/default.rules:3"),
-            Some("publishes commits"),
-            true,
-        ));
+        let text = render_prompt(
+            &ApprovalRequest::new(
+                b"/usr/bin/git",
+                [&b"push"[..], b"origin"],
+                b"/work/repo",
+                Some("/rules/default.rules:3"),
+                Some("publishes commits"),
+                true,
+            )
+            .with_description(Some("ship it\u{1b}[2J")),
+        );
+        assert!(text.contains("  agent:   $'ship it\\e[2J'\r\n"), "{text}");
         assert!(text.contains("command: /usr/bin/git push origin\r\n"));
         assert!(text.contains("cwd:     /work/repo\r\n"));
         assert!(text.contains("rule:    /rules/default.rules:3\r\n"));

@@ -1,7 +1,9 @@
 //! The MCP approver: asks the client's person with an `elicitation/create` request.
 //!
 //! It only answers; what the answer does is the pipeline's business. A client that did not
-//! declare the elicitation capability is never asked: the command is denied.
+//! declare the elicitation capability is never asked: the command is denied. A decline or a
+//! cancel looks the same whether a person or the client itself answered (Codex exec declines
+//! every question, `claude -p` cancels every one), so the denial says the client did it.
 
 use execgate_decide::{ApprovalRequest, Approver, BoxFuture, Choice, Unavailable};
 use rmcp::model::{ElicitRequestParams, ElicitationAction, ElicitationSchema};
@@ -11,6 +13,10 @@ use std::sync::Arc;
 
 /// The denial reason when the client cannot be asked.
 pub const CANNOT_ASK: &str = "approval required; the client cannot be asked";
+/// The denial reason when the client declines.
+pub const DECLINED: &str = "the MCP client declined the approval request";
+/// The denial reason when the client cancels (the call ends too).
+pub const CANCELLED: &str = "the MCP client cancelled the approval request; the call was ended";
 
 /// The choice a person picks in the elicitation form, and what it maps to.
 const CHOICES: [(&str, &str, Choice); 3] = [
@@ -39,6 +45,9 @@ pub fn message(request: &ApprovalRequest) -> String {
     }
     if let Some(why) = request.justification() {
         text.push_str(&format!("\nreason: {why}"));
+    }
+    if let Some(why) = request.description() {
+        text.push_str(&format!("\njustification: {why}"));
     }
     text
 }
@@ -73,10 +82,16 @@ pub fn choice(action: &ElicitationAction, content: Option<&serde_json::Value>) -
             Some(value) => CHOICES
                 .iter()
                 .find(|c| value.as_str() == Some(c.0))
-                .map_or(Choice::Deny, |c| c.2),
+                .map_or(Choice::Deny, |c| c.2.clone()),
         },
-        ElicitationAction::Cancel => Choice::DenyAndEnd,
-        _ => Choice::Deny,
+        ElicitationAction::Cancel => Choice::Refused {
+            reason: CANCELLED.into(),
+            end: true,
+        },
+        _ => Choice::Refused {
+            reason: DECLINED.into(),
+            end: false,
+        },
     }
 }
 
@@ -145,8 +160,20 @@ mod tests {
             Choice::Deny
         );
         assert_eq!(choice(&accept, None), Choice::Once);
-        assert_eq!(choice(&ElicitationAction::Decline, None), Choice::Deny);
-        assert_eq!(choice(&ElicitationAction::Cancel, None), Choice::DenyAndEnd);
+        assert_eq!(
+            choice(&ElicitationAction::Decline, None),
+            Choice::Refused {
+                reason: DECLINED.into(),
+                end: false
+            }
+        );
+        assert_eq!(
+            choice(&ElicitationAction::Cancel, None),
+            Choice::Refused {
+                reason: CANCELLED.into(),
+                end: true
+            }
+        );
     }
 
     #[test]

@@ -2,25 +2,30 @@
 //! intercepted, sandboxed session through the same decision pipeline as `execgate run`.
 //!
 //! Compatible with Codex's `codex-exec-mcp-server`: same tool name, arguments and text
-//! result, and the `codex/sandbox-state` capability with its update request. Rules and
-//! hooks are loaded once at start; the sandbox is prepared per call (the workdir is the
-//! shell's cwd). A call's session ends with the call: when it finishes, when the client
-//! cancels it, or when the client goes away.
+//! result, and the `codex/sandbox-state` capability, honoured per call (`_meta`) and with
+//! the older update request. Rules and hooks are loaded once at start; the sandbox is
+//! prepared per call (the workdir is the shell's cwd). A call's session ends with the call:
+//! when it finishes, when the client cancels it, or when the client goes away. Progress
+//! notifications are sent from the call's own future, so none can follow its response.
 
 pub mod approver;
 pub mod output;
 mod progress;
+mod sandbox_meta;
 mod sandbox_state;
 pub mod stdio;
+mod summary;
 mod tool;
 
 pub use sandbox_state::SandboxDefaults;
 
-use progress::spawn_progress;
-use sandbox_state::{SandboxState, SANDBOX_STATE_CAPABILITY, SANDBOX_STATE_METHOD};
+use progress::Progress;
+use sandbox_meta::FromMeta;
+use sandbox_state::{ClientSandbox, SandboxState, SANDBOX_STATE_CAPABILITY, SANDBOX_STATE_METHOD};
 use tool::{check_workdir, shell_tool, tool_error, ShellArgs, DEFAULT_TIMEOUT, TOOL_NAME};
 
 use crate::install::ShellSetup;
+use crate::report::ExecRecord;
 use crate::session::{run_session, OutputMode, RunConfig};
 use crate::setup::Loaded;
 use approver::ElicitationApprover;
@@ -36,9 +41,10 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{json, Value};
 use std::borrow::Cow;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// Everything fixed at server start.
 pub struct ServerSetup {
@@ -46,13 +52,13 @@ pub struct ServerSetup {
     pub shell: ShellSetup,
     /// The rules and hooks, loaded once, and the approval mode.
     pub loaded: Loaded,
-    /// The sandbox until a client sends a sandbox-state update.
+    /// The sandbox of calls whose client sent no sandbox state.
     pub sandbox: SandboxDefaults,
     /// Files kept read-only inside writable roots (loaded rules and hooks, the audit log).
     pub protected_paths: Vec<PathBuf>,
     /// `--pass-env`: request variables escalated commands keep.
     pub pass_env: Vec<OsString>,
-    /// Cap on the output returned per stream.
+    /// Cap on the output returned per stream, and on the structured result as a whole.
     pub max_output_bytes: usize,
 }
 
@@ -60,7 +66,8 @@ pub struct ServerSetup {
 #[derive(Clone)]
 pub struct ShellServer {
     setup: Arc<ServerSetup>,
-    state: Arc<Mutex<Option<SandboxState>>>,
+    /// The sandbox the last `codex/sandbox-state/update` asked for.
+    state: Arc<Mutex<Option<ClientSandbox>>>,
     session_approvals: SessionApprovals,
     one_question_at_a_time: Arc<tokio::sync::Mutex<()>>,
     server_session_id: String,
@@ -81,6 +88,38 @@ impl ShellServer {
         }
     }
 
+    /// The sandbox policy for a call in `workdir` (canonical): the call's own
+    /// `codex/sandbox-state` in `_meta`, else the last update request's, else the server's
+    /// flags. A state execgate cannot enforce is an error: the call is refused.
+    fn sandbox_policy(
+        &self,
+        workdir: &Path,
+        meta: &JsonObject,
+    ) -> Result<execgate_sandbox::SandboxPolicy, String> {
+        let client = match sandbox_meta::from_meta(meta) {
+            Some(FromMeta::Sandbox(sandbox)) => Some(sandbox),
+            Some(FromMeta::Strictest(why)) => {
+                eprintln!(
+                    "execgate: warning: unusable {} ({why}); this call runs read-only, network off",
+                    sandbox_meta::META_KEY
+                );
+                Some(ClientSandbox::strictest())
+            }
+            Some(FromMeta::Refuse(why)) => return Err(why),
+            None => self
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        };
+        Ok(sandbox_state::sandbox_policy(
+            &self.setup.sandbox,
+            client.as_ref(),
+            workdir,
+            &self.setup.protected_paths,
+        ))
+    }
+
     /// Runs one `shell` call to its end (or until `cancelled`).
     async fn shell(
         &self,
@@ -91,17 +130,10 @@ impl ShellServer {
             Ok(dir) => dir,
             Err(message) => return Ok(tool_error(message)),
         };
-        let state = self
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let policy = sandbox_state::sandbox_policy(
-            &self.setup.sandbox,
-            state,
-            &workdir,
-            &self.setup.protected_paths,
-        );
+        let policy = match self.sandbox_policy(&workdir, &context.meta.0 .0) {
+            Ok(policy) => policy,
+            Err(message) => return Ok(tool_error(message)),
+        };
         let sandbox = match tokio::task::spawn_blocking(move || {
             Sandbox::prepare(&policy, BackendChoice::Auto)
         })
@@ -112,10 +144,8 @@ impl ShellServer {
             Err(e) => return Ok(tool_error(format!("cannot prepare the sandbox: {e}"))),
         };
 
-        let progress = context
-            .meta
-            .get_progress_token()
-            .map(|token| spawn_progress(context.peer.clone(), token));
+        let mut progress = context.meta.get_progress_token().map(Progress::new);
+        let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<ExecRecord>();
         let approver = Arc::new(ElicitationApprover {
             peer: context.peer.clone(),
             one_at_a_time: Arc::clone(&self.one_question_at_a_time),
@@ -125,11 +155,15 @@ impl ShellServer {
             login: args.login.unwrap_or(true),
             shell: self.setup.shell.clone(),
             sandbox: Arc::new(sandbox),
-            pipeline: self.setup.loaded.pipeline(
-                approver,
-                self.server_session_id.clone(),
-                self.session_approvals.clone(),
-            ),
+            pipeline: self
+                .setup
+                .loaded
+                .pipeline(
+                    approver,
+                    self.server_session_id.clone(),
+                    self.session_approvals.clone(),
+                )
+                .description(args.justification),
             timeout: Some(
                 args.timeout_ms
                     .map_or(DEFAULT_TIMEOUT, Duration::from_millis),
@@ -139,23 +173,38 @@ impl ShellServer {
             null_stdin: true,
             pass_env: self.setup.pass_env.clone(),
             audit_log: self.setup.loaded.audit_log.clone(),
-            progress: progress.as_ref().map(|(tx, _)| tx.clone()),
+            progress: progress.is_some().then_some(progress_tx),
         };
         // Dropping the session future (cancellation, client gone) kills the shell and every
-        // escalated process it started.
+        // escalated process it started. Progress is sent from here, not from a task of its
+        // own, so every notification is written before this call's response and none after.
         let mut client_gone = self.client_gone.clone();
-        let outcome = tokio::select! {
-            outcome = run_session(config) => outcome,
-            () = context.ct.cancelled() => {
-                return Err(McpError::new(ErrorCode::INTERNAL_ERROR, "the call was cancelled", None));
-            }
-            _ = client_gone.wait_for(|gone| *gone) => {
-                return Err(McpError::new(ErrorCode::INTERNAL_ERROR, "the client went away", None));
+        let gone = async move {
+            let _ = client_gone.wait_for(|gone| *gone).await;
+        };
+        let session = run_session(config);
+        tokio::pin!(session, gone);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut session => break outcome,
+                Some(record) = progress_rx.recv() => {
+                    if let Some(progress) = &mut progress {
+                        progress.send(&context.peer, &record).await;
+                    }
+                }
+                () = context.ct.cancelled() => {
+                    return Err(McpError::new(ErrorCode::INTERNAL_ERROR, "the call was cancelled", None));
+                }
+                () = &mut gone => {
+                    return Err(McpError::new(ErrorCode::INTERNAL_ERROR, "the client went away", None));
+                }
             }
         };
-        if let Some((tx, task)) = progress {
-            drop(tx);
-            let _ = task.await;
+        // The session sends its last records as it ends: they go out before the response.
+        while let Ok(record) = progress_rx.try_recv() {
+            if let Some(progress) = &mut progress {
+                progress.send(&context.peer, &record).await;
+            }
         }
         match outcome {
             Ok(outcome) => Ok(tool::result(outcome, self.setup.max_output_bytes)),
@@ -250,7 +299,7 @@ impl ServerHandler for ShellServer {
                 ))
             }
         };
-        *self.state.lock().unwrap_or_else(PoisonError::into_inner) = Some(state);
+        *self.state.lock().unwrap_or_else(PoisonError::into_inner) = Some(state.client_sandbox());
         Ok(CustomResult::new(json!({})))
     }
 
@@ -266,7 +315,8 @@ impl ServerHandler for ShellServer {
         }
         match notification.params_as::<SandboxState>() {
             Ok(Some(state)) => {
-                *self.state.lock().unwrap_or_else(PoisonError::into_inner) = Some(state);
+                *self.state.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(state.client_sandbox());
             }
             Ok(None) => eprintln!("execgate: codex/sandbox-state/update without params ignored"),
             Err(e) => eprintln!("execgate: bad codex/sandbox-state/update ignored: {e}"),

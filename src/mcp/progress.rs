@@ -1,38 +1,49 @@
 //! Progress notifications: a call that carries a progress token hears about its execs as
 //! they are decided or finish.
+//!
+//! They are sent from the call's own future, never from a task of their own, so every one
+//! is written before the call's response and none after it (a client drops a token once the
+//! call is answered, and rejects what comes later). Only the token the call carried is
+//! used.
 
 use crate::report::ExecRecord;
 use execgate_escalate_server::Verdict;
-use rmcp::model::ProgressNotificationParam;
+use rmcp::model::{ProgressNotificationParam, ProgressToken};
 use rmcp::{Peer, RoleServer};
-use tokio::sync::mpsc;
 
-/// Sends `notifications/progress` as execs are decided or finish, until the sender drops.
-pub fn spawn_progress(
-    peer: Peer<RoleServer>,
-    token: rmcp::model::ProgressToken,
-) -> (
-    mpsc::UnboundedSender<ExecRecord>,
-    tokio::task::JoinHandle<()>,
-) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<ExecRecord>();
-    let task = tokio::spawn(async move {
-        let (mut run, mut escalated, mut denied) = (0u64, 0u64, 0u64);
-        while let Some(record) = rx.recv().await {
-            match record.verdict {
-                Verdict::Run => run += 1,
-                Verdict::Escalate => escalated += 1,
-                Verdict::Deny { .. } => denied += 1,
-            }
-            let mut note =
-                ProgressNotificationParam::new(token.clone(), (run + escalated + denied) as f64);
-            note.message = Some(format!(
-                "{run} commands run, {escalated} escalated, {denied} denied"
-            ));
-            if peer.notify_progress(note).await.is_err() {
-                break;
-            }
+/// A call's progress: its token and the counts so far.
+pub struct Progress {
+    token: ProgressToken,
+    run: u64,
+    escalated: u64,
+    denied: u64,
+}
+
+impl Progress {
+    /// Progress for the call that carried `token`.
+    pub fn new(token: ProgressToken) -> Self {
+        Self {
+            token,
+            run: 0,
+            escalated: 0,
+            denied: 0,
         }
-    });
-    (tx, task)
+    }
+
+    /// Counts `record` and sends `notifications/progress` with the counts so far.
+    pub async fn send(&mut self, peer: &Peer<RoleServer>, record: &ExecRecord) {
+        match record.verdict {
+            Verdict::Run => self.run += 1,
+            Verdict::Escalate => self.escalated += 1,
+            Verdict::Deny { .. } => self.denied += 1,
+        }
+        let done = self.run + self.escalated + self.denied;
+        let mut note = ProgressNotificationParam::new(self.token.clone(), done as f64);
+        note.message = Some(format!(
+            "{} commands run, {} escalated, {} denied",
+            self.run, self.escalated, self.denied
+        ));
+        // A client that cannot take a notification will see the response fail too.
+        let _ = peer.notify_progress(note).await;
+    }
 }

@@ -1,93 +1,23 @@
-//! The sandbox a Codex client asks for: per call in `_meta["codex/sandbox-state"]`, or for
-//! later calls with the older `codex/sandbox-state/update` request.
+//! The sandbox a Codex client asks for per call, in `_meta["codex/sandbox-state"]`, read
+//! into a [`ClientSandbox`] that replaces the server's `--sandbox` flags for the call.
 //!
-//! Both shapes become one [`ClientSandbox`], which replaces the server's `--sandbox` flags
-//! for the call. The per-call shape is read with an allow-list: unknown keys are ignored,
-//! but an unknown `type`, `kind` or `access` value, or anything malformed, yields the
-//! strictest sandbox (read-only, network off) and a warning. A shape that restricts reading
-//! cannot be honoured (execgate's sandbox restricts writes only), so the call is refused
-//! rather than run with more access than the client asked for.
+//! The state is read with an allow-list: unknown keys are ignored, but an unknown `type`,
+//! `kind` or `access` value, or anything malformed, yields the strictest sandbox (read-only,
+//! network off) and a warning. A shape that restricts reading cannot be honoured
+//! (execgate's sandbox restricts writes only), so the call is refused rather than run with
+//! more access than the client asked for.
 
-use execgate_sandbox::{SandboxMode, SandboxPolicy};
+use super::sandbox_state::ClientSandbox;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, PathBuf};
 
 /// The `_meta` key Codex puts its sandbox state under on every `tools/call`.
 pub const META_KEY: &str = "codex/sandbox-state";
 /// The same state under a second name (Codex sends both, identical).
 pub const META_KEY_ALT: &str = "codex/sandbox-state-meta";
-
-/// What the client's state asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientSandbox {
-    /// No sandbox at all.
-    FullAccess,
-    /// Everything readable; only `writable` (and what is inside) writable, except `read_only`.
-    Restricted {
-        /// Folders the shell may write.
-        writable: Vec<PathBuf>,
-        /// Paths kept read-only even inside `writable`.
-        read_only: Vec<PathBuf>,
-        /// Whether IP networking is on.
-        network: bool,
-        /// Whether the call's workdir is writable whether or not `writable` covers it (the
-        /// older update request's workspace-write; the per-call state lists its folders).
-        workdir_writable: bool,
-    },
-}
-
-impl ClientSandbox {
-    /// Read-only, network off: what a state we cannot read gets.
-    pub fn strictest() -> Self {
-        ClientSandbox::Restricted {
-            writable: Vec::new(),
-            read_only: Vec::new(),
-            network: false,
-            workdir_writable: false,
-        }
-    }
-
-    /// The sandbox policy for a call in `workdir` (canonical). The loaded rules and hooks
-    /// (`protected`) stay read-only as always.
-    pub fn policy(&self, workdir: &Path, protected: &[PathBuf]) -> SandboxPolicy {
-        let mut policy = match self {
-            ClientSandbox::FullAccess => SandboxPolicy::new(SandboxMode::DangerFullAccess, workdir),
-            ClientSandbox::Restricted {
-                writable,
-                read_only,
-                network,
-                workdir_writable,
-            } => {
-                let writable: Vec<PathBuf> =
-                    writable.iter().filter(|p| p.is_dir()).cloned().collect();
-                let covered = writable.iter().any(|root| {
-                    std::fs::canonicalize(root).is_ok_and(|root| workdir.starts_with(root))
-                });
-                let mode = if writable.is_empty() && !workdir_writable {
-                    SandboxMode::ReadOnly
-                } else {
-                    SandboxMode::WorkspaceWrite
-                };
-                let mut policy = SandboxPolicy::new(mode, workdir);
-                policy.tmpdir = None;
-                policy.writable_roots = writable;
-                policy.network = *network;
-                policy.protected_paths = read_only.clone();
-                // Workspace-write always lets the shell write its cwd; when the client did
-                // not grant the workdir, keep it read-only instead.
-                if mode == SandboxMode::WorkspaceWrite && !workdir_writable && !covered {
-                    policy.protected_paths.push(workdir.to_path_buf());
-                }
-                policy
-            }
-        };
-        policy.protected_paths.extend(protected.iter().cloned());
-        policy
-    }
-}
 
 /// A per-call state, read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -601,28 +531,5 @@ mod tests {
         ] {
             assert!(file_url_path(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn read_only_policy_and_an_ungranted_workdir_stays_read_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let work = dir.path().canonicalize().unwrap();
-        let policy = ClientSandbox::strictest().policy(&work, &[]);
-        assert_eq!(policy.mode, SandboxMode::ReadOnly);
-        assert!(!policy.network);
-        let other = work.join("other");
-        std::fs::create_dir(&other).unwrap();
-        let granted_elsewhere = ClientSandbox::Restricted {
-            writable: vec![other.clone()],
-            read_only: Vec::new(),
-            network: false,
-            workdir_writable: false,
-        };
-        let policy = granted_elsewhere.policy(&work, &[]);
-        assert_eq!(policy.mode, SandboxMode::WorkspaceWrite);
-        assert_eq!(policy.writable_roots, [other.clone()]);
-        assert_eq!(policy.protected_paths, [work.clone()]);
-        let policy = granted_elsewhere.policy(&other, &[]);
-        assert!(policy.protected_paths.is_empty());
     }
 }

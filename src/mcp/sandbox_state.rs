@@ -1,6 +1,10 @@
-//! The sandbox a call runs in: the server's flags, or the client's
-//! `codex/sandbox-state/update` (Codex's sandbox-state capability), whose parameters are
-//! parsed here.
+//! The sandbox a call runs in: the server's flags, or what the client asked for (Codex's
+//! sandbox-state capability), as one [`ClientSandbox`].
+//!
+//! A client asks in two ways: per call, in `_meta` (read by [`super::sandbox_meta`]), or
+//! for later calls with the older `codex/sandbox-state/update` request, whose parameters
+//! are parsed here. Either replaces the `--sandbox`, `--writable-root` and `--network`
+//! flags; the loaded rules and hooks stay read-only whatever the client asks.
 
 use execgate_sandbox::{SandboxMode, SandboxPolicy};
 use serde::Deserialize;
@@ -57,6 +61,73 @@ pub enum CodexSandboxPolicy {
     DangerFullAccess {},
 }
 
+/// What a client's sandbox state asks for, whichever way it was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientSandbox {
+    /// No sandbox at all.
+    FullAccess,
+    /// Everything readable; only `writable` (and what is inside) writable, except `read_only`.
+    Restricted {
+        /// Folders the shell may write.
+        writable: Vec<PathBuf>,
+        /// Paths kept read-only even inside `writable`.
+        read_only: Vec<PathBuf>,
+        /// Whether IP networking is on.
+        network: bool,
+        /// Whether the call's workdir is writable whether or not `writable` covers it (the
+        /// older update request's workspace-write; the per-call state lists its folders).
+        workdir_writable: bool,
+    },
+}
+
+impl ClientSandbox {
+    /// Read-only, network off: what a state we cannot read gets.
+    pub fn strictest() -> Self {
+        ClientSandbox::Restricted {
+            writable: Vec::new(),
+            read_only: Vec::new(),
+            network: false,
+            workdir_writable: false,
+        }
+    }
+
+    /// The sandbox policy for a call in `workdir` (canonical), before the server's
+    /// protected paths are added.
+    fn policy(&self, workdir: &Path) -> SandboxPolicy {
+        match self {
+            ClientSandbox::FullAccess => SandboxPolicy::new(SandboxMode::DangerFullAccess, workdir),
+            ClientSandbox::Restricted {
+                writable,
+                read_only,
+                network,
+                workdir_writable,
+            } => {
+                let writable: Vec<PathBuf> =
+                    writable.iter().filter(|p| p.is_dir()).cloned().collect();
+                let covered = writable.iter().any(|root| {
+                    std::fs::canonicalize(root).is_ok_and(|root| workdir.starts_with(root))
+                });
+                let mode = if writable.is_empty() && !workdir_writable {
+                    SandboxMode::ReadOnly
+                } else {
+                    SandboxMode::WorkspaceWrite
+                };
+                let mut policy = SandboxPolicy::new(mode, workdir);
+                policy.tmpdir = None;
+                policy.writable_roots = writable;
+                policy.network = *network;
+                policy.protected_paths = read_only.clone();
+                // Workspace-write always lets the shell write its cwd; when the client did
+                // not grant the workdir, keep it read-only instead.
+                if mode == SandboxMode::WorkspaceWrite && !workdir_writable && !covered {
+                    policy.protected_paths.push(workdir.to_path_buf());
+                }
+                policy
+            }
+        }
+    }
+}
+
 /// The `codex/sandbox-state/update` parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -68,52 +139,62 @@ pub struct SandboxState {
     pub sandbox_cwd: Option<PathBuf>,
 }
 
-/// The sandbox policy for a call in `workdir` (canonical): the client's last sandbox-state
-/// update when there was one, else the server's flags; `protected` stays read-only.
-pub fn sandbox_policy(
-    defaults: &SandboxDefaults,
-    state: Option<SandboxState>,
-    workdir: &Path,
-    protected: &[PathBuf],
-) -> SandboxPolicy {
-    let mut policy = match state {
-        None => {
-            let mut policy = SandboxPolicy::new(defaults.mode, workdir);
-            policy.writable_roots = defaults.writable_roots.clone();
-            policy.network = defaults.network;
-            policy
-        }
-        Some(state) => match state.sandbox_policy {
-            CodexSandboxPolicy::ReadOnly { network_access } => {
-                let mut policy = SandboxPolicy::new(SandboxMode::ReadOnly, workdir);
-                policy.network = network_access;
-                policy
-            }
-            CodexSandboxPolicy::DangerFullAccess {} => {
-                SandboxPolicy::new(SandboxMode::DangerFullAccess, workdir)
-            }
+impl SandboxState {
+    /// The sandbox this update asks for. Workspace-write keeps its meaning: the call's
+    /// workdir, `sandboxCwd`, the listed roots and the temporary folders writable.
+    pub fn client_sandbox(&self) -> ClientSandbox {
+        match &self.sandbox_policy {
+            CodexSandboxPolicy::ReadOnly { network_access } => ClientSandbox::Restricted {
+                writable: Vec::new(),
+                read_only: Vec::new(),
+                network: *network_access,
+                workdir_writable: false,
+            },
+            CodexSandboxPolicy::DangerFullAccess {} => ClientSandbox::FullAccess,
             CodexSandboxPolicy::WorkspaceWrite {
                 writable_roots,
                 network_access,
                 exclude_tmpdir_env_var,
                 exclude_slash_tmp,
             } => {
-                let mut policy = SandboxPolicy::new(SandboxMode::WorkspaceWrite, workdir);
-                policy.writable_roots = writable_roots;
-                policy.writable_roots.extend(state.sandbox_cwd);
-                policy.network = network_access;
-                if exclude_tmpdir_env_var {
-                    policy.tmpdir = None;
+                let mut writable = writable_roots.clone();
+                writable.extend(self.sandbox_cwd.clone());
+                if !exclude_tmpdir_env_var {
+                    writable.push(std::env::temp_dir());
                 }
-                let slash_tmp = PathBuf::from("/tmp");
-                if !exclude_slash_tmp && policy.tmpdir.as_ref() != Some(&slash_tmp) {
-                    policy.writable_roots.push(slash_tmp);
+                if !exclude_slash_tmp {
+                    writable.push(PathBuf::from("/tmp"));
                 }
-                policy
+                ClientSandbox::Restricted {
+                    writable,
+                    read_only: Vec::new(),
+                    network: *network_access,
+                    workdir_writable: true,
+                }
             }
-        },
+        }
+    }
+}
+
+/// The sandbox policy for a call in `workdir` (canonical): what the client asked for when
+/// it did, else the server's flags; `protected` (the loaded rules and hooks) stays
+/// read-only either way.
+pub fn sandbox_policy(
+    defaults: &SandboxDefaults,
+    client: Option<&ClientSandbox>,
+    workdir: &Path,
+    protected: &[PathBuf],
+) -> SandboxPolicy {
+    let mut policy = match client {
+        Some(client) => client.policy(workdir),
+        None => {
+            let mut policy = SandboxPolicy::new(defaults.mode, workdir);
+            policy.writable_roots = defaults.writable_roots.clone();
+            policy.network = defaults.network;
+            policy
+        }
     };
-    policy.protected_paths = protected.to_vec();
+    policy.protected_paths.extend(protected.iter().cloned());
     policy.allow_unprotected_landlock = defaults.allow_unprotected_landlock;
     policy.allow_unix_sockets = defaults.allow_unix_sockets.clone();
     policy.init = defaults.init.clone();
@@ -165,5 +246,41 @@ mod tests {
             serde_json::from_value(json!({"sandboxPolicy": {"type": "danger-full-access"}}))
                 .unwrap();
         assert_eq!(full.sandbox_policy, CodexSandboxPolicy::DangerFullAccess {});
+    }
+
+    #[test]
+    fn a_client_sandbox_without_writes_is_read_only_and_an_ungranted_workdir_stays_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().canonicalize().unwrap();
+        let defaults = SandboxDefaults {
+            mode: SandboxMode::DangerFullAccess,
+            writable_roots: Vec::new(),
+            network: true,
+            allow_unprotected_landlock: false,
+        };
+        let rules = PathBuf::from("/rules/default.rules");
+        let policy = sandbox_policy(
+            &defaults,
+            Some(&ClientSandbox::strictest()),
+            &work,
+            std::slice::from_ref(&rules),
+        );
+        assert_eq!(policy.mode, SandboxMode::ReadOnly);
+        assert!(!policy.network);
+        assert_eq!(policy.protected_paths, std::slice::from_ref(&rules));
+        let other = work.join("other");
+        std::fs::create_dir(&other).unwrap();
+        let granted_elsewhere = ClientSandbox::Restricted {
+            writable: vec![other.clone()],
+            read_only: Vec::new(),
+            network: false,
+            workdir_writable: false,
+        };
+        let policy = sandbox_policy(&defaults, Some(&granted_elsewhere), &work, &[]);
+        assert_eq!(policy.mode, SandboxMode::WorkspaceWrite);
+        assert_eq!(policy.writable_roots, std::slice::from_ref(&other));
+        assert_eq!(policy.protected_paths, std::slice::from_ref(&work));
+        let policy = sandbox_policy(&defaults, Some(&granted_elsewhere), &other, &[]);
+        assert!(policy.protected_paths.is_empty());
     }
 }

@@ -5,6 +5,10 @@
 //! object gets its error response written to stdout by the filter itself, and the server
 //! keeps serving. Every other line goes to rmcp unchanged. Whole lines are written to
 //! stdout one at a time, so the filter's answers never interleave with rmcp's messages.
+//!
+//! On the way out, rmcp puts a progress token on every request it sends (our elicitations):
+//! a token the client never issued and that nothing reports on, which strict clients reject.
+//! [`outbound`] takes it out; every other line goes out byte for byte.
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, DuplexStream};
@@ -36,6 +40,40 @@ pub fn reject(line: &[u8]) -> Option<Value> {
             "id": null,
             "error": {"code": -32600, "message": "invalid request: a message must be a JSON object"},
         })),
+    }
+}
+
+/// `line` (one message from rmcp) as it should go to the client: a request loses
+/// `params._meta.progressToken` (and an `_meta` left empty); anything else is unchanged.
+pub fn outbound(line: Vec<u8>) -> Vec<u8> {
+    // Only a key can hold these bytes: inside a JSON string the quote would be escaped.
+    if memchr::memmem::find(&line, b"\"progressToken\"").is_none() {
+        return line;
+    }
+    let Ok(Value::Object(mut message)) = serde_json::from_slice::<Value>(&line) else {
+        return line;
+    };
+    if !message.contains_key("id") || !message.contains_key("method") {
+        return line;
+    }
+    let Some(Value::Object(params)) = message.get_mut("params") else {
+        return line;
+    };
+    let Some(Value::Object(meta)) = params.get_mut("_meta") else {
+        return line;
+    };
+    if meta.remove("progressToken").is_none() {
+        return line;
+    }
+    if meta.is_empty() {
+        params.remove("_meta");
+    }
+    match serde_json::to_vec(&message) {
+        Ok(mut out) => {
+            out.push(b'\n');
+            out
+        }
+        Err(_) => line,
     }
 }
 
@@ -100,9 +138,8 @@ where
             let written = match chunk {
                 None => break,
                 Some(None) => {
-                    let done = output.write_all(&line).await;
-                    line.clear();
-                    done
+                    let message = outbound(std::mem::take(&mut line));
+                    output.write_all(&message).await
                 }
                 Some(Some(text)) => output.write_all(&text).await,
             };
@@ -118,6 +155,27 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn our_requests_lose_the_progress_token_rmcp_adds() {
+        let request = br#"{"jsonrpc":"2.0","id":0,"method":"elicitation/create","params":{"_meta":{"progressToken":0},"message":"m"}}"#;
+        assert_eq!(
+            serde_json::from_slice::<Value>(&outbound(request.to_vec())).unwrap(),
+            json!({"jsonrpc":"2.0","id":0,"method":"elicitation/create","params":{"message":"m"}})
+        );
+        let kept = br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"_meta":{"progressToken":1,"k":2}}}"#;
+        assert_eq!(
+            serde_json::from_slice::<Value>(&outbound(kept.to_vec())).unwrap()["params"]["_meta"],
+            json!({"k": 2})
+        );
+        // Notifications and responses go out byte for byte.
+        for line in [
+            &br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1.0}}"#[..],
+            br#"{"jsonrpc":"2.0","id":2,"result":{"content":[{"type":"text","text":""progressToken""}]}}"#,
+        ] {
+            assert_eq!(outbound(line.to_vec()), line);
+        }
+    }
 
     #[test]
     fn json_rpc_messages_pass() {

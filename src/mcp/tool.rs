@@ -1,9 +1,11 @@
-//! The `shell` tool: its name, arguments and schema (Codex's), checks on its arguments, and
-//! the result a finished call returns.
+//! The `shell` tool: its name, arguments and schema (Codex's, plus `justification`), checks
+//! on its arguments, and the result a finished call returns.
 
-use super::output;
-use crate::report::RunReport;
+use super::{output, summary};
+use crate::report::{ExecRecord, RunReport};
 use crate::session::RunOutcome;
+use execgate_escalate_server::Verdict;
+use execgate_protocol::display;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -29,6 +31,10 @@ pub struct ShellArgs {
     /// Run a login shell (default true).
     #[serde(default)]
     pub login: Option<bool>,
+    /// Why the agent runs the command (model-written): hooks get it as
+    /// `tool_input.description`, and a person asked to approve sees it escaped.
+    #[serde(default)]
+    pub justification: Option<String>,
 }
 
 /// Codex's result text.
@@ -61,6 +67,10 @@ pub fn shell_tool() -> Tool {
             "login": {
                 "type": ["boolean", "null"],
                 "description": "Run the shell as a login shell (-lc) rather than -c. Default true."
+            },
+            "justification": {
+                "type": ["string", "null"],
+                "description": "Why this command is needed, in one sentence: shown to the person asked to approve a command and passed to approval hooks."
             }
         },
         "required": ["command", "workdir"]
@@ -78,25 +88,67 @@ pub fn shell_tool() -> Tool {
 }
 
 /// The tool result of a finished call: Codex's text (output capped at about `max` bytes)
-/// and the `run --json` object as structured content.
+/// and, as structured content (what Codex and Claude Code hand the model), a summary of
+/// the `run --json` object within `max` bytes as a whole.
 pub fn result(outcome: RunOutcome, max: usize) -> CallToolResult {
     let RunOutcome {
         mut report,
-        combined,
+        mut combined,
         duration,
     } = outcome;
+    if report.interrupted {
+        for line in unprinted_denials(&report) {
+            report.stderr.push_str(&line);
+            combined.extend_from_slice(line.as_bytes());
+        }
+    }
     let codex = CodexResult {
         exit_code: exit_code(&report),
         output: output::cap(&String::from_utf8_lossy(&combined), max),
         duration,
         timed_out: report.timed_out,
     };
-    report.stdout = output::cap(&report.stdout, max);
-    report.stderr = output::cap(&report.stderr, max);
     let text = serde_json::to_string(&codex).unwrap_or_default();
     let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
-    result.structured_content = serde_json::to_value(&report).ok();
+    result.structured_content = Some(summary::summarize(&report, max));
     result
+}
+
+/// The denial lines of a session that was ended (a hook, a person or the client ended it)
+/// that are not in its stderr: the denial that ended it comes with the order to kill the
+/// shell, and its wrapper may be killed before it prints the line. Each line is the one the
+/// wrapper prints; it counts as printed when stderr has a denial line with the same reason.
+fn unprinted_denials(report: &RunReport) -> Vec<String> {
+    let mut lines = Vec::new();
+    for record in &report.execs {
+        let Verdict::Deny { reason } = &record.verdict else {
+            continue;
+        };
+        let ending = format!(": {}", String::from_utf8_lossy(reason));
+        let printed = report
+            .stderr
+            .lines()
+            .any(|l| l.starts_with("execgate: denied: ") && l.ends_with(&ending));
+        if !printed {
+            lines.push(denial_line(record, reason));
+        }
+    }
+    lines
+}
+
+/// `execgate: denied: <command>: <reason>` and a newline, as the wrapper prints it.
+fn denial_line(record: &ExecRecord, reason: &[u8]) -> String {
+    let (program, argv): (&[u8], Vec<&[u8]>) = match &record.raw {
+        Some(raw) => (&raw.program, raw.argv.iter().map(Vec::as_slice).collect()),
+        None => (
+            record.program.as_bytes(),
+            record.argv.iter().map(String::as_bytes).collect(),
+        ),
+    };
+    let mut line = Vec::new();
+    let Ok(()) = display::denial(program, argv.iter().skip(1).copied(), reason, &mut line);
+    line.push(b'\n');
+    String::from_utf8_lossy(&line).into_owned()
 }
 
 /// The Codex `exit_code`: the shell's, else 128+signal, else -1.

@@ -1106,7 +1106,11 @@ fn an_mcp_call_that_floods_the_server_does_not_stop_another_call() {
     let report = &other["result"]["structuredContent"];
     assert_eq!(report["exit_code"], 0, "{other}\nflooding call: {flooder}");
     assert_eq!(report["stdout"].as_str().unwrap().len(), 5, "{other}");
-    assert_eq!(report["execs"][0]["verdict"], "escalate", "{other}");
+    assert_eq!(report["verdicts"]["escalate"], 1, "{other}");
+    assert_eq!(
+        report["escalated"][0]["command"], "/usr/bin/date '+%Y'",
+        "{other}"
+    );
     assert_eq!(
         flooder["result"]["structuredContent"]["exit_code"], 0,
         "{flooder}"

@@ -151,9 +151,16 @@ fn codex(result: &CallToolResult) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// The exec verdicts of the tool's structured content (see `support::report`).
+/// The denied and escalated execs the tool's summary lists (see `support::report`).
 fn verdicts(result: &CallToolResult) -> Vec<report::Verdict> {
-    report::verdicts(result.structured_content.as_ref().unwrap())
+    report::listed_verdicts(result.structured_content.as_ref().unwrap())
+}
+
+/// How many execs the summary counts as run in the sandbox.
+fn run_count(result: &CallToolResult) -> u64 {
+    result.structured_content.as_ref().unwrap()["verdicts"]["run"]
+        .as_u64()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -202,9 +209,10 @@ async fn shell_runs_escalates_and_denies_with_codex_text_and_our_report() {
         vec![
             v("date", "allow", "escalate", "policy"),
             v("rm", "forbidden", "deny", "policy"),
-            v("tr", "unmatched", "run", "policy"),
         ]
     );
+    assert_eq!(run_count(&result), 1);
+    assert_eq!(report["execs_total"], 3);
     client.cancel().await.unwrap();
 }
 
@@ -233,9 +241,9 @@ async fn pass_env_lets_a_variable_through_and_the_record_lists_what_was_dropped(
     let result = shell(&client, "FOO=1 BAR=2 printenv FOO BAR", &env.ws.work).await;
     assert_eq!(codex(&result)["output"], "1\n");
     let report = result.structured_content.as_ref().unwrap();
-    assert_eq!(report["execs"][0]["verdict"], "escalate", "{report}");
+    assert_eq!(report["verdicts"]["escalate"], 1, "{report}");
     assert_eq!(
-        report["execs"][0]["env_dropped"],
+        report["escalated"][0]["env_dropped"],
         json!(["BAR"]),
         "{report}"
     );
@@ -351,6 +359,11 @@ async fn elicitation_declined_denies_and_the_script_goes_on() {
         verdicts(&result),
         vec![v("touch", "prompt", "deny", "user")]
     );
+    // A decline looks the same whether a person or the client answered: say who we know.
+    assert_eq!(
+        result.structured_content.as_ref().unwrap()["stderr"],
+        "execgate: denied: /usr/bin/touch t1: the MCP client declined the approval request\n"
+    );
     assert!(!env.ws.work.join("t1").exists());
     client.cancel().await.unwrap();
 }
@@ -391,6 +404,16 @@ async fn elicitation_cancelled_denies_and_ends_the_call() {
         result.structured_content.as_ref().unwrap()["interrupted"],
         true
     );
+    // The model is told why the call ended, in the summary and in the text item.
+    let line = "execgate: denied: /usr/bin/touch t1: the MCP client cancelled the approval \
+                request; the call was ended\n";
+    assert_eq!(
+        result.structured_content.as_ref().unwrap()["stderr"],
+        line,
+        "{}",
+        result.structured_content.as_ref().unwrap()
+    );
+    assert_eq!(text["output"], line);
     assert!(!env.ws.work.join("t1").exists());
     // The server is still there for the next call.
     let next = shell(&client, "echo next", &env.ws.work).await;
@@ -549,19 +572,12 @@ async fn progress_notifications_count_verdicts() {
         &env.ws.work,
     )
     .await;
-    // Notifications may trail the response a little.
-    let last = wait_for(|| {
-        let progress = client.service().progress.lock().unwrap().clone();
-        progress
-            .last()
-            .filter(|m| m.as_str() == "1 commands run, 1 escalated, 1 denied")
-            .cloned()
-    })
-    .await;
-    assert!(
-        last.is_some(),
-        "{:?}",
-        client.service().progress.lock().unwrap()
+    // Every notification is written before the call's response: none can trail it.
+    let progress = client.service().progress.lock().unwrap().clone();
+    assert_eq!(
+        progress.last().map(String::as_str),
+        Some("1 commands run, 1 escalated, 1 denied"),
+        "{progress:?}"
     );
     client.cancel().await.unwrap();
 }
@@ -705,7 +721,7 @@ async fn codex_home_rules_are_loaded_when_no_rules_flag_is_given() {
     );
     let report = result.structured_content.as_ref().unwrap();
     assert_eq!(
-        report["execs"][0]["rule"],
+        report["denied"][0]["rule"],
         format!("{}:1", codex_home.join("rules/default.rules").display())
     );
     client.cancel().await.unwrap();
@@ -823,27 +839,24 @@ fn inspector_cli_calls_shell_for_run_escalate_deny_and_unaskable_prompt() {
     assert_eq!(text["exit_code"], 0);
     let report = &result["structuredContent"];
     assert_eq!(report["stdout"], "xxxx\nend\n");
-    let mut seen: Vec<(String, String)> = report["execs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["program"].as_str().unwrap().to_owned(),
-                e["verdict"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    seen.sort();
+    let commands = |list: &str| -> Vec<String> {
+        let mut seen: Vec<String> = report[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["command"].as_str().unwrap().to_owned())
+            .collect();
+        seen.sort();
+        seen
+    };
+    assert_eq!(commands("escalated"), ["/usr/bin/date '+%Y'"]);
     assert_eq!(
-        seen,
-        [
-            ("/usr/bin/date", "escalate"),
-            ("/usr/bin/rm", "deny"),
-            ("/usr/bin/touch", "deny"),
-            ("/usr/bin/tr", "run"),
-        ]
-        .map(|(p, v)| (p.to_owned(), v.to_owned()))
+        commands("denied"),
+        ["/usr/bin/rm -rf g", "/usr/bin/touch t"]
+    );
+    assert_eq!(
+        report["verdicts"],
+        json!({"run": 1, "escalate": 1, "deny": 2})
     );
     assert!(!env.ws.work.join("t").exists());
 }
@@ -940,4 +953,350 @@ async fn a_flooding_call_leaves_no_hook_process_or_waiting_exec_behind() {
         "ok\n"
     );
     client.cancel().await.unwrap();
+}
+
+/// `_meta` carrying Codex's per-call sandbox state (under both of Codex's keys).
+fn with_sandbox_state(mut params: CallToolRequestParams, state: Value) -> CallToolRequestParams {
+    let mut meta = rmcp::model::RequestMetaObject::default();
+    meta.0
+         .0
+        .insert("codex/sandbox-state".into(), state.clone());
+    meta.0 .0.insert("codex/sandbox-state-meta".into(), state);
+    params.meta = Some(meta);
+    params
+}
+
+/// Codex 0.171.0's state for `-s read-only`, word for word but the paths.
+fn codex_read_only(work: &Path) -> Value {
+    json!({"permissionProfile": {"type": "managed", "file_system": {"type": "restricted",
+        "entries": [{"path": {"type": "special", "value": {"kind": "root"}}, "access": "read"}]},
+        "network": "restricted"}, "codexLinuxSandboxExe": "/opt/codex/bin/codex",
+        "sandboxCwd": format!("file://{}", work.display()), "useLegacyLandlock": false,
+        "useMxc": false})
+}
+
+/// Codex 0.171.0's state for `-s workspace-write`, word for word but the paths.
+fn codex_workspace_write(work: &Path) -> Value {
+    let entry = |path: PathBuf, access: &str| {
+        json!({"path": {"type": "path", "path": path}, "access": access,
+               "missing_path_behavior": "skip"})
+    };
+    let special = |kind: &str| json!({"path": {"type": "special", "value": {"kind": kind}}, "access": "write"});
+    json!({"permissionProfile": {"type": "managed", "file_system": {"type": "restricted",
+        "entries": [
+            {"path": {"type": "special", "value": {"kind": "root"}}, "access": "read"},
+            entry(work.to_path_buf(), "write"), special("slash_tmp"), special("tmpdir"),
+            entry(work.join(".git"), "read"), entry(work.join(".agents"), "read"),
+            entry(work.join(".codex"), "read"), entry(work.join(".aws"), "read")]},
+        "network": "restricted"}, "codexLinuxSandboxExe": "/opt/codex/bin/codex",
+        "sandboxCwd": format!("file://{}", work.display()), "useLegacyLandlock": false,
+        "useMxc": false})
+}
+
+#[tokio::test]
+async fn per_call_codex_read_only_state_blocks_a_write_in_the_workdir() {
+    let env = Env::new();
+    // The server's own flag would allow it: the client's state replaces it for the call.
+    let client = connect(&env, Answer::NotCapable, &["--sandbox", "workspace-write"]).await;
+    let params = with_sandbox_state(
+        shell_params("true > a; echo status=$?", &env.ws.work),
+        codex_read_only(&env.ws.work),
+    );
+    let result = client.call_tool(params).await.unwrap();
+    assert_eq!(
+        result.structured_content.as_ref().unwrap()["stdout"],
+        "status=1\n"
+    );
+    assert!(!env.ws.work.join("a").exists());
+    // A call without the state gets the server's flags again.
+    let plain = shell(&client, "true > b; echo status=$?", &env.ws.work).await;
+    assert_eq!(codex(&plain)["output"], "status=0\n");
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn per_call_codex_workspace_write_state_writes_only_the_workspace_and_not_its_metadata() {
+    let env = Env::new();
+    // Codex's workspace-write also grants /tmp: the folder outside must not be in it.
+    let elsewhere = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let (work, outside) = (env.ws.work.join("ws"), elsewhere.path().to_path_buf());
+    for dir in [work.join(".git"), work.join(".aws"), outside.clone()] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let client = connect(&env, Answer::NotCapable, &["--sandbox", "read-only"]).await;
+    let script = format!(
+        "true > in && echo in; true > .git/x || echo git; true > .aws/x || echo aws; \
+         true > {}/x || echo outside",
+        outside.display()
+    );
+    let params = with_sandbox_state(shell_params(&script, &work), codex_workspace_write(&work));
+    let result = client.call_tool(params).await.unwrap();
+    let report = result.structured_content.as_ref().unwrap();
+    assert_eq!(report["stdout"], "in\ngit\naws\noutside\n", "{report}");
+    assert!(work.join("in").exists());
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn per_call_codex_full_access_state_writes_outside_the_workspace() {
+    let env = Env::new();
+    let client = connect(&env, Answer::NotCapable, &["--sandbox", "read-only"]).await;
+    let target = env.ws.home.join("written");
+    let state = json!({"permissionProfile": {"type": "disabled"},
+                       "sandboxCwd": format!("file://{}", env.ws.work.display())});
+    let params = with_sandbox_state(
+        shell_params(
+            &format!("true > {}; echo status=$?", target.display()),
+            &env.ws.work,
+        ),
+        state,
+    );
+    let result = client.call_tool(params).await.unwrap();
+    assert_eq!(codex(&result)["output"], "status=0\n");
+    assert!(target.exists());
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_per_call_state_runs_read_only_without_network_and_warns_once() {
+    let env = Env::new();
+    let log = env.ws.home.join("server.stderr");
+    let (transport, _) =
+        TokioChildProcess::builder(env.command(&["--sandbox", "danger-full-access", "--network"]))
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+    let client = TestClient::new(Answer::NotCapable)
+        .serve(transport)
+        .await
+        .unwrap();
+    let mut state = codex_read_only(&env.ws.work);
+    state["permissionProfile"]["file_system"]["entries"][0]["access"] = json!("append");
+    let params = with_sandbox_state(
+        shell_params("true > a; echo status=$?", &env.ws.work),
+        state,
+    );
+    let result = client.call_tool(params).await.unwrap();
+    assert_eq!(
+        result.structured_content.as_ref().unwrap()["stdout"],
+        "status=1\n"
+    );
+    assert!(!env.ws.work.join("a").exists());
+    client.cancel().await.unwrap();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("codex/sandbox-state"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].starts_with("execgate: warning: unusable codex/sandbox-state"),
+        "{stderr}"
+    );
+    assert!(warnings[0].contains("read-only, network off"), "{stderr}");
+}
+
+#[tokio::test]
+async fn per_call_state_that_hides_paths_from_reading_is_refused() {
+    let env = Env::new();
+    let client = connect(&env, Answer::NotCapable, &[]).await;
+    let mut state = codex_read_only(&env.ws.work);
+    state["permissionProfile"]["file_system"]["entries"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"path": {"type": "path", "path": env.ws.home}, "access": "none"}));
+    let params = with_sandbox_state(shell_params("touch a", &env.ws.work), state);
+    let result = client.call_tool(params).await.unwrap();
+    assert_eq!(result.is_error, Some(true));
+    let message = result.content[0].as_text().unwrap().text.clone();
+    assert!(
+        message.contains(&format!("hides {} from reading", env.ws.home.display())),
+        "{message}"
+    );
+    assert!(!env.ws.work.join("a").exists());
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn structured_content_of_a_thousand_execs_is_a_bounded_summary() {
+    let env = Env::new();
+    let audit = env.ws.home.join("audit.jsonl");
+    let audit_arg = audit.display().to_string();
+    let client = connect(
+        &env,
+        Answer::NotCapable,
+        &["--max-output-bytes", "4096", "--audit-log", &audit_arg],
+    )
+    .await;
+    let mut params = shell_params(
+        "for i in $(seq 1000); do /bin/true; done; (rm -rf x); head -c 100000 /dev/zero | tr '\\0' y",
+        &env.ws.work,
+    );
+    params
+        .arguments
+        .as_mut()
+        .unwrap()
+        .insert("timeout_ms".into(), json!(300_000));
+    let result = client.call_tool(params).await.unwrap();
+    let summary = result.structured_content.as_ref().unwrap();
+    let bytes = serde_json::to_vec(summary).unwrap().len();
+    assert!(bytes <= 4096, "{bytes} bytes: {summary}");
+    // seq, a thousand true, rm, head and tr.
+    assert_eq!(summary["execs_total"], 1004, "{summary}");
+    assert_eq!(
+        summary["verdicts"],
+        json!({"run": 1003, "escalate": 0, "deny": 1})
+    );
+    assert_eq!(
+        summary["denied"],
+        json!([{"command": "/usr/bin/rm -rf x", "decision": "forbidden", "source": "policy",
+                "rule": format!("{}:4", env.rules.display()), "reason": "no recursive deletes"}])
+    );
+    assert_eq!(summary["not_listed"], 0);
+    assert!(summary["stdout"]
+        .as_str()
+        .unwrap()
+        .contains(" bytes of output cut ...]"));
+    client.cancel().await.unwrap();
+    // The full record is in the audit log.
+    let lines = std::fs::read_to_string(&audit).unwrap();
+    assert_eq!(
+        lines
+            .lines()
+            .filter(|l| l.contains(r#""event":"decided""#))
+            .count(),
+        1004
+    );
+}
+
+#[tokio::test]
+async fn justification_reaches_hooks_as_the_description_and_is_shown_escaped() {
+    let env = Env::new();
+    let seen = env.ws.home.join("hook-input.json");
+    let hooks = env.ws.home.join("hooks.json");
+    // The hook keeps its input and has no opinion, so the person is asked next.
+    std::fs::write(
+        &hooks,
+        json!({"hooks": {"PermissionRequest": [{"hooks": [{"type": "command",
+            "command": format!("cat > {}", seen.display())}]}]}})
+        .to_string(),
+    )
+    .unwrap();
+    let hooks_arg = hooks.display().to_string();
+    let client = connect(&env, Answer::Accept("once"), &["--hooks", &hooks_arg]).await;
+    let mut params = shell_params("touch t1", &env.ws.work);
+    params.arguments.as_mut().unwrap().insert(
+        "justification".into(),
+        json!("make t1\nrule: fake\u{1b}[2J\u{202e}"),
+    );
+    client.call_tool(params).await.unwrap();
+    let input: Value = serde_json::from_str(&std::fs::read_to_string(&seen).unwrap()).unwrap();
+    assert_eq!(
+        input["tool_input"],
+        json!({"command": "/usr/bin/touch t1", "description": "make t1\nrule: fake\u{1b}[2J\u{202e}"})
+    );
+    let asked = client.service().asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 1);
+    assert!(
+        asked[0].ends_with("\njustification: $'make t1\\nrule: fake\\e[2J\\u202e'"),
+        "{}",
+        asked[0]
+    );
+    client.cancel().await.unwrap();
+}
+
+/// A client that checks the progress protocol line by line: a notification for a token no
+/// call carried, or after that call's response, fails the test; so does a progress token on
+/// a request the server sends.
+#[tokio::test]
+async fn progress_only_for_the_calls_token_all_before_its_response_none_on_our_requests() {
+    let env = Env::new();
+    let mut child = env
+        .command(&[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let send = |message: Value| {
+        let mut line = message.to_string();
+        line.push('\n');
+        line
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {"elicitation": {}},
+        "clientInfo": {"name": "strict", "version": "0"}}});
+    let call = |id: u64, token: Value, command: &str| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+            "_meta": {"progressToken": token},
+            "name": "shell", "arguments": {"command": command, "workdir": env.ws.work,
+                                           "login": false}}})
+    };
+    let mut text = send(init);
+    text.push_str(&send(
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+    ));
+    text.push_str(&send(call(
+        2,
+        json!("tok-a"),
+        "date > /dev/null; (rm -rf x); touch t; true",
+    )));
+    text.push_str(&send(call(3, json!(77), "cat /dev/null; ls > /dev/null")));
+    stdin.write_all(text.as_bytes()).await.unwrap();
+    stdin.flush().await.unwrap();
+    let tokens = [(json!("tok-a"), json!(2)), (json!(77), json!(3))];
+    let mut answered = Vec::new();
+    let mut progress = Vec::new();
+    while answered.len() < 3 {
+        let line = tokio::time::timeout(Duration::from_secs(60), stdout.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let message: Value = serde_json::from_str(&line).unwrap();
+        if message["method"] == "notifications/progress" {
+            let token = &message["params"]["progressToken"];
+            let (_, id) = tokens
+                .iter()
+                .find(|(t, _)| t == token)
+                .unwrap_or_else(|| panic!("progress for a token nobody issued: {line}"));
+            assert!(
+                !answered.contains(id),
+                "progress after the response to {id}: {line}"
+            );
+            progress.push(token.clone());
+        } else if message["method"] == "elicitation/create" {
+            assert!(
+                message["params"]["_meta"].get("progressToken").is_none(),
+                "our own request carries a progress token: {line}"
+            );
+            let answer = json!({"jsonrpc": "2.0", "id": message["id"], "result": {
+                "action": "accept", "content": {"decision": "once"}}});
+            stdin.write_all(send(answer).as_bytes()).await.unwrap();
+            stdin.flush().await.unwrap();
+        } else if message.get("id").is_some() && message.get("method").is_none() {
+            answered.push(message["id"].clone());
+        } else {
+            panic!("unexpected message {line}");
+        }
+    }
+    // After both responses, one more round trip: anything still queued would come first.
+    stdin
+        .write_all(send(json!({"jsonrpc": "2.0", "id": 9, "method": "ping"})).as_bytes())
+        .await
+        .unwrap();
+    stdin.flush().await.unwrap();
+    let line = stdout.next_line().await.unwrap().unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&line).unwrap()["id"],
+        9,
+        "{line}"
+    );
+    assert!(
+        progress.contains(&json!("tok-a")) && progress.contains(&json!(77)),
+        "{progress:?}"
+    );
+    drop(stdin);
+    child.wait().await.unwrap();
 }

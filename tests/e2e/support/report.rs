@@ -1,4 +1,5 @@
-//! Reading `run --json` reports (also the MCP tool's structured content) in tests.
+//! Reading `run --json` reports and the MCP tool's structured content (a summary that lists
+//! only the denied and escalated execs) in tests.
 
 use serde_json::Value;
 use std::path::Path;
@@ -26,6 +27,26 @@ pub fn verdicts(report: &Value) -> Vec<Verdict> {
             )
         })
         .collect();
+    out.sort();
+    out
+}
+
+/// The execs an MCP summary lists (`denied`, then `escalated`) as [`Verdict`]s, sorted;
+/// execs run in the sandbox are only counted there.
+pub fn listed_verdicts(summary: &Value) -> Vec<Verdict> {
+    let mut out = Vec::new();
+    for (list, verdict) in [("denied", "deny"), ("escalated", "escalate")] {
+        for exec in summary[list].as_array().unwrap() {
+            let command = exec["command"].as_str().unwrap();
+            let program = command.split(' ').next().unwrap();
+            out.push(v(
+                &Path::new(program).file_name().unwrap().to_string_lossy(),
+                exec["decision"].as_str().unwrap(),
+                verdict,
+                exec["source"].as_str().unwrap(),
+            ));
+        }
+    }
     out.sort();
     out
 }
