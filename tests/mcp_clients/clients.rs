@@ -20,7 +20,13 @@ fn repo() -> PathBuf {
 /// The pinned client named by `var`, else `target/ci-tools/<dir>/node_modules/.bin/<bin>`.
 fn client(var: &str, dir: &str, bin: &str, package: &str, version: &str) -> PathBuf {
     let path = std::env::var_os(var).map_or_else(
-        || repo().join("target/ci-tools").join(dir).join("node_modules/.bin").join(bin),
+        || {
+            repo()
+                .join("target/ci-tools")
+                .join(dir)
+                .join("node_modules/.bin")
+                .join(bin)
+        },
         PathBuf::from,
     );
     let install = format!(

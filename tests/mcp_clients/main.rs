@@ -4,9 +4,9 @@
 //! tool result the model sees. One client process per scenario; a scenario's calls run in
 //! one session, one per model turn.
 
+mod clients;
 #[path = "../common/mod.rs"]
 mod common;
-mod clients;
 mod fake_model;
 
 use fake_model::{Api, FakeModel, Step};
@@ -56,8 +56,10 @@ impl Env {
 
     /// Same, with the model's `justification`.
     fn call_because(&self, command: &str, justification: &str) -> Step {
-        Step::Call(json!({"command": command, "workdir": self.work, "login": false,
-                          "justification": justification}))
+        Step::Call(
+            json!({"command": command, "workdir": self.work, "login": false,
+                          "justification": justification}),
+        )
     }
 }
 
@@ -151,7 +153,13 @@ fn codex_exec(env: &Env, script: Vec<Step>, sandbox: &str, args_line: Option<&st
     let mut cmd = client_command(&codex, env);
     cmd.env("CODEX_HOME", &codex_home)
         .env("FAKE_MODEL_KEY", "test")
-        .args(["exec", "--skip-git-repo-check", "-s", sandbox, "do the task"]);
+        .args([
+            "exec",
+            "--skip-git-repo-check",
+            "-s",
+            sandbox,
+            "do the task",
+        ]);
     let out = run(cmd);
     assert!(out.status.success(), "{}", describe(&out));
     let results = model.tool_results(Api::Responses);
@@ -207,7 +215,11 @@ fn codex_exec_read_only_sandbox_blocks_a_write_in_the_workspace() {
         "read-only",
         None,
     );
-    assert!(!env.work.join("made-while-read-only").exists(), "{}", results[0]);
+    assert!(
+        !env.work.join("made-while-read-only").exists(),
+        "{}",
+        results[0]
+    );
     assert_eq!(results[0]["stdout"], "status=1\n", "{}", results[0]);
 }
 
@@ -268,7 +280,10 @@ fn codex_exec_approvals_answered_by_a_hook_with_the_models_justification() {
     assert_eq!(escalated[0]["exit_code"], 128, "{}", results[0]);
     let input: Value =
         serde_json::from_str(&std::fs::read_to_string(&seen_input).unwrap()).unwrap();
-    assert_eq!(input["tool_input"]["description"], "publish the fix", "{input}");
+    assert_eq!(
+        input["tool_input"]["description"], "publish the fix",
+        "{input}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -305,7 +320,13 @@ fn claude_command(env: &Env, claude: &Path, model: &FakeModel) -> Command {
 }
 
 /// `claude ARGS` through the whole script; returns the tool results the model saw.
-fn claude_p(env: &Env, claude: &Path, model: &FakeModel, calls: usize, args: &[&str]) -> Vec<Value> {
+fn claude_p(
+    env: &Env,
+    claude: &Path,
+    model: &FakeModel,
+    calls: usize,
+    args: &[&str],
+) -> Vec<Value> {
     let mut cmd = claude_command(env, claude, model);
     cmd.args(args);
     let out = run(cmd);
@@ -320,7 +341,12 @@ fn readme_claude_p_args() -> Vec<String> {
     let line = clients::readme_block("so allow it there, on the command line:");
     let mut quoted = line.trim_end().split('"');
     let (before, prompt, after) = (quoted.next(), quoted.next(), quoted.next());
-    let mut args: Vec<String> = before.unwrap().split_whitespace().skip(1).map(String::from).collect();
+    let mut args: Vec<String> = before
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(String::from)
+        .collect();
     args.push(prompt.unwrap().to_string());
     args.extend(after.unwrap().split_whitespace().map(String::from));
     args
@@ -339,10 +365,22 @@ fn claude_p_with_the_readme_registration_and_allow_step_runs_denies_and_says_who
     let model = FakeModel::start(Api::Messages, script);
     claude_mcp_add(&env, &claude, &model);
     let args = readme_claude_p_args();
-    assert_eq!(args, ["-p", "run the tests", "--allowedTools", "mcp__execgate__shell"]);
+    assert_eq!(
+        args,
+        [
+            "-p",
+            "run the tests",
+            "--allowedTools",
+            "mcp__execgate__shell"
+        ]
+    );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let results = claude_p(&env, &claude, &model, 3, &args);
-    assert_eq!(results[0]["stdout"], "hello from claude\n", "{}", results[0]);
+    assert_eq!(
+        results[0]["stdout"], "hello from claude\n",
+        "{}",
+        results[0]
+    );
     assert_eq!(results[1]["stderr"], RM_DENIED, "{}", results[1]);
     // claude -p cancels every elicitation: the call ends, and the model is told why.
     assert_eq!(results[2]["exit_code"], 130, "{}", results[2]);
