@@ -7,6 +7,7 @@ mod escalation;
 mod hardening;
 mod hooks;
 mod mcp;
+mod mcp_clients;
 mod patched_shells;
 mod policy;
 mod policy_authoring;

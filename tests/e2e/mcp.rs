@@ -3,7 +3,7 @@
 //! real sandbox and real rules.
 
 use crate::support::bins::{execgate, shells_dir};
-use crate::support::dirs::Workspace;
+use crate::support::dirs::{Scratch, Workspace};
 use crate::support::procs::{find_process, wait_for};
 use crate::support::report::{self, v};
 use rmcp::model::{
@@ -1018,7 +1018,7 @@ async fn per_call_codex_read_only_state_blocks_a_write_in_the_workdir() {
 async fn per_call_codex_workspace_write_state_writes_only_the_workspace_and_not_its_metadata() {
     let env = Env::new();
     // Codex's workspace-write also grants /tmp: the folder outside must not be in it.
-    let elsewhere = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let elsewhere = Scratch::in_target();
     let (work, outside) = (env.ws.work.join("ws"), elsewhere.path().to_path_buf());
     for dir in [work.join(".git"), work.join(".aws"), outside.clone()] {
         std::fs::create_dir_all(dir).unwrap();

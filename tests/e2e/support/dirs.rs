@@ -16,7 +16,16 @@ pub struct Scratch {
 impl Scratch {
     /// A new empty directory.
     pub fn new() -> Self {
-        let dir = tempfile::tempdir().expect("create temp dir");
+        Self::from(tempfile::tempdir().expect("create temp dir"))
+    }
+
+    /// A new empty directory under cargo's target directory rather than `/tmp` (the Codex
+    /// CLI will not set up its helpers under a temporary folder).
+    pub fn in_target() -> Self {
+        Self::from(tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("create temp dir"))
+    }
+
+    fn from(dir: tempfile::TempDir) -> Self {
         let path = std::fs::canonicalize(dir.path()).expect("canonicalize temp dir");
         Self { _dir: dir, path }
     }
@@ -61,7 +70,15 @@ pub struct Workspace {
 impl Workspace {
     /// A new workspace with empty `work` and `home`.
     pub fn new() -> Self {
-        let scratch = Scratch::new();
+        Self::within(Scratch::new())
+    }
+
+    /// [`Workspace::new`] under cargo's target directory (see [`Scratch::in_target`]).
+    pub fn in_target() -> Self {
+        Self::within(Scratch::in_target())
+    }
+
+    fn within(scratch: Scratch) -> Self {
         let work = scratch.join("work");
         let home = scratch.join("home");
         std::fs::create_dir(&work).unwrap();

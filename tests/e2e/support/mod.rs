@@ -11,14 +11,20 @@
 //! - [`session`]: running a script in a setup and collecting what happened.
 //! - [`pty`]: running a command with a real pty as its terminal, or with none.
 //! - [`procs`]: looking at processes in `/proc`; re-running a test alone in a child.
-//! - [`report`]: reading `execgate run --json` reports.
+//! - [`report`]: reading `execgate run --json` reports and the MCP tool's summary.
+//! - [`readme`]: the README's snippets, word for word, for the tests that run them.
+//! - [`agents`]: the real agent CLIs (Codex CLI, Claude Code), pinned.
+//! - [`fake_model`]: fake model APIs on loopback for those CLIs.
 
+pub mod agents;
 pub mod bins;
 pub mod cli;
 pub mod dirs;
+pub mod fake_model;
 pub mod policy;
 pub mod procs;
 pub mod pty;
+pub mod readme;
 pub mod report;
 pub mod session;
 pub mod setups;

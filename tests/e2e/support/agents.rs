@@ -1,11 +1,12 @@
-//! The real agent CLIs, pinned, and the README snippets the tests run them with.
+//! The real agent CLIs, pinned: the Codex CLI and Claude Code.
 //!
 //! `.ci/run` installs `@openai/codex` and `@anthropic-ai/claude-code` from npm into
 //! `target/ci-tools/` and names them in `EXECGATE_CODEX` / `EXECGATE_CLAUDE`. A missing or
-//! wrongly versioned client fails the test with the command that installs it: these tests
-//! are never skipped.
+//! wrongly versioned client fails the test with the command that installs it: the tests
+//! that need one are never skipped.
 
-use std::path::{Path, PathBuf};
+use super::bins::repo_root;
+use std::path::PathBuf;
 use std::process::Command;
 
 /// The Codex CLI version the tests and the README were checked against.
@@ -13,15 +14,11 @@ pub const CODEX_VERSION: &str = "0.171.0";
 /// The Claude Code version the tests and the README were checked against.
 pub const CLAUDE_VERSION: &str = "2.1.197";
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// The pinned client named by `var`, else `target/ci-tools/<dir>/node_modules/.bin/<bin>`.
 fn client(var: &str, dir: &str, bin: &str, package: &str, version: &str) -> PathBuf {
     let path = std::env::var_os(var).map_or_else(
         || {
-            repo()
+            repo_root()
                 .join("target/ci-tools")
                 .join(dir)
                 .join("node_modules/.bin")
@@ -71,27 +68,4 @@ pub fn claude() -> PathBuf {
         "@anthropic-ai/claude-code",
         CLAUDE_VERSION,
     )
-}
-
-/// The body of the first fenced block that follows the line containing `marker` in
-/// README.md, word for word.
-pub fn readme_block(marker: &str) -> String {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let start = readme
-        .find(marker)
-        .unwrap_or_else(|| panic!("README.md has no {marker:?}"));
-    let rest = &readme[start..];
-    let fence = rest.find("\n```").expect("a fenced block after the marker") + 1;
-    let body_start = fence + rest[fence..].find('\n').unwrap() + 1;
-    let body_len = rest[body_start..]
-        .find("\n```")
-        .expect("the block's closing fence");
-    rest[body_start..body_start + body_len + 1].to_string()
-}
-
-/// `text` with the README's example paths replaced by the test's: the installed binary
-/// and the person's home.
-pub fn localize(text: &str, home: &Path) -> String {
-    text.replace("/usr/local/bin/execgate", env!("CARGO_BIN_EXE_execgate"))
-        .replace("/home/me", &home.display().to_string())
 }

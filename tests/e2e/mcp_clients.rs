@@ -4,12 +4,11 @@
 //! tool result the model sees. One client process per scenario; a scenario's calls run in
 //! one session, one per model turn.
 
-mod clients;
-#[path = "../common/mod.rs"]
-mod common;
-mod fake_model;
-
-use fake_model::{Api, FakeModel, Step};
+use crate::support::agents;
+use crate::support::bins::repo_root;
+use crate::support::dirs::Workspace;
+use crate::support::fake_model::{Api, FakeModel, Step};
+use crate::support::readme;
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -20,11 +19,9 @@ use std::time::{Duration, Instant};
 const RM_DENIED: &str = "execgate: denied: /usr/bin/rm -rf build: recursive forced deletion is \
                          not allowed; delete specific files instead\n";
 
-/// A person's home, a workspace and a folder outside it, for one scenario.
+/// A person's home, a workspace (with a `.git`) and a folder outside it, for one scenario.
 struct Env {
-    _tmp: tempfile::TempDir,
-    home: PathBuf,
-    work: PathBuf,
+    ws: Workspace,
     outside: PathBuf,
 }
 
@@ -32,32 +29,23 @@ impl Env {
     fn new() -> Self {
         // Not under /tmp: Codex refuses to set up its helpers in a temporary folder (it
         // only warns, but the warning is noise in every failure message).
-        let tmp = tempfile::Builder::new()
-            .prefix("mcp-clients-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .unwrap();
-        let root = tmp.path().canonicalize().unwrap();
-        let (home, work, outside) = (root.join("home"), root.join("work"), root.join("outside"));
-        for dir in [&home, &work, &outside, &work.join(".git")] {
+        let ws = Workspace::in_target();
+        let outside = ws.root().join("outside");
+        for dir in [&outside, &ws.work.join(".git")] {
             std::fs::create_dir_all(dir).unwrap();
         }
-        Self {
-            _tmp: tmp,
-            home,
-            work,
-            outside,
-        }
+        Self { ws, outside }
     }
 
     /// A `shell` call's arguments in the workspace.
     fn call(&self, command: &str) -> Step {
-        Step::Call(json!({"command": command, "workdir": self.work, "login": false}))
+        Step::Call(json!({"command": command, "workdir": self.ws.work, "login": false}))
     }
 
     /// Same, with the model's `justification`.
     fn call_because(&self, command: &str, justification: &str) -> Step {
         Step::Call(
-            json!({"command": command, "workdir": self.work, "login": false,
+            json!({"command": command, "workdir": self.ws.work, "login": false,
                           "justification": justification}),
         )
     }
@@ -104,9 +92,9 @@ fn client_command(program: &Path, env: &Env) -> Command {
     let mut cmd = Command::new(program);
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap())
-        .env("HOME", &env.home)
+        .env("HOME", &env.ws.home)
         .env("LANG", "C.UTF-8")
-        .current_dir(&env.work);
+        .current_dir(&env.ws.work);
     cmd
 }
 
@@ -117,14 +105,14 @@ fn client_command(program: &Path, env: &Env) -> Command {
 /// `args_line` replaces its `args = ...` line when given), and the example rules in
 /// `CODEX_HOME/rules`.
 fn codex_home(env: &Env, model: &FakeModel, args_line: Option<&str>) -> PathBuf {
-    let codex_home = env.home.join(".codex");
+    let codex_home = env.ws.home.join(".codex");
     std::fs::create_dir_all(codex_home.join("rules")).unwrap();
     std::fs::copy(
-        common::shells::repo_root().join("examples/basic.rules"),
+        repo_root().join("examples/basic.rules"),
         codex_home.join("rules/basic.rules"),
     )
     .unwrap();
-    let mut registration = clients::readme_block("**Register with Codex**");
+    let mut registration = readme::block("**Register with Codex**");
     if let Some(line) = args_line {
         let old = registration
             .lines()
@@ -137,7 +125,7 @@ fn codex_home(env: &Env, model: &FakeModel, args_line: Option<&str>) -> PathBuf 
         "model = \"fake-model\"\nmodel_provider = \"fake\"\ncheck_for_update_on_startup = false\n\n\
          {}\n[model_providers.fake]\nname = \"fake\"\nbase_url = \"{}/v1\"\n\
          wire_api = \"responses\"\nenv_key = \"FAKE_MODEL_KEY\"\n",
-        clients::localize(&registration, &env.home),
+        readme::localize(&registration, &env.ws.home),
         model.url
     );
     std::fs::write(codex_home.join("config.toml"), config).unwrap();
@@ -146,7 +134,7 @@ fn codex_home(env: &Env, model: &FakeModel, args_line: Option<&str>) -> PathBuf 
 
 /// `codex exec -s SANDBOX` through the whole script; returns the tool results the model saw.
 fn codex_exec(env: &Env, script: Vec<Step>, sandbox: &str, args_line: Option<&str>) -> Vec<Value> {
-    let codex = clients::codex();
+    let codex = agents::codex();
     let calls = script.iter().filter(|s| matches!(s, Step::Call(_))).count();
     let model = FakeModel::start(Api::Responses, script);
     let codex_home = codex_home(env, &model, args_line);
@@ -198,8 +186,8 @@ fn codex_exec_with_the_readme_registration_runs_denies_and_says_who_declined() {
     assert_eq!(results[2]["stdout"], "status=126\n", "{}", results[2]);
     // Codex's workspace-write: the workspace is writable, its .git and the world are not.
     assert_eq!(results[3]["stdout"], "done\n", "{}", results[3]);
-    assert!(env.work.join("inside").exists(), "{}", results[3]);
-    assert!(!env.work.join(".git/planted").exists(), "{}", results[3]);
+    assert!(env.ws.work.join("inside").exists(), "{}", results[3]);
+    assert!(!env.ws.work.join(".git/planted").exists(), "{}", results[3]);
     assert!(!env.outside.join("escaped").exists(), "{}", results[3]);
 }
 
@@ -216,7 +204,7 @@ fn codex_exec_read_only_sandbox_blocks_a_write_in_the_workspace() {
         None,
     );
     assert!(
-        !env.work.join("made-while-read-only").exists(),
+        !env.ws.work.join("made-while-read-only").exists(),
         "{}",
         results[0]
     );
@@ -243,11 +231,11 @@ fn codex_exec_full_access_writes_outside_the_workspace() {
 #[test]
 fn codex_exec_approvals_answered_by_a_hook_with_the_models_justification() {
     let env = Env::new();
-    let codex_home = env.home.join(".codex");
+    let codex_home = env.ws.home.join(".codex");
     std::fs::create_dir_all(&codex_home).unwrap();
     // The hook keeps what it was asked and allows.
-    let seen_input = env.home.join("hook-input.json");
-    let hook = env.home.join("allow.sh");
+    let seen_input = env.ws.home.join("hook-input.json");
+    let hook = env.ws.home.join("allow.sh");
     std::fs::write(
         &hook,
         format!(
@@ -263,7 +251,7 @@ fn codex_exec_approvals_answered_by_a_hook_with_the_models_justification() {
             .to_string(),
     )
     .unwrap();
-    let args_line = clients::readme_block("**Approvals without a person in `codex exec`.**");
+    let args_line = readme::block("**Approvals without a person in `codex exec`.**");
     let results = codex_exec(
         &env,
         vec![
@@ -292,16 +280,16 @@ fn codex_exec_approvals_answered_by_a_hook_with_the_models_justification() {
 /// Registers execgate the README's way (`claude mcp add ...`, localized) with the example
 /// rules as the README's rules file.
 fn claude_mcp_add(env: &Env, claude: &Path, model: &FakeModel) {
-    let rules = env.home.join(".config/execgate/rules");
+    let rules = env.ws.home.join(".config/execgate/rules");
     std::fs::create_dir_all(&rules).unwrap();
     std::fs::copy(
-        common::shells::repo_root().join("examples/basic.rules"),
+        repo_root().join("examples/basic.rules"),
         rules.join("default.rules"),
     )
     .unwrap();
-    let line = clients::localize(
-        clients::readme_block("**Register with Claude Code**").trim_end(),
-        &env.home,
+    let line = readme::localize(
+        readme::block("**Register with Claude Code**").trim_end(),
+        &env.ws.home,
     );
     let words: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(words[..3], ["claude", "mcp", "add"], "{line}");
@@ -338,7 +326,7 @@ fn claude_p(
 
 /// The README's `claude -p "PROMPT" --allowedTools ...` line as arguments.
 fn readme_claude_p_args() -> Vec<String> {
-    let line = clients::readme_block("so allow it there, on the command line:");
+    let line = readme::block("so allow it there, on the command line:");
     let mut quoted = line.trim_end().split('"');
     let (before, prompt, after) = (quoted.next(), quoted.next(), quoted.next());
     let mut args: Vec<String> = before
@@ -355,7 +343,7 @@ fn readme_claude_p_args() -> Vec<String> {
 #[test]
 fn claude_p_with_the_readme_registration_and_allow_step_runs_denies_and_says_who_cancelled() {
     let env = Env::new();
-    let claude = clients::claude();
+    let claude = agents::claude();
     let script = vec![
         env.call("echo hello from claude"),
         env.call("rm -rf build"),
@@ -399,24 +387,24 @@ fn claude_p_with_the_readme_registration_and_allow_step_runs_denies_and_says_who
 #[test]
 fn claude_p_elicitation_hook_from_the_readme_approves_git_push() {
     let env = Env::new();
-    let claude = clients::claude();
+    let claude = agents::claude();
     let script = vec![
         env.call_because("git push; echo status=$?", "publish the fix"),
         Step::Say("finished"),
     ];
     let model = FakeModel::start(Api::Messages, script);
     claude_mcp_add(&env, &claude, &model);
-    let settings = clients::localize(
-        &clients::readme_block("questions instead; in `~/.claude/settings.json`:"),
-        &env.home,
+    let settings = readme::localize(
+        &readme::block("questions instead; in `~/.claude/settings.json`:"),
+        &env.ws.home,
     );
-    std::fs::create_dir_all(env.home.join(".claude")).unwrap();
-    std::fs::write(env.home.join(".claude/settings.json"), settings).unwrap();
-    let hook = env.home.join("bin/execgate-approve");
+    std::fs::create_dir_all(env.ws.home.join(".claude")).unwrap();
+    std::fs::write(env.ws.home.join(".claude/settings.json"), settings).unwrap();
+    let hook = env.ws.home.join("bin/execgate-approve");
     std::fs::create_dir_all(hook.parent().unwrap()).unwrap();
     std::fs::write(
         &hook,
-        clients::readme_block("`/home/me/bin/execgate-approve` approves"),
+        readme::block("`/home/me/bin/execgate-approve` approves"),
     )
     .unwrap();
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
