@@ -19,8 +19,15 @@ use std::time::Duration;
 #[derive(Debug, Args)]
 #[command(
     after_help = "Without --rules, rules are discovered from the server's working \
-directory. --sandbox applies until the client sends codex/sandbox-state/update; approvals \
-are asked through MCP elicitation."
+directory.\n\n\
+Sandbox: --sandbox, --writable-root and --network apply to calls whose client sends no \
+sandbox of its own. Codex sends its sandbox with every call (_meta \"codex/sandbox-state\"), \
+which replaces those flags for that call; a state execgate cannot read runs the call \
+read-only with the network off (one warning on stderr), and one that hides paths from \
+reading is refused. The older codex/sandbox-state/update request replaces them for the \
+calls that follow it. The loaded rules and hooks stay read-only whatever the client asks.\n\n\
+Approvals are asked through MCP elicitation; a client that declines or cancels is reported \
+as such (`codex exec` and `claude -p` answer every question by themselves)."
 )]
 pub struct McpArgs {
     #[command(flatten)]
@@ -28,7 +35,8 @@ pub struct McpArgs {
     /// Also load CODEX_HOME/rules/*.rules. Without --rules, $CODEX_HOME is used when set.
     #[arg(long, value_name = "DIR")]
     codex_home: Option<PathBuf>,
-    /// Cap on the output returned per call (head and tail kept, the middle cut).
+    /// Cap on what a call returns: its output in the text item (head and tail kept, the
+    /// middle cut) and the structured summary as a whole (at least 1024).
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
     max_output_bytes: usize,
 }

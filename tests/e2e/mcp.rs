@@ -746,6 +746,23 @@ fn bad_rules_file_refuses_to_start_naming_file_line_col() {
     assert!(out.stdout.is_empty());
 }
 
+#[test]
+fn help_says_the_clients_per_call_sandbox_replaces_the_sandbox_flags() {
+    let env = Env::new();
+    let out = env.ws.execgate(&["mcp", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for said in [
+        "--sandbox, --writable-root and --network apply to calls whose client sends no sandbox \
+         of its own. Codex sends its sandbox with every call (_meta \"codex/sandbox-state\"), \
+         which replaces those flags for that call;",
+        "The older codex/sandbox-state/update request replaces them for the calls that follow \
+         it.",
+    ] {
+        assert!(help.contains(said), "{help}");
+    }
+}
+
 /// The MCP Inspector's CLI (`mcp-inspector` from `@modelcontextprotocol/inspector`), named by
 /// `EXECGATE_MCP_INSPECTOR`: a client this project did not write. `None` (with a loud
 /// message) when the variable is unset; a set variable naming nothing fails the test.
