@@ -8,8 +8,10 @@ use crate::support::agents;
 use crate::support::bins::repo_root;
 use crate::support::dirs::Workspace;
 use crate::support::fake_model::{Api, FakeModel, Step};
+use crate::support::pty::Terminal;
 use crate::support::readme;
 use serde_json::{json, Value};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -272,6 +274,88 @@ fn codex_exec_approvals_answered_by_a_hook_with_the_models_justification() {
         input["tool_input"]["description"], "publish the fix",
         "{input}"
     );
+}
+
+/// The Codex TUI with the README's registration: a `prompt` rule reaches the person as one
+/// question, ours, shown as Codex's MCP dialog (without `default_tools_approval_mode`,
+/// Codex asks its own "Allow the execgate MCP server to run tool" first); the first choice,
+/// run once, escalates the command.
+#[test]
+fn codex_tui_with_the_readme_registration_asks_the_person_once_in_our_words() {
+    let env = Env::new();
+    let codex = agents::codex();
+    let model = FakeModel::start(
+        Api::Responses,
+        vec![
+            env.call_because("git push; echo status=$?", "publish the fix"),
+            Step::Say("all done here"),
+        ],
+    );
+    let codex_home = codex_home(&env, &model, None);
+    // The workspace is its own repository, trusted, so Codex asks nothing about the folder
+    // (it would ask about the repository the target directory is in).
+    let git = Command::new("git")
+        .args(["init", "-q"])
+        .arg(&env.ws.work)
+        .status()
+        .unwrap();
+    assert!(git.success());
+    let mut config = std::fs::OpenOptions::new()
+        .append(true)
+        .open(codex_home.join("config.toml"))
+        .unwrap();
+    writeln!(
+        config,
+        "\n[projects.\"{}\"]\ntrust_level = \"trusted\"",
+        env.ws.work.display()
+    )
+    .unwrap();
+    let mut cmd = client_command(&codex, &env);
+    // --no-daemon: the MCP servers are the TUI's children and end with it (by default a
+    // background app server Codex starts owns them, and outlives the test).
+    cmd.env("CODEX_HOME", &codex_home)
+        .env("FAKE_MODEL_KEY", "test")
+        .env("TERM", "xterm-256color")
+        .args(["--no-daemon", "do the task"]);
+    let mut tui = Terminal::start(cmd);
+    tui.until_row("execgate: approval needed");
+    let asked = tui.text();
+    assert!(!asked.contains("Allow the execgate MCP server"), "{asked}");
+    for line in [
+        "cwd: ",
+        "rule: ",
+        "reason: pushing publishes commits; confirm the remote and branch",
+        "justification: publish the fix",
+        "1. Run once",
+        "2. Allow for this server session",
+        "3. Deny",
+    ] {
+        assert!(asked.contains(line), "{line:?} not in\n{asked}");
+    }
+    // Enter picks the first choice. A key that arrives as the dialog is first drawn can be
+    // lost: type it again while the question stays on the screen.
+    for _ in 0..10 {
+        tui.type_text("\r");
+        tui.soak(500);
+        if !tui.text().contains("execgate: approval needed") {
+            break;
+        }
+    }
+    tui.until_row("all done here");
+    let done = tui.text();
+    assert!(!done.contains("Allow the execgate MCP server"), "{done}");
+    drop(tui);
+    let results: Vec<Value> = model
+        .tool_results(Api::Responses)
+        .iter()
+        .map(|text| seen(text))
+        .collect();
+    assert_eq!(results.len(), 1, "{results:#?}");
+    // Run once: git ran outside the sandbox and failed for want of a repository.
+    let escalated = results[0]["escalated"].as_array().unwrap();
+    assert_eq!(escalated.len(), 1, "{}", results[0]);
+    assert_eq!(escalated[0]["source"], "user", "{}", results[0]);
+    assert_eq!(results[0]["stdout"], "status=128\n", "{}", results[0]);
 }
 
 // ---------------------------------------------------------------------------------------
