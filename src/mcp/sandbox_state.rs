@@ -257,6 +257,8 @@ mod tests {
             writable_roots: Vec::new(),
             network: true,
             allow_unprotected_landlock: false,
+            allow_unix_sockets: Vec::new(),
+            init: PathBuf::from("/nonexistent/execgate-init"),
         };
         let rules = PathBuf::from("/rules/default.rules");
         let policy = sandbox_policy(
