@@ -79,6 +79,10 @@ impl BwrapPlan {
         for root in &resolved.writable {
             push(&["--bind".as_ref(), root.as_os_str(), root.as_os_str()]);
         }
+        // A mount point cannot be renamed: what lies above a protected path stays put.
+        for dir in &resolved.pinned {
+            push(&["--bind".as_ref(), dir.as_os_str(), dir.as_os_str()]);
+        }
         for path in &resolved.protected {
             push(&["--ro-bind".as_ref(), path.as_os_str(), path.as_os_str()]);
         }

@@ -71,6 +71,25 @@ pub enum SandboxError {
         root: PathBuf,
     },
 
+    /// A writable root contains the home, and a login bash would read a file the sandbox
+    /// could create (`~/.bash_profile` does not exist, another login file does).
+    #[error("the home {} is inside a writable root and has no .bash_profile: a login bash would run one the sandbox writes instead of {read_instead}. Create it (echo '. ~/{read_instead}' > ~/.bash_profile keeps what a login bash does today), or keep the home out of the writable roots", home.display())]
+    HomeLoginFile {
+        /// The home.
+        home: PathBuf,
+        /// The file a login bash reads today (`.bash_login` or `.profile`).
+        read_instead: &'static str,
+    },
+
+    /// A file or folder of the home that must be protected could not be created.
+    #[error("cannot create {} so that the sandbox keeps it read-only: {source}", path.display())]
+    HomeFile {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+
     /// Building the Landlock ruleset failed.
     #[error("cannot build the Landlock ruleset for {path}: {detail}: install bubblewrap or pass --sandbox danger-full-access")]
     LandlockRuleset {

@@ -35,7 +35,7 @@ mod unix_socket;
 pub use control::ShellStatus;
 pub use error::SandboxError;
 pub use notify::{Handler, Handlers, Notification, Response};
-pub use paths::PROTECTED_NAMES;
+pub use paths::{HomeEntry, HOME_FILES, PROTECTED_NAMES};
 pub use policy::{Backend, BackendChoice, SandboxMode, SandboxPolicy};
 pub use seccomp::Notified;
 pub use supervisor::Supervisor;
@@ -195,6 +195,12 @@ impl Sandbox {
     /// Canonical existing protected paths inside writable roots.
     pub fn protected_paths(&self) -> &[PathBuf] {
         &self.resolved.protected
+    }
+
+    /// Writable roots not searched to the end for paths to protect (too many folders):
+    /// `.git`, `.execgate` and agent folders deep in them may be writable.
+    pub fn scan_cut(&self) -> &[PathBuf] {
+        &self.resolved.scan_cut
     }
 
     /// Whether sandboxed code could have written `path` (for design invariant 3: a program

@@ -57,8 +57,9 @@ pub struct SandboxPolicy {
     /// Whether IP networking is allowed (`--network`).
     pub network: bool,
     /// Files and directories that stay read-only even inside writable roots: every rules
-    /// and hooks file the session loaded. `.git` (and the git dir a `.git` file names),
-    /// `.execgate` and `.codex` at the top of each writable root are always added.
+    /// and hooks file the session loaded, trusted repositories. What `crate::paths`
+    /// protects by itself (git metadata, policy and agent folders, a writable home) is
+    /// always added.
     pub protected_paths: Vec<PathBuf>,
     /// The shell's working directory; writable in `workspace-write`.
     pub cwd: PathBuf,
@@ -74,6 +75,10 @@ pub struct SandboxPolicy {
     /// The `execgate-init` program; [`SandboxPolicy::new`] takes `execgate-init` next to
     /// the running executable (the `execgate` program sets it from its install discovery).
     pub init: PathBuf,
+    /// The user's home: when a writable root contains it, the files escalated programs
+    /// and agents read from it stay read-only (see [`crate::HOME_FILES`]; those missing
+    /// are created first). [`SandboxPolicy::new`] takes `$HOME`.
+    pub home: Option<PathBuf>,
 }
 
 impl SandboxPolicy {
@@ -90,6 +95,9 @@ impl SandboxPolicy {
             allow_unprotected_landlock: false,
             allow_unix_sockets: Vec::new(),
             init: default_init(),
+            home: std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(PathBuf::from),
         }
     }
 }

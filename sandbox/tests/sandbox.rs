@@ -825,3 +825,200 @@ fn the_init_hands_out_sockets_of_the_sandboxs_network_namespace() {
         Some(execgate_sandbox::ShellStatus::Signal(libc::SIGKILL))
     );
 }
+
+// ---- protected paths beyond the top of each root (issue 12) ------------------------------
+
+fn git_init(dir: &Path) {
+    let status = Command::new("git")
+        .args(["init", "-q"])
+        .arg(dir)
+        .env("HOME", dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn bubblewrap_keeps_nested_repositories_and_agent_folders_read_only_and_in_place() {
+    let fx = Fixture::new();
+    git_init(&fx.ws.join("vendor/lib"));
+    fs::create_dir_all(fx.ws.join("a/b/.claude")).unwrap();
+    fs::create_dir_all(fx.ws.join("tools/.agents")).unwrap();
+    fs::create_dir_all(fx.ws.join("deep/.execgate/rules")).unwrap();
+    let sb = prepare(
+        &fx.policy(SandboxMode::WorkspaceWrite),
+        BackendChoice::Bubblewrap,
+    );
+    assert_eq!(
+        sb.protected_paths(),
+        [
+            fx.ws.join("deep/.execgate"),
+            fx.ws.join("tools/.agents"),
+            fx.ws.join("a/b/.claude"),
+            fx.ws.join("vendor/lib/.git"),
+        ]
+    );
+    let results = probe(
+        &sb,
+        &[
+            op("write", fx.ws.join("vendor/lib/.git/hooks/pre-commit")),
+            op("write", fx.ws.join("a/b/.claude/settings.json")),
+            op("write", fx.ws.join("tools/.agents/x.md")),
+            op("write", fx.ws.join("deep/.execgate/rules/x.rules")),
+            // The folders above them cannot be renamed away and re-created.
+            format!(
+                "rename={}>{}",
+                fx.ws.join("vendor").display(),
+                fx.ws.join("v2").display()
+            ),
+            format!(
+                "rename={}>{}",
+                fx.ws.join("vendor/lib").display(),
+                fx.ws.join("vendor/l2").display()
+            ),
+            format!(
+                "rename={}>{}",
+                fx.ws.join("a/b").display(),
+                fx.ws.join("a/b2").display()
+            ),
+            // Everything else stays writable.
+            op("write", fx.ws.join("vendor/lib/src.c")),
+            op("mkdir", fx.ws.join("a/b/new")),
+        ],
+    );
+    assert_eq!(
+        results,
+        ["EROFS", "EROFS", "EROFS", "EROFS", "EBUSY", "EBUSY", "EBUSY", "ok", "ok"]
+    );
+}
+
+#[test]
+fn bubblewrap_protects_what_lies_above_a_writable_root_inside_another() {
+    // The workspace is a subfolder of a repository that lives in another writable root:
+    // that repository's .git and every .execgate on the way up are inside that root.
+    let fx = Fixture::new();
+    let repo = fx.outside.join("repo");
+    git_init(&repo);
+    let sub = repo.join("pkg/sub");
+    fs::create_dir_all(&sub).unwrap();
+    fs::create_dir_all(repo.join("pkg/.execgate")).unwrap();
+    let mut policy = SandboxPolicy::new(SandboxMode::WorkspaceWrite, &sub);
+    policy.tmpdir = None;
+    policy.writable_roots.push(fx.outside.clone());
+    let sb = prepare(&policy, BackendChoice::Bubblewrap);
+    assert_eq!(
+        sb.protected_paths(),
+        [repo.join(".git"), repo.join("pkg/.execgate")]
+    );
+    let results = probe(
+        &sb,
+        &[
+            op("write", repo.join(".git/config")),
+            op("write", repo.join("pkg/.execgate/hooks.json")),
+            format!(
+                "rename={}>{}",
+                repo.display(),
+                fx.outside.join("moved").display()
+            ),
+            op("write", sub.join("ok.txt")),
+        ],
+    );
+    assert_eq!(results, ["EROFS", "EROFS", "EBUSY", "ok"]);
+}
+
+#[test]
+fn the_temporary_directory_is_searched_only_at_its_top() {
+    let fx = Fixture::new();
+    let tmp = fx.outside.join("tmp");
+    git_init(&tmp.join("someone/else"));
+    fs::create_dir_all(tmp.join(".codex")).unwrap();
+    let mut policy = fx.policy(SandboxMode::WorkspaceWrite);
+    policy.tmpdir = Some(tmp.clone());
+    let sb = prepare(&policy, BackendChoice::Bubblewrap);
+    assert_eq!(sb.protected_paths(), [tmp.join(".codex")]);
+}
+
+/// A home inside the workspace, with what a Debian home has.
+fn writable_home(fx: &Fixture) -> PathBuf {
+    let home = fx.ws.join("home");
+    fs::create_dir_all(&home).unwrap();
+    for file in [".bashrc", ".profile", ".bash_profile"] {
+        fs::write(home.join(file), "# mine\n").unwrap();
+    }
+    home
+}
+
+#[test]
+fn bubblewrap_keeps_a_writable_homes_start_up_and_config_files_read_only() {
+    let fx = Fixture::new();
+    let home = writable_home(&fx);
+    let mut policy = fx.policy(SandboxMode::WorkspaceWrite);
+    policy.home = Some(home.clone());
+    let sb = prepare(&policy, BackendChoice::Bubblewrap);
+    let results = probe(
+        &sb,
+        &[
+            op("write", home.join(".bashrc")),
+            op("write", home.join(".bash_profile")),
+            op("write", home.join(".gitconfig")),
+            op("write", home.join(".zshrc")),
+            op("write", home.join(".ssh/config")),
+            op("write", home.join(".config/git/config")),
+            op("write", home.join(".config/execgate/hooks.json")),
+            op("write", home.join(".codex/config.toml")),
+            op("write", home.join(".claude/settings.json")),
+            op("write", home.join("notes.txt")),
+        ],
+    );
+    assert_eq!(
+        results,
+        ["EROFS", "EROFS", "EROFS", "EROFS", "EROFS", "EROFS", "EROFS", "EROFS", "EROFS", "ok"]
+    );
+    // What was missing was created empty, so that nothing can be planted in its place.
+    assert_eq!(fs::read(home.join(".gitconfig")).unwrap(), b"");
+    assert!(home.join(".ssh").is_dir());
+    assert_eq!(
+        fs::read_to_string(home.join(".bashrc")).unwrap(),
+        "# mine\n"
+    );
+}
+
+#[test]
+fn a_writable_home_without_bash_profile_refuses_to_start() {
+    let fx = Fixture::new();
+    let home = writable_home(&fx);
+    fs::remove_file(home.join(".bash_profile")).unwrap();
+    let mut policy = fx.policy(SandboxMode::WorkspaceWrite);
+    policy.home = Some(home.clone());
+    let err = Sandbox::prepare(&policy, BackendChoice::Bubblewrap).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "the home {} is inside a writable root and has no .bash_profile: a login bash \
+             would run one the sandbox writes instead of .profile. Create it (echo '. \
+             ~/.profile' > ~/.bash_profile keeps what a login bash does today), or keep the \
+             home out of the writable roots",
+            home.display()
+        )
+    );
+    assert!(!home.join(".bash_profile").exists());
+}
+
+#[test]
+fn landlock_refuses_a_writable_home_naming_what_it_cannot_protect() {
+    let fx = Fixture::new();
+    let home = writable_home(&fx);
+    let mut policy = fx.policy(SandboxMode::WorkspaceWrite);
+    policy.home = Some(home.clone());
+    let err = Sandbox::prepare(&policy, BackendChoice::Landlock).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "Landlock cannot keep {}/.bash_logout read-only inside the writable root {}: use the \
+             bubblewrap backend (which can), or pass --allow-unprotected-landlock to accept that \
+             it stays writable",
+            home.display(),
+            fx.ws.display()
+        )
+    );
+}

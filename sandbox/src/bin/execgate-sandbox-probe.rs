@@ -2,7 +2,7 @@
 //! `OP: ok` or `OP: ERRNO` (for example `write=/x: EROFS`), so tests can assert exact
 //! outcomes from inside the sandbox. Not meant for users.
 //!
-//! Operations: `write=PATH`, `mkdir=PATH`,
+//! Operations: `write=PATH`, `mkdir=PATH`, `rename=FROM>TO`,
 //! `socket=inet|inet6|unix|unix-seqpacket|unix-dgram|unix-raw|netlink` (unix is a stream),
 //! `connect=IP:PORT`, `socketpair`, `ptrace`, `process_vm_readv`, `io_uring_setup`,
 //! `tiocsti` (on stdin), `fd=N` (is fd N open), `write_fd=N:TEXT`, `caps` (prints CapPrm,
@@ -47,6 +47,11 @@ fn run(name: &str, arg: &str) -> io::Result<String> {
     match name {
         "write" => std::fs::write(arg, b"probe\n").and_then(|_| ok()),
         "mkdir" => std::fs::create_dir(arg).and_then(|_| ok()),
+        // `rename=FROM>TO`
+        "rename" => match arg.split_once('>') {
+            Some((from, to)) => std::fs::rename(from, to).and_then(|_| ok()),
+            None => Err(io::Error::from(io::ErrorKind::InvalidInput)),
+        },
         "socket" => {
             let (family, ty) = match arg {
                 "inet" => (libc::AF_INET, libc::SOCK_DGRAM),
