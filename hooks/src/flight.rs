@@ -7,7 +7,7 @@
 //! A run nobody waits for any more (every waiter was dropped, e.g. its session ended) is
 //! dropped too, which kills its hooks.
 
-use crate::{HooksConfig, PermissionOutcome, PermissionRequest};
+use crate::{HooksConfig, PermissionOutcome, PermissionRequest, RunIn};
 use futures_util::future::{BoxFuture, FutureExt, Shared, WeakShared};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -43,29 +43,51 @@ impl HookRunner {
         &self.config
     }
 
-    /// The folded outcome of the event for `request` (see
-    /// [`HooksConfig::permission_request`]), sharing a run already under way for the same
-    /// request. Dropping the returned future stops waiting; the run goes on while anyone
-    /// else waits for it, and is dropped (its hooks killed) when nobody does.
+    /// [`HookRunner::permission_request_in`] with the handlers run in this process's
+    /// working directory.
     pub async fn permission_request(&self, request: &PermissionRequest) -> PermissionOutcome {
+        match RunIn::here() {
+            Ok(run) => self.permission_request_in(request, run).await,
+            Err(_) => self.config.permission_request(request).await,
+        }
+    }
+
+    /// The folded outcome of the event for `request`, its handlers run as `run` says (see
+    /// [`HooksConfig::permission_request_in`]), sharing a run already under way for the
+    /// same request run the same way. Dropping the returned future stops waiting; the run
+    /// goes on while anyone else waits for it, and is dropped (its hooks killed) when
+    /// nobody does.
+    pub async fn permission_request_in(
+        &self,
+        request: &PermissionRequest,
+        run: RunIn,
+    ) -> PermissionOutcome {
         if self.config.permission_request_handlers().is_empty() {
             return PermissionOutcome::default();
         }
-        let Ok(key) = request.to_input_json() else {
+        let Ok(mut key) = request.to_input_json() else {
             // The run reports the serialization failure itself.
             return self
                 .config
-                .permission_request_limited(request, Some(Arc::clone(&self.processes)))
+                .permission_request_limited(request, &run, Some(Arc::clone(&self.processes)))
                 .await;
         };
-        let flight = self.join(key.clone(), request);
+        // The same input run elsewhere, or with other handlers held back, is another run.
+        key.push(0);
+        key.extend_from_slice(run.dir.as_os_str().as_encoded_bytes());
+        for (index, why) in &run.refused {
+            key.push(0);
+            key.extend_from_slice(&(*index as u64).to_le_bytes());
+            key.extend_from_slice(why.as_bytes());
+        }
+        let flight = self.join(key.clone(), request, run);
         let outcome = flight.clone().await;
         self.land(&key, &flight);
         outcome
     }
 
     /// The run under way for `key`, or a new one.
-    fn join(&self, key: Vec<u8>, request: &PermissionRequest) -> Flight {
+    fn join(&self, key: Vec<u8>, request: &PermissionRequest, run: RunIn) -> Flight {
         let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(flight) = flights.get(&key).and_then(WeakShared::upgrade) {
             return flight;
@@ -74,7 +96,7 @@ impl HookRunner {
         let processes = Arc::clone(&self.processes);
         let flight = async move {
             config
-                .permission_request_limited(&request, Some(processes))
+                .permission_request_limited(&request, &run, Some(processes))
                 .await
         }
         .boxed()

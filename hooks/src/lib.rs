@@ -17,6 +17,7 @@ mod matcher;
 mod output;
 mod request;
 mod runner;
+mod scripts;
 
 pub use config::{HookEvent, HookHandler, HooksConfig, HooksError, Warning, DEFAULT_TIMEOUT_SEC};
 pub use flight::{HookRunner, DEFAULT_PROCESS_LIMIT};
@@ -24,6 +25,7 @@ pub use matcher::Matcher;
 pub use output::{HookDecision, HookOutputEntry, HookOutputEntryKind, HookRunStatus};
 pub use request::{shell_quote_command, PermissionMode, PermissionRequest, TOOL_NAME};
 pub use runner::OUTPUT_CAP_BYTES;
+pub use scripts::{named_files, Named, Unsplittable};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -64,21 +66,40 @@ impl HooksConfig {
             .collect()
     }
 
-    /// Runs every matching `PermissionRequest` handler concurrently and folds their
-    /// decisions: the first deny in configured order wins (with its message and interrupt
-    /// flag); otherwise any allow allows; otherwise there is no decision.
+    /// [`HooksConfig::permission_request_in`] with every handler run in this process's
+    /// working directory (the folder execgate was started in).
+    pub async fn permission_request(&self, request: &PermissionRequest) -> PermissionOutcome {
+        match RunIn::here() {
+            Ok(run) => self.permission_request_in(request, &run).await,
+            Err(err) => self.all_failed(format!(
+                "cannot tell the folder hooks run in (the working directory): {err}"
+            )),
+        }
+    }
+
+    /// Runs every matching `PermissionRequest` handler concurrently, each as `sh -c
+    /// COMMAND` in `run.dir` (never the command's own working directory, which the
+    /// request's `cwd` names), and folds their decisions: the first deny in configured
+    /// order wins (with its message and interrupt flag); otherwise any allow allows;
+    /// otherwise there is no decision. A handler `run` refuses is not run and counts as
+    /// failed, with the refusal as an error entry.
     ///
     /// Must run inside a Tokio runtime with I/O and time enabled. Dropping the returned
     /// future kills the hooks still running, with everything they started.
-    pub async fn permission_request(&self, request: &PermissionRequest) -> PermissionOutcome {
-        self.permission_request_limited(request, None).await
+    pub async fn permission_request_in(
+        &self,
+        request: &PermissionRequest,
+        run: &RunIn,
+    ) -> PermissionOutcome {
+        self.permission_request_limited(request, run, None).await
     }
 
-    /// [`HooksConfig::permission_request`], each handler process waiting for a permit of
-    /// `processes` (when given) before it starts.
+    /// [`HooksConfig::permission_request_in`], each handler process waiting for a permit
+    /// of `processes` (when given) before it starts.
     pub(crate) async fn permission_request_limited(
         &self,
         request: &PermissionRequest,
+        run: &RunIn,
         processes: Option<Arc<tokio::sync::Semaphore>>,
     ) -> PermissionOutcome {
         let handlers = self.permission_request_handlers();
@@ -88,24 +109,9 @@ impl HooksConfig {
         let input = match request.to_input_json() {
             Ok(input) => Arc::<[u8]>::from(input),
             Err(err) => {
-                let text = format!("failed to serialize permission request hook input: {err}");
-                let runs = handlers
-                    .iter()
-                    .map(|handler| {
-                        report(
-                            handler,
-                            HookRunStatus::Failed,
-                            vec![HookOutputEntry {
-                                kind: HookOutputEntryKind::Error,
-                                text: text.clone(),
-                            }],
-                        )
-                    })
-                    .collect();
-                return PermissionOutcome {
-                    runs,
-                    ..PermissionOutcome::default()
-                };
+                return self.all_failed(format!(
+                    "failed to serialize permission request hook input: {err}"
+                ))
             }
         };
 
@@ -115,13 +121,25 @@ impl HooksConfig {
         let mut tasks = AbortOnDrop(
             handlers
                 .iter()
-                .map(|handler| {
+                .enumerate()
+                .map(|(index, handler)| {
+                    let refused = run.refusal(index).map(str::to_owned);
                     let command = handler.command.clone();
-                    let cwd = request.cwd.clone();
+                    let dir = run.dir.clone();
                     let input = Arc::clone(&input);
                     let timeout_sec = handler.timeout_sec;
                     let processes = processes.clone();
                     tokio::spawn(async move {
+                        if let Some(why) = refused {
+                            return output::Parsed {
+                                status: HookRunStatus::Failed,
+                                entries: vec![HookOutputEntry {
+                                    kind: HookOutputEntryKind::Error,
+                                    text: format!("not run: {why}"),
+                                }],
+                                verdict: None,
+                            };
+                        }
                         // Held until the hook (and the task) ends; the hook's timeout
                         // starts once it runs.
                         let _permit = match processes {
@@ -129,7 +147,7 @@ impl HooksConfig {
                             None => None,
                         };
                         output::parse_run(
-                            runner::run_command(&command, &cwd, &input, timeout_sec).await,
+                            runner::run_command(&command, &dir, &input, timeout_sec).await,
                         )
                     })
                 })
@@ -166,6 +184,79 @@ impl HooksConfig {
             outcome.decision = Some(HookDecision::Allow);
         }
         outcome
+    }
+}
+
+impl HooksConfig {
+    /// The outcome when no matching handler could be run, for `text`.
+    fn all_failed(&self, text: String) -> PermissionOutcome {
+        let runs = self
+            .permission_request_handlers()
+            .iter()
+            .map(|handler| {
+                report(
+                    handler,
+                    HookRunStatus::Failed,
+                    vec![HookOutputEntry {
+                        kind: HookOutputEntryKind::Error,
+                        text: text.clone(),
+                    }],
+                )
+            })
+            .collect();
+        PermissionOutcome {
+            runs,
+            ..PermissionOutcome::default()
+        }
+    }
+}
+
+/// Where the handlers of a `PermissionRequest` event run, and which of them must not run
+/// (see [`HooksConfig::permission_request_in`]). Owned and comparable: a [`HookRunner`]
+/// shares one run between identical requests only when they run the same way.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct RunIn {
+    /// The folder every handler runs in.
+    pub dir: PathBuf,
+    /// Handlers not to run, by their place among
+    /// [`HooksConfig::permission_request_handlers`], each with the reason.
+    pub refused: Vec<(usize, String)>,
+}
+
+impl RunIn {
+    /// Every handler runs in `dir`.
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            refused: Vec::new(),
+        }
+    }
+
+    /// Every handler runs in this process's working directory.
+    pub fn here() -> std::io::Result<Self> {
+        Ok(Self::new(std::env::current_dir()?))
+    }
+
+    /// Handlers of `config` run in `dir`, except those `vet` refuses (`Err(why)`).
+    pub fn vetted(
+        config: &HooksConfig,
+        dir: PathBuf,
+        vet: impl Fn(&HookHandler) -> Result<(), String>,
+    ) -> Self {
+        let refused = config
+            .permission_request_handlers()
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, handler)| vet(handler).err().map(|why| (index, why)))
+            .collect();
+        Self { dir, refused }
+    }
+
+    fn refusal(&self, index: usize) -> Option<&str> {
+        self.refused
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, why)| why.as_str())
     }
 }
 

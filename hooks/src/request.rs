@@ -36,7 +36,7 @@ pub struct PermissionRequest {
     pub turn_id: String,
     /// The agent's transcript file, when there is one (sent as `null` otherwise).
     pub transcript_path: Option<PathBuf>,
-    /// Where the command runs; hooks run there too.
+    /// Where the command runs (hooks run elsewhere: see [`crate::RunIn`]).
     pub cwd: PathBuf,
     /// The agent's model name (empty when execgate does not know it).
     pub model: String,

@@ -4,7 +4,7 @@ mod support;
 
 use execgate_hooks::{
     HookDecision, HookOutputEntry, HookOutputEntryKind, HookRun, HookRunStatus, HooksConfig,
-    PermissionOutcome, OUTPUT_CAP_BYTES,
+    PermissionOutcome, RunIn, OUTPUT_CAP_BYTES,
 };
 use serde_json::json;
 use support::{deny_json, load, print, Fixture, ALLOW};
@@ -41,10 +41,13 @@ fn statuses(outcome: &PermissionOutcome) -> Vec<HookRunStatus> {
 // ----- input -----
 
 #[tokio::test]
-async fn hook_reads_codex_shaped_input_json_on_stdin_and_runs_in_request_cwd() {
+async fn hook_reads_codex_shaped_input_json_on_stdin_and_runs_in_the_folder_given_not_the_request_cwd(
+) {
     let fx = Fixture::new();
     let workdir = fx.path().join("work");
+    let run_dir = fx.path().join("started-here");
     std::fs::create_dir(&workdir).unwrap();
+    std::fs::create_dir(&run_dir).unwrap();
     let config = fx.config(&[format!(
         "cat > '{0}/input.json'; pwd > '{0}/cwd.txt'",
         fx.path().display()
@@ -52,7 +55,9 @@ async fn hook_reads_codex_shaped_input_json_on_stdin_and_runs_in_request_cwd() {
     let mut request = fx.request("/usr/bin/touch '/tmp/a b'");
     request.cwd = workdir.clone();
     request.description = Some("make a file".into());
-    let outcome = config.permission_request(&request).await;
+    let outcome = config
+        .permission_request_in(&request, &RunIn::new(run_dir.clone()))
+        .await;
     assert_eq!(statuses(&outcome), [HookRunStatus::Completed]);
 
     let input = std::fs::read_to_string(fx.path().join("input.json")).unwrap();
@@ -70,8 +75,33 @@ async fn hook_reads_codex_shaped_input_json_on_stdin_and_runs_in_request_cwd() {
     let cwd = std::fs::read_to_string(fx.path().join("cwd.txt")).unwrap();
     assert_eq!(
         std::path::Path::new(cwd.trim()).canonicalize().unwrap(),
-        workdir.canonicalize().unwrap()
+        run_dir.canonicalize().unwrap()
     );
+}
+
+#[tokio::test]
+async fn a_handler_the_caller_refuses_is_not_run_and_fails() {
+    let fx = Fixture::new();
+    let ran = fx.path().join("ran");
+    let config = fx.config(&[format!("touch '{}'", ran.display()), print(ALLOW)]);
+    let run = RunIn::vetted(&config, fx.path().to_path_buf(), |handler| {
+        if handler.command.starts_with("touch") {
+            Err("it names a script the sandbox can write".into())
+        } else {
+            Ok(())
+        }
+    });
+    let outcome = config.permission_request_in(&fx.request("ls"), &run).await;
+    assert_eq!(
+        statuses(&outcome),
+        [HookRunStatus::Failed, HookRunStatus::Completed]
+    );
+    assert_eq!(
+        outcome.runs[0].entries,
+        [error("not run: it names a script the sandbox can write")]
+    );
+    assert_eq!(outcome.decision, Some(HookDecision::Allow));
+    assert!(!ran.exists());
 }
 
 // ----- one handler's output -----
@@ -232,9 +262,10 @@ async fn death_by_signal_fails() {
 async fn hook_that_cannot_start_fails() {
     let fx = Fixture::new();
     let config = fx.config(&["true".into()]);
-    let mut request = fx.request("ls");
-    request.cwd = fx.path().join("missing");
-    let outcome = config.permission_request(&request).await;
+    let missing = fx.path().join("missing");
+    let outcome = config
+        .permission_request_in(&fx.request("ls"), &RunIn::new(missing))
+        .await;
     assert_eq!(statuses(&outcome), [HookRunStatus::Failed]);
     let text = &outcome.runs[0].entries[0].text;
     assert!(text.starts_with("failed to start hook in "), "{text}");
@@ -516,7 +547,10 @@ async fn hook_writing_10mb_is_read_to_the_end_and_capped() {
     let fx = Fixture::new();
     let command = fx.script(
         "flood",
-        "head -c 10485760 /dev/zero | tr '\\0' x\nhead -c 10485760 /dev/zero | tr '\\0' y >&2\necho done > flood.finished\n",
+        &format!(
+            "head -c 10485760 /dev/zero | tr '\\0' x\nhead -c 10485760 /dev/zero | tr '\\0' y >&2\necho done > '{}/flood.finished'\n",
+            fx.path().display()
+        ),
     );
     let (outcome, run) = run_one(command).await;
     assert_eq!(run.status, HookRunStatus::Completed);
