@@ -1,11 +1,22 @@
-//! Policy layers: the folders rules and hooks are loaded from, and what each one holds.
+//! Policy layers: the folders rules and hooks are loaded from, what each one holds, and
+//! whether a project's layer may load.
 //!
 //! One walk serves rules and hooks alike. The layers that apply in a working directory
 //! are, in load order: the user's `~/.config/execgate`, then `.execgate` in every folder
 //! from the outermost ancestor of the working directory down to the directory itself (the
 //! most specific comes last). A Codex home (`$CODEX_HOME`) is a layer of its own that holds
 //! only rules. Each layer may hold `rules/*.rules` (loaded in name order) and `hooks.json`.
+//!
+//! A project layer loads only when the user trusted it (design invariant 4), direnv-style:
+//! `execgate trust DIR` records the digest of what [`ProjectPolicy`] covers (the layer's
+//! rules files, its hooks.json, and every file its hooks' commands name), and a session
+//! loads the layer only while that digest still matches. A layer planted by sandboxed code,
+//! in this session or an earlier one, or shipped in a cloned repository, never loads by
+//! itself.
 
+use execgate_hooks::{named_files, HooksConfig};
+use execgate_trust::{Fingerprint, TrustStore};
+use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -80,6 +91,105 @@ impl Layer {
         }
         let file = self.dir.join("hooks.json");
         file.is_file().then_some(file)
+    }
+}
+
+/// What trusting a project layer covers, as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectPolicy {
+    /// The project folder (the one holding `.execgate`).
+    pub dir: PathBuf,
+    /// The layer's folder, `DIR/.execgate`.
+    pub layer: PathBuf,
+    /// The files covered: rules files in load order, `hooks.json`, then the files in the
+    /// project folder that its hook commands name (looked up from there), each once.
+    pub files: Vec<PathBuf>,
+    /// Their digest.
+    pub digest: String,
+}
+
+/// Whether a project layer may load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Trusted, and unchanged since.
+    Trusted,
+    /// Never trusted (or the trust was revoked).
+    Untrusted,
+    /// Trusted, but it changed since.
+    Changed,
+}
+
+impl ProjectPolicy {
+    /// What `layer` (a project layer) holds now; `None` when it holds no rules and no
+    /// hooks. Its hooks' named files are looked up as a hook would see them run from the
+    /// project folder, with `home` and `path` (`PATH`); a hooks.json that does not parse
+    /// names none (its bytes still count).
+    pub fn gather(
+        layer: &Layer,
+        home: Option<&Path>,
+        path: Option<&OsStr>,
+    ) -> Result<Option<Self>, LayerError> {
+        let dir = layer.dir.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let mut files = layer.rules_files()?;
+        let hooks = layer.hooks_file();
+        if files.is_empty() && hooks.is_none() {
+            return Ok(None);
+        }
+        if let Some(hooks) = hooks {
+            files.push(hooks.clone());
+            if let Ok((config, _)) = HooksConfig::load(std::slice::from_ref(&hooks)) {
+                for handler in config.handlers() {
+                    if let Ok(named) = named_files(&handler.command, &dir, home, path) {
+                        // The project's own scripts; programs elsewhere (`sh`, `python3`)
+                        // are the system's, and hooks never run one the sandbox can write.
+                        for file in named.files.into_iter().filter(|f| f.starts_with(&dir)) {
+                            if !files.contains(&file) {
+                                files.push(file);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut fingerprint = Fingerprint::new();
+        fingerprint.label("project policy");
+        fingerprint.label(&layer.dir.to_string_lossy());
+        for file in &files {
+            fingerprint.file(file).map_err(|error| LayerError {
+                dir: layer.dir.clone(),
+                error,
+            })?;
+        }
+        Ok(Some(Self {
+            dir,
+            layer: layer.dir.clone(),
+            files,
+            digest: fingerprint.finish(),
+        }))
+    }
+
+    /// How it stands against what the user trusted.
+    pub fn standing(&self, store: &TrustStore) -> Standing {
+        match store.get(&self.dir).and_then(|e| e.policy.as_ref()) {
+            Some(recorded) if recorded.digest == self.digest => Standing::Trusted,
+            Some(_) => Standing::Changed,
+            None => Standing::Untrusted,
+        }
+    }
+
+    /// The covered files, relative to the layer's folder where they lie in it (for
+    /// messages): `rules/a.rules, hooks.json, guard.sh`.
+    pub fn file_list(&self) -> String {
+        self.files
+            .iter()
+            .map(|f| {
+                f.strip_prefix(&self.layer)
+                    .unwrap_or(f)
+                    .display()
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

@@ -30,12 +30,14 @@
 //! # Parts
 //!
 //! - [`pipeline`]: the decision table ([`Pipeline`]).
-//! - [`guard`]: may an exec leave the sandbox at all ([`EscalationGuard`]).
+//! - [`guard`]: may an exec leave the sandbox at all ([`EscalationGuard`]); [`repository`]:
+//!   the guard execgate uses (repository trust).
 //! - [`hooks`]: how hooks are asked ([`PermissionHooks`]).
 //! - [`approver`] and [`terminal`]: who asks a person, and the terminal prompt.
 //! - [`remember`]: what "session" and "always" answers leave behind.
 //! - [`known_safe`]: the commands approval mode `untrusted` runs without asking.
-//! - [`layers`]: the folders rules and hooks are loaded from.
+//! - [`layers`]: the folders rules and hooks are loaded from, and whether a project's
+//!   layer is trusted to load.
 
 #![deny(missing_docs)]
 
@@ -48,6 +50,7 @@ mod mode;
 mod note;
 pub mod pipeline;
 pub mod remember;
+pub mod repository;
 mod rules;
 pub mod terminal;
 
@@ -58,6 +61,7 @@ pub use mode::ApprovalMode;
 pub use note::{decision_word, Note, Source};
 pub use pipeline::{HookIdentity, Pipeline, SandboxWritable, NO_APPROVER};
 pub use remember::SessionApprovals;
+pub use repository::RepositoryGuard;
 pub use terminal::TerminalApprover;
 
 #[cfg(test)]

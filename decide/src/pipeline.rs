@@ -85,6 +85,13 @@ impl Pipeline {
         }
     }
 
+    /// Who answers `PermissionRequest` events (replacing the hooks given to
+    /// [`Pipeline::new`]).
+    pub fn hooks(mut self, hooks: Arc<dyn PermissionHooks>) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
     /// When a person is asked.
     pub fn approval(mut self, mode: ApprovalMode) -> Self {
         self.approval = mode;

@@ -47,7 +47,8 @@ pub struct PermissionRequestArgs {
     /// Why the command is run (`tool_input.description`).
     #[arg(long, value_name = "STR", allow_hyphen_values = true)]
     description: Option<String>,
-    /// The working directory of the command; hooks run there. Default: the current one.
+    /// The working directory of the command (the hook input's `cwd`; hooks run in the
+    /// current directory, as in a session). Default: the current one.
     #[arg(long, value_name = "DIR")]
     cwd: Option<PathBuf>,
     /// Print one JSON object instead of text.
@@ -149,7 +150,12 @@ fn permission_request(args: PermissionRequestArgs) -> anyhow::Result<ExitCode> {
     }
     let cwd = std::path::absolute(&cwd)
         .with_context(|| format!("cannot make {} absolute", cwd.display()))?;
-    let files = hooks_files(args.hooks, &cwd);
+    // This runs the hooks: a project layer's only when trusted, as in a session.
+    let files = if args.hooks.is_empty() {
+        crate::setup::discovered_hooks_files(&cwd, home_dir().as_deref())?
+    } else {
+        args.hooks
+    };
     let (config, warnings) = HooksConfig::load(&files)?;
     for warning in &warnings {
         eprintln!("execgate: warning: {warning}");

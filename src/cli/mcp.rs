@@ -60,12 +60,18 @@ pub fn run(args: McpArgs) -> anyhow::Result<ExitCode> {
         rules.extend(Layer::codex_home(codex_home).rules_files()?);
     }
     let flags = &args.session;
+    let codex_home = args.codex_home.clone().or_else(|| {
+        std::env::var_os("CODEX_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
     let loaded = Loaded::load(
         &rules,
         &flags.hooks,
         flags.approval.into(),
         &cwd,
         home.as_deref(),
+        codex_home.as_deref(),
     )?
     .audit_log(flags.audit_log.clone())?;
     let install = Install::locate()?;

@@ -8,6 +8,7 @@ mod policy_lint;
 mod policy_suggest;
 mod run;
 mod sandbox;
+mod trust;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -35,6 +36,9 @@ enum Command {
     Sandbox(sandbox::SandboxCommand),
     /// Serve the MCP `shell` tool on stdin/stdout.
     Mcp(mcp::McpArgs),
+    /// Trust a folder's .execgate policy and git repository (direnv-style), or list or
+    /// revoke trust.
+    Trust(trust::TrustArgs),
 }
 
 /// Runs the parsed command and returns the process exit status.
@@ -45,5 +49,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Hooks(cmd) => hooks::run(cmd),
         Command::Sandbox(cmd) => sandbox::run(cmd),
         Command::Mcp(args) => mcp::run(args),
+        Command::Trust(args) => trust::run(args),
     }
 }

@@ -2,7 +2,7 @@
 
 use super::flags::SessionFlags;
 use crate::install::Install;
-use crate::session::{run_session, OutputMode, RunConfig};
+use crate::session::{run_session, warn_scan_cut, OutputMode, RunConfig};
 use crate::setup::{home_dir, Loaded};
 use anyhow::Context;
 use clap::Args;
@@ -56,12 +56,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("working directory {} does not exist", cwd.display()))?;
     let home = home_dir();
     let flags = &args.session;
+    let codex_home = std::env::var_os("CODEX_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
     let loaded = Loaded::load(
         &flags.rules,
         &flags.hooks,
         flags.approval.into(),
         &cwd,
         home.as_deref(),
+        codex_home.as_deref(),
     )?
     .audit_log(flags.audit_log.clone())?;
     let install = Install::locate()?;
@@ -74,9 +78,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     sandbox_policy.network = flags.network;
     sandbox_policy.allow_unprotected_landlock = flags.allow_unprotected_landlock;
     sandbox_policy.allow_unix_sockets = flags.allow_unix_sockets.clone();
+    let repositories = loaded.repositories();
     sandbox_policy.protected_paths = loaded.protected_paths();
+    sandbox_policy
+        .protected_paths
+        .extend(repositories.watched());
     let mut sandbox = Sandbox::prepare(&sandbox_policy, BackendChoice::Auto)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    warn_scan_cut(&sandbox);
     if args.verbose {
         for line in sandbox.describe().lines() {
             eprintln!("execgate: sandbox: {line}");
@@ -126,6 +135,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         shell,
         sandbox: Arc::new(sandbox),
         pipeline: loaded.pipeline(approver, session_id, SessionApprovals::default()),
+        hooks: loaded.hook_setup(),
+        repositories,
         timeout: args.timeout.map(Duration::from_secs_f64),
         output,
         terminal,

@@ -130,8 +130,13 @@ impl ShellServer {
             Ok(dir) => dir,
             Err(message) => return Ok(tool_error(message)),
         };
+        // The trusted repositories as they are now, kept read-only for this call.
+        let repositories = self.setup.loaded.repositories();
         let policy = match self.sandbox_policy(&workdir, &context.meta.0 .0) {
-            Ok(policy) => policy,
+            Ok(mut policy) => {
+                policy.protected_paths.extend(repositories.watched());
+                policy
+            }
             Err(message) => return Ok(tool_error(message)),
         };
         let sandbox = match tokio::task::spawn_blocking(move || {
@@ -164,6 +169,8 @@ impl ShellServer {
                     self.session_approvals.clone(),
                 )
                 .description(args.justification),
+            hooks: self.setup.loaded.hook_setup(),
+            repositories,
             timeout: Some(
                 args.timeout_ms
                     .map_or(DEFAULT_TIMEOUT, Duration::from_millis),

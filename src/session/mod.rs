@@ -7,10 +7,12 @@
 
 mod audit;
 mod clock;
+mod hooks;
 mod record;
 mod relay;
 mod sandbox;
 
+pub use hooks::HookSetup;
 pub use relay::OutputMode;
 
 use crate::install::ShellSetup;
@@ -18,10 +20,12 @@ use crate::report::{ExecRecord, RunReport};
 use anyhow::Context;
 use audit::AuditLog;
 use clock::PromptClock;
-use execgate_decide::{Note, Pipeline};
+use execgate_decide::{Note, Pipeline, RepositoryGuard};
 use execgate_escalate_server::{ExecEvent, Session, SessionBuilder};
-use execgate_sandbox::Sandbox;
+use execgate_sandbox::{Backend, Sandbox};
 use execgate_terminal::Terminal;
+use execgate_trust::TrustedRepositories;
+use hooks::SessionHooks;
 use record::Recorder;
 use relay::{Captured, Relay};
 use std::ffi::OsString;
@@ -46,9 +50,15 @@ pub struct RunConfig {
     pub shell: ShellSetup,
     /// The sandbox, already prepared (it checked that it can start processes).
     pub sandbox: Arc<Sandbox>,
-    /// What decides the session's execs. The session adds the sandbox's writability and
-    /// times the approver (see `timeout`).
+    /// What decides the session's execs. The session adds the sandbox's writability, the
+    /// repository guard and the hooks (vetted against the sandbox), and times the approver
+    /// (see `timeout`).
     pub pipeline: Pipeline,
+    /// The hooks and where they run.
+    pub hooks: HookSetup,
+    /// The trusted repositories, gathered before the sandbox was prepared (their paths
+    /// among its protected ones).
+    pub repositories: TrustedRepositories,
     /// Kill the session after this long (time waiting for a person excluded).
     pub timeout: Option<Duration>,
     /// Output handling.
@@ -82,6 +92,17 @@ struct Ended {
     status: Option<std::process::ExitStatus>,
     timed_out: bool,
     interrupted: bool,
+}
+
+/// Says on stderr which writable roots were not searched to the end for folders to
+/// protect (see `Sandbox::scan_cut`).
+pub fn warn_scan_cut(sandbox: &Sandbox) {
+    for root in sandbox.scan_cut() {
+        eprintln!(
+            "execgate: warning: {} holds too many folders to search them all for .git, .execgate and agent folders; those deep inside it stay writable",
+            root.display()
+        );
+    }
 }
 
 /// Runs the session to its end: build it, spawn it, wait for it, report.
@@ -133,9 +154,21 @@ fn spawn(
     // One writability test for both: the pipeline judges a program under the name it was
     // invoked by only when the server trusts that name, which it does by the same test.
     let writable = sandbox::writable(&config.sandbox);
+    let roots = match config.sandbox.backend() {
+        Backend::None => Vec::new(),
+        _ => config.sandbox.writable_roots().to_vec(),
+    };
+    let in_root = |p: &std::path::Path| roots.iter().any(|r| p.starts_with(r));
+    let verified = config.repositories.verify(&in_root, &*writable);
+    // An escalated program gets the session's own environment, GIT_DIR included.
+    let session_git_dir = std::env::var_os("GIT_DIR").map(|v| v.into_encoded_bytes());
+    let guard = RepositoryGuard::new(roots, Arc::clone(&writable), verified, session_git_dir);
+    let hooks = SessionHooks::new(config.hooks, Arc::clone(&writable));
     let pipeline = config
         .pipeline
         .sandbox_writable(Arc::clone(&writable))
+        .guard(Arc::new(guard))
+        .hooks(Arc::new(hooks))
         .wrap_approver(|approver| clock.around(approver));
     let flag = if config.login { "-lc" } else { "-c" };
     let is_tty = |fd: i32| {

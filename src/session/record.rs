@@ -58,6 +58,12 @@ impl Recorder {
                 note,
             } => {
                 let escalated = verdict == Verdict::Escalate;
+                if let Some(why) = &note.as_ref().and_then(|n| n.downgraded.clone()) {
+                    eprintln!(
+                        "{}",
+                        kept_line(program.as_os_str().as_bytes(), &request.argv, why)
+                    );
+                }
                 let record = ExecRecord::decided(
                     id,
                     program.as_os_str().as_bytes(),
@@ -123,5 +129,52 @@ impl Recorder {
         if let Some(progress) = &self.progress {
             let _ = progress.send(record.clone());
         }
+    }
+}
+
+/// The line that tells the user an exec ran in the sandbox instead of outside, and why:
+/// `execgate: kept in the sandbox: COMMAND: WHY`, the command quoted as in denials and
+/// the reason with control and bidi characters escaped (both may hold what the sandbox
+/// chose, such as folder names).
+fn kept_line(program: &[u8], argv: &[Vec<u8>], why: &str) -> String {
+    let mut command = Vec::new();
+    let args = argv.iter().skip(1).map(Vec::as_slice);
+    let Ok(()) = execgate_protocol::display::quote_command(program, args, &mut command);
+    let mut line = String::from("execgate: kept in the sandbox: ");
+    line.push_str(&String::from_utf8_lossy(&command));
+    line.push_str(": ");
+    for c in why.chars() {
+        let invisible = c.is_control()
+            || matches!(
+                c,
+                '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{2028}' | '\u{2029}'
+            )
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c);
+        if invisible {
+            line.push_str(&c.escape_unicode().to_string());
+        } else {
+            line.push(c);
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kept_line_escapes_what_the_sandbox_chose() {
+        let argv = vec![b"git".to_vec(), b"status".to_vec(), b"\x1b[2J".to_vec()];
+        assert_eq!(
+            kept_line(
+                b"/usr/bin/git",
+                &argv,
+                "the repository /w/\u{1b}[2J\u{202e}/.git is untrusted"
+            ),
+            "execgate: kept in the sandbox: /usr/bin/git status $'\\x1b[2J': the repository \
+             /w/\\u{1b}[2J\\u{202e}/.git is untrusted"
+        );
     }
 }

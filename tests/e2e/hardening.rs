@@ -3,7 +3,7 @@
 //!
 //! Every test works the same way: a marker path outside every writable root, a script that
 //! first shows it cannot create the marker itself, then asks for an escalation the rules
-//! allow while trying to smuggle something in (argv[0], an environment variable, a swapped
+//! (`tests/e2e/data/read-only-git.rules`, or a test's own) allow while trying to smuggle something in (argv[0], an environment variable, a swapped
 //! folder). The marker must not exist afterwards, and the escalation must have happened
 //! (so the test cannot pass by the attack simply not being tried).
 
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 /// The shell setups of `execgate run`: (name, `--shell` value).
-const SETUPS: [(&str, &str); 5] = [
+pub(crate) const SETUPS: [(&str, &str); 5] = [
     ("patched zsh", "zsh"),
     ("patched bash", "bash"),
     ("Debian bash + shim", "/bin/bash"),
@@ -37,15 +37,15 @@ fn setups() -> Vec<ShellSetup> {
 
 /// A workspace (the only writable root besides the temp dir), a home, and a folder outside
 /// every writable root, for one test.
-struct Hostile {
+pub(crate) struct Hostile {
     _tmp: tempfile::TempDir,
-    work: PathBuf,
-    home: PathBuf,
-    outside: PathBuf,
+    pub(crate) work: PathBuf,
+    pub(crate) home: PathBuf,
+    pub(crate) outside: PathBuf,
 }
 
 impl Hostile {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         // Not under /tmp, which workspace-write opens.
         let tmp = tempfile::Builder::new()
             .prefix("execgate-hostile-")
@@ -65,12 +65,12 @@ impl Hostile {
     }
 
     /// A marker path outside the writable roots (not created).
-    fn marker(&self, name: &str) -> PathBuf {
+    pub(crate) fn marker(&self, name: &str) -> PathBuf {
         self.outside.join(name)
     }
 
     /// Writes `text` to `rel` under the outside folder and returns its path.
-    fn write_outside(&self, rel: &str, text: &str) -> PathBuf {
+    pub(crate) fn write_outside(&self, rel: &str, text: &str) -> PathBuf {
         let path = self.outside.join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, text).unwrap();
@@ -79,7 +79,7 @@ impl Hostile {
 
     /// `execgate run --json` with `args`, a clean environment (PATH, HOME, LANG), no
     /// controlling terminal, cwd the workspace.
-    fn command(&self, shell: &str, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, shell: &str, args: &[&str]) -> Command {
         let zsh = bins::patched_zsh();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_execgate"));
         cmd.args(["run", "--json", "--shell", shell])
@@ -103,19 +103,37 @@ impl Hostile {
     }
 
     /// Runs `script` in `shell` under the rules files `rules`; returns the report.
-    fn run(&self, shell: &str, rules: &[&Path], script: &str) -> Report {
+    pub(crate) fn run(&self, shell: &str, rules: &[&Path], script: &str) -> Report {
         self.run_on("auto", shell, rules, script)
     }
 
     /// [`Hostile::run`] on sandbox backend `backend` (`auto`, `bubblewrap`, `landlock`).
-    fn run_on(&self, backend: &str, shell: &str, rules: &[&Path], script: &str) -> Report {
+    pub(crate) fn run_on(
+        &self,
+        backend: &str,
+        shell: &str,
+        rules: &[&Path],
+        script: &str,
+    ) -> Report {
         let mut args = Vec::new();
-        if backend != "auto" {
-            args.push("--verbose");
-        }
         for file in rules {
             args.push("--rules");
             args.push(file.to_str().unwrap());
+        }
+        self.run_args(backend, shell, &args, script)
+    }
+
+    /// [`Hostile::run_on`] with `args` (flags) before the script instead of rules files.
+    pub(crate) fn run_args(
+        &self,
+        backend: &str,
+        shell: &str,
+        args: &[&str],
+        script: &str,
+    ) -> Report {
+        let mut args = args.to_vec();
+        if backend != "auto" {
+            args.insert(0, "--verbose");
         }
         args.push(script);
         let out = self
@@ -131,20 +149,26 @@ impl Hostile {
     }
 }
 
-/// The shipped example rules (git status/log/diff/show allowed).
-fn basic_rules() -> PathBuf {
+/// The shipped example rules.
+pub(crate) fn basic_rules() -> PathBuf {
     bins::repo_root().join("examples/basic.rules")
 }
 
+/// Rules that escalate read-only git (`git status|log|diff|show`), as the example rules
+/// once did: an escalation for the hostile scripts to attack.
+pub(crate) fn git_read_rules() -> PathBuf {
+    bins::repo_root().join("tests/e2e/data/read-only-git.rules")
+}
+
 /// A `run --json` report and the process output it came from.
-struct Report {
-    json: Value,
-    out: Output,
-    setup: String,
+pub(crate) struct Report {
+    pub(crate) json: Value,
+    pub(crate) out: Output,
+    pub(crate) setup: String,
 }
 
 impl Report {
-    fn parse(setup: &str, out: Output) -> Self {
+    pub(crate) fn parse(setup: &str, out: Output) -> Self {
         let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
                 "[{setup}] not JSON ({e}): stdout={} stderr={}",
@@ -159,12 +183,12 @@ impl Report {
         }
     }
 
-    fn stdout(&self) -> &str {
+    pub(crate) fn stdout(&self) -> &str {
         self.json["stdout"].as_str().unwrap()
     }
 
     /// The exec records whose program is `program`.
-    fn execs_of(&self, program: &str) -> Vec<&Value> {
+    pub(crate) fn execs_of(&self, program: &str) -> Vec<&Value> {
         self.json["execs"]
             .as_array()
             .unwrap()
@@ -174,7 +198,7 @@ impl Report {
     }
 
     /// Asserts that `program` was escalated by an allow rule at least once.
-    fn assert_escalated(&self, program: &str) {
+    pub(crate) fn assert_escalated(&self, program: &str) {
         assert!(
             self.execs_of(program)
                 .iter()
@@ -185,7 +209,7 @@ impl Report {
     }
 
     /// Asserts that the script's first line found the marker out of the sandbox's reach.
-    fn assert_direct_write_refused(&self) {
+    pub(crate) fn assert_direct_write_refused(&self) {
         assert!(
             self.stdout().starts_with("direct-refused\n"),
             "[{}] the sandbox could create the marker itself: {self}",
@@ -207,14 +231,14 @@ impl std::fmt::Display for Report {
 }
 
 /// The script line that tries to create `marker` from inside the sandbox.
-fn direct_attempt(marker: &Path) -> String {
+pub(crate) fn direct_attempt(marker: &Path) -> String {
     format!(
         "touch {} 2>/dev/null && echo direct-write || echo direct-refused\n",
         marker.display()
     )
 }
 
-fn assert_no_marker(marker: &Path, report: &Report) {
+pub(crate) fn assert_no_marker(marker: &Path, report: &Report) {
     assert!(
         !marker.exists(),
         "[{}] {} was created outside the sandbox: {report}",
@@ -252,7 +276,7 @@ fn escalated_git_never_gets_the_sandboxes_argv0() {
             direct_attempt(&marker),
             difftool_attack(shell, &marker)
         );
-        let report = env.run(shell, &[&basic_rules()], &script);
+        let report = env.run(shell, &[&git_read_rules()], &script);
         report.assert_direct_write_refused();
         report.assert_escalated("/usr/bin/git");
         assert_no_marker(&marker, &report);
@@ -360,7 +384,7 @@ fn argv0_and_environment_are_not_smuggled_out_of_landlock_either() {
             env.outside.join("repo").display(),
             trace.display()
         );
-        let report = env.run_on("landlock", shell, &[&basic_rules()], &script);
+        let report = env.run_on("landlock", shell, &[&git_read_rules()], &script);
         assert!(
             String::from_utf8_lossy(&report.out.stderr).contains("sandbox: backend: landlock"),
             "{report}"
@@ -377,7 +401,7 @@ fn argv0_and_environment_are_not_smuggled_out_of_landlock_either() {
 
 /// A git repository outside the writable roots with one commit: its own configuration is
 /// trusted, so only what the sandbox sets can steer a git escalated in it.
-fn outside_repo(env: &Hostile) -> PathBuf {
+pub(crate) fn outside_repo(env: &Hostile) -> PathBuf {
     let repo = env.outside.join("repo");
     let git = |args: &[&str]| {
         let status = Command::new("git")
@@ -450,7 +474,7 @@ const FSMONITOR: &str = "[core]\\n\\tfsmonitor = touch @M\\n";
 fn home_pointing_at_a_sandbox_written_gitconfig_does_not_reach_escalated_git() {
     env_attack(
         "home",
-        &[&basic_rules()],
+        &[&git_read_rules()],
         "/usr/bin/git",
         &format!("mkdir -p h; printf '{FSMONITOR}' > h/.gitconfig\n"),
         "cd @O/repo && HOME=@W/h git status\n",
@@ -461,7 +485,7 @@ fn home_pointing_at_a_sandbox_written_gitconfig_does_not_reach_escalated_git() {
 fn xdg_config_home_does_not_reach_escalated_git() {
     env_attack(
         "xdg",
-        &[&basic_rules()],
+        &[&git_read_rules()],
         "/usr/bin/git",
         &format!("mkdir -p x/git; printf '{FSMONITOR}' > x/git/config\n"),
         "cd @O/repo && XDG_CONFIG_HOME=@W/x git status\n",
@@ -472,7 +496,7 @@ fn xdg_config_home_does_not_reach_escalated_git() {
 fn git_dir_and_work_tree_do_not_reach_escalated_git() {
     env_attack(
         "gitdir",
-        &[&basic_rules()],
+        &[&git_read_rules()],
         "/usr/bin/git",
         "git init -q --bare evil; printf '[core]\\n\\tbare = false\\n\\tfsmonitor = touch @M\\n' >> evil/config\n",
         "cd @O/repo && GIT_DIR=@W/evil GIT_WORK_TREE=@O/repo git status\n",
@@ -483,7 +507,7 @@ fn git_dir_and_work_tree_do_not_reach_escalated_git() {
 fn git_common_dir_does_not_reach_escalated_git() {
     env_attack(
         "commondir",
-        &[&basic_rules()],
+        &[&git_read_rules()],
         "/usr/bin/git",
         &format!("git init -q --bare evil; printf '{FSMONITOR}' >> evil/config\n"),
         "cd @O/repo && GIT_COMMON_DIR=@W/evil git status\n",
@@ -494,7 +518,7 @@ fn git_common_dir_does_not_reach_escalated_git() {
 fn git_trace_cannot_make_escalated_git_write_a_file() {
     env_attack(
         "trace",
-        &[&basic_rules()],
+        &[&git_read_rules()],
         "/usr/bin/git",
         "",
         "cd @O/repo && GIT_TRACE=@M git status\n",
@@ -512,7 +536,7 @@ fn pagers_set_in_the_sandbox_do_not_run_outside() {
     ] {
         env_attack(
             name,
-            &[&basic_rules()],
+            &[&git_read_rules()],
             "/usr/bin/git",
             &format!(
                 "{OPEN_PTY}mkdir -p bin; printf '#!/bin/sh\\ntouch @M\\n' > bin/less\n\
@@ -1200,7 +1224,9 @@ fn a_file_only_the_sandbox_can_see_is_never_escalated_by_a_host_path() {
     assert!(ready && pid.is_some(), "{report}");
     report.assert_direct_write_refused();
     assert_no_marker(&marker, &report);
-    // Neither the planted program nor a cwd only the sandbox can see was used.
+    // Neither the planted program nor a cwd only the sandbox can see was used. The cwd
+    // never reaches the spawn: the repository guard cannot open it either, so the exec is
+    // kept in the sandbox (verdict Run).
     let lines: Vec<&str> = report.stdout().lines().collect();
     assert_eq!(
         lines,
@@ -1208,9 +1234,18 @@ fn a_file_only_the_sandbox_can_see_is_never_escalated_by_a_host_path() {
             "direct-refused",
             "spawn failed: b'/dev/shm/date is not the file the policy judged (replaced, or \
              visible only inside the sandbox); it was not run'",
-            "spawn failed: b'cannot change to the working directory: its path does not name \
-             it outside the sandbox (visible only inside the sandbox)'",
+            "not escalated b'\\x10'",
         ],
+        "{report}"
+    );
+    let date = report.execs_of("/usr/bin/date");
+    assert_eq!(
+        date.last().unwrap()["downgraded"],
+        format!(
+            "cannot tell which git repository /proc/{}/root/dev/shm is in (Invalid cross-device \
+             link (os error 18)), so it could be one the sandbox wrote",
+            pid.unwrap()
+        ),
         "{report}"
     );
 }

@@ -191,7 +191,7 @@ fn permission_request_with_no_decision_prints_null_decision() {
 }
 
 #[test]
-fn permission_request_passes_command_description_and_cwd_to_the_hook() {
+fn permission_request_passes_command_description_and_cwd_to_the_hook_run_where_execgate_started() {
     let fx = Fixture::new();
     let work = fx.path().join("work");
     std::fs::create_dir(&work).unwrap();
@@ -212,8 +212,11 @@ fn permission_request_passes_command_description_and_cwd_to_the_hook() {
         path_arg(&work),
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The hook ran in the folder execgate was started in, not the command's.
+    assert!(!work.join("input.json").exists());
     let input: Value =
-        serde_json::from_str(&std::fs::read_to_string(work.join("input.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(fx.path().join("input.json")).unwrap())
+            .unwrap();
     assert_eq!(input["cwd"], path_arg(&work));
     assert_eq!(input["hook_event_name"], "PermissionRequest");
     assert_eq!(input["tool_name"], "Bash");
@@ -310,25 +313,28 @@ fn permission_request_rejects_a_missing_cwd() {
     );
 }
 
-/// Copies the example hooks into `project/.execgate/`, where discovery finds them.
-fn example_project(fx: &Fixture) -> PathBuf {
+/// Installs the example hook as README says: guard.sh (executable) and hooks.json in
+/// `~/.config/execgate/`, where discovery finds them.
+fn install_example(fx: &Fixture) {
     let example = repo_root().join("examples/hooks");
-    let project = fx.path().join("project");
-    std::fs::create_dir_all(project.join(".execgate")).unwrap();
+    let dir = fx.ws.home.join(".config/execgate");
+    std::fs::create_dir_all(&dir).unwrap();
     for name in ["hooks.json", "guard.sh"] {
-        std::fs::copy(example.join(name), project.join(".execgate").join(name)).unwrap();
+        std::fs::copy(example.join(name), dir.join(name)).unwrap();
     }
-    project
+    std::fs::set_permissions(
+        dir.join("guard.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
 }
 
-fn ask_example(fx: &Fixture, project: &Path, command: &str) -> Value {
+fn ask_example(fx: &Fixture, command: &str) -> Value {
     let out = fx.execgate(&[
         "hooks",
         "permission-request",
         "--command",
         command,
-        "--cwd",
-        path_arg(project),
         "--json",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -336,39 +342,45 @@ fn ask_example(fx: &Fixture, project: &Path, command: &str) -> Value {
 }
 
 #[test]
-fn example_hook_denies_force_push_with_its_stderr_reason() {
+fn example_hook_denies_force_pushes() {
     let fx = Fixture::new();
-    let project = example_project(&fx);
-    let outcome = ask_example(&fx, &project, "/usr/bin/git push --force origin main");
-    assert_eq!(outcome["decision"], "deny");
-    assert_eq!(
-        outcome["message"],
-        "force-pushing is not allowed here; push without --force"
-    );
-    assert_eq!(outcome["interrupt"], false);
+    install_example(&fx);
+    for command in [
+        "/usr/bin/git push --force origin main",
+        "/usr/bin/git push -uf origin main",
+        "/usr/bin/git push origin +main",
+        "/usr/bin/git push --force-with-lease=main origin main",
+    ] {
+        let outcome = ask_example(&fx, command);
+        assert_eq!(outcome["decision"], "deny", "{command}");
+        assert_eq!(
+            outcome["message"],
+            "force-pushing is not allowed here; push without --force or +"
+        );
+        assert_eq!(outcome["interrupt"], false);
+    }
 }
 
 #[test]
-fn example_hook_denies_rm_rf_root_and_ends_the_session() {
+fn example_hook_allows_exactly_a_push_to_origin_and_is_silent_otherwise() {
     let fx = Fixture::new();
-    let project = example_project(&fx);
-    let outcome = ask_example(&fx, &project, "/usr/bin/rm -rf /");
-    assert_eq!(outcome["decision"], "deny");
-    assert_eq!(outcome["message"], "refusing to delete the filesystem");
-    assert_eq!(outcome["interrupt"], true);
-}
-
-#[test]
-fn example_hook_allows_git_status_and_is_silent_otherwise() {
-    let fx = Fixture::new();
-    let project = example_project(&fx);
+    install_example(&fx);
     assert_eq!(
-        ask_example(&fx, &project, "/usr/bin/git status")["decision"],
+        ask_example(&fx, "/usr/bin/git push origin main")["decision"],
         "allow"
     );
-    let silent = ask_example(&fx, &project, "/usr/bin/npm publish");
-    assert_eq!(silent["decision"], Value::Null);
-    assert_eq!(silent["runs"][0]["status"], "completed");
+    // Text matching would let these through; the exact argv does not.
+    for command in [
+        "/usr/bin/git push evil '/git status'",
+        "/usr/bin/git push evil 'origin main'",
+        "/usr/bin/git push origin main --receive-pack=/tmp/x",
+        "/tmp/git push origin main",
+        "/usr/bin/npm publish",
+    ] {
+        let silent = ask_example(&fx, command);
+        assert_eq!(silent["decision"], Value::Null, "{command}");
+        assert_eq!(silent["runs"][0]["status"], "completed", "{command}");
+    }
 }
 
 #[test]

@@ -16,3 +16,4 @@ mod run;
 mod sandbox;
 mod support;
 mod terminal;
+mod trust;

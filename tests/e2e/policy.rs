@@ -55,7 +55,7 @@ fn check_pretty_with_host_resolution_reports_the_resolved_program() {
             "--rules",
         ])
         .arg(example_rules())
-        .args(["--", "/usr/bin/git", "status"]));
+        .args(["--", "/usr/bin/git", "push"]));
     assert_eq!(code, 0);
     assert_eq!(
         stdout,
@@ -65,14 +65,15 @@ fn check_pretty_with_host_resolution_reports_the_resolved_program() {
       "prefixRuleMatch": {
         "matchedPrefix": [
           "git",
-          "status"
+          "push"
         ],
-        "decision": "allow",
-        "resolvedProgram": "/usr/bin/git"
+        "decision": "prompt",
+        "resolvedProgram": "/usr/bin/git",
+        "justification": "pushing publishes commits; confirm the remote and branch"
       }
     }
   ],
-  "decision": "allow"
+  "decision": "prompt"
 }
 "#
     );
@@ -187,8 +188,8 @@ fn test_passes_the_shipped_example() {
         .args(["policy", "test", "--rules"])
         .arg(example_rules()));
     assert_eq!((code, stderr.as_str()), (0, ""));
-    assert!(stdout.ends_with("\n18 passed, 0 failed\n"), "{stdout}");
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok ")).count(), 18);
+    assert!(stdout.ends_with("\n10 passed, 0 failed\n"), "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok ")).count(), 10);
 }
 
 #[test]

@@ -28,10 +28,9 @@ fn explain_says_which_rules_matched_how_and_why_the_winner_won() {
         stdout,
         format!(
             "command: [\"/usr/bin/git\", \"push\", \"origin\"]\n\
-             program: \"/usr/bin/git\": no rule for it matched; falls back to rules for \"git\": host_executable at {file}:14:1 lists it\n\
-             matched:\n  {file}:25:1 [\"git\", \"push\"] prompt (through \"git\"): matched [\"git\", \"push\"]\n\
-             near misses:\n  {file}:17:1 [\"git\", [\"status\", \"log\", \"diff\", \"show\"]] allow (through \"git\"): argument 1 is \"push\", the rule wants \"status\" or \"log\" or \"diff\" or \"show\"\n\
-             decision: prompt, from {file}:25:1 (the only matching rule)\n"
+             program: \"/usr/bin/git\": no rule for it matched; falls back to rules for \"git\": host_executable at {file}:21:1 lists it\n\
+             matched:\n  {file}:26:1 [\"git\", \"push\"] prompt (through \"git\"): matched [\"git\", \"push\"]\n\
+             decision: prompt, from {file}:26:1 (the only matching rule)\n"
         )
     );
 }
@@ -59,7 +58,7 @@ fn explain_json_is_the_codex_json_plus_an_explain_key() {
     let value: serde_json::Value = serde_json::from_str(&explained).expect("json");
     assert_eq!(
         value["explain"]["deciding_rule"],
-        serde_json::json!({"file": rules.display().to_string(), "line": 25, "column": 1})
+        serde_json::json!({"file": rules.display().to_string(), "line": 26, "column": 1})
     );
 }
 

@@ -183,7 +183,8 @@ esac
 fn hook_env() -> (Workspace, PathBuf, PathBuf) {
     let env = Workspace::new();
     let rules = env.write("r.rules", RULES);
-    let script = env.write("hook.sh", HOOK);
+    // Outside the writable roots: a hook whose script the sandbox can write is not run.
+    let script = env.home_file("hook.sh", HOOK, 0o644);
     let hooks = env.write(
         "hooks.json",
         &format!(
@@ -460,6 +461,7 @@ fn approver_s_allows_the_prefix_for_the_rest_of_the_session() {
 fn approver_a_writes_a_rule_the_next_session_honours() {
     let env = Workspace::new();
     env.write(".execgate/rules/project.rules", RULES);
+    env.trust();
     let mut run = PtyRun::start(command(&env, &["--json", "touch a1"]));
     run.expect(PROMPT_END);
     run.answer("a\n");
@@ -722,6 +724,8 @@ fn escalated_execs_list_the_request_variables_they_did_not_get() {
         .status()
         .unwrap();
     assert!(status.success());
+    // The user's own repository: trusted, so commands may escalate in it.
+    env.trust();
     // zsh exports LOGNAME when it is missing: give execgate the same, so the shell's
     // environment differs from the session's only by what the script sets.
     let user = Command::new("id").arg("-un").output().unwrap().stdout;

@@ -58,13 +58,18 @@ impl Scratch {
 
 /// A project folder (`work`, the cwd of every command) and an empty home (`home`, so the
 /// user's own rules, hooks and approvals never leak into a test), side by side in one
-/// scratch directory.
+/// scratch directory, with a temporary directory of their own (`tmp`, the sessions'
+/// `TMPDIR`): the scratch directory lies under `/tmp`, and were that the sessions'
+/// temporary directory (a writable root), the home and everything in it would be
+/// sandbox-writable, as no real home is.
 pub struct Workspace {
     scratch: Scratch,
     /// The project folder.
     pub work: PathBuf,
     /// `HOME`.
     pub home: PathBuf,
+    /// `TMPDIR` of the commands run here.
+    pub tmp: PathBuf,
 }
 
 impl Workspace {
@@ -81,12 +86,15 @@ impl Workspace {
     fn within(scratch: Scratch) -> Self {
         let work = scratch.join("work");
         let home = scratch.join("home");
-        std::fs::create_dir(&work).unwrap();
-        std::fs::create_dir(&home).unwrap();
+        let tmp = scratch.join("tmp");
+        for dir in [&work, &home, &tmp] {
+            std::fs::create_dir(dir).unwrap();
+        }
         Self {
             scratch,
             work,
             home,
+            tmp,
         }
     }
 
@@ -107,14 +115,27 @@ impl Workspace {
             .file(Path::new("home").join(rel), contents, mode)
     }
 
-    /// `execgate ARGS` in `work`, with `HOME` the workspace's and no `CODEX_HOME`.
+    /// `execgate ARGS` in `work`, with `HOME` and `TMPDIR` the workspace's and no
+    /// `CODEX_HOME`.
     pub fn execgate(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(bins::execgate());
         cmd.args(args)
             .current_dir(&self.work)
             .env("HOME", &self.home)
+            .env("TMPDIR", &self.tmp)
             .env_remove("CODEX_HOME");
         cmd
+    }
+
+    /// `execgate trust` in `work`, as the user would before a session: its project policy
+    /// and repository load and escalate from then on.
+    pub fn trust(&self) {
+        let out = self.execgate(&["trust"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "execgate trust: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// [`Workspace::execgate`] for a subcommand that starts sessions (`run`, `mcp`): it also

@@ -1,0 +1,766 @@
+//! Hostile scripts against `execgate run` (issue 12, the policy side): what the sandbox
+//! writes (a repository, policy files, hook scripts, a home) never steers an escalated
+//! command or a later session. Real shells, the real sandbox.
+//!
+//! As in `hardening`, a marker path lies outside every writable root, the script first
+//! shows it cannot create it itself, and the marker must not exist afterwards.
+
+use crate::hardening::{
+    assert_no_marker, basic_rules, direct_attempt, git_read_rules, outside_repo, Hostile, Report,
+    SETUPS,
+};
+use crate::support::bins;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Rules that let `git status` (and the repository-picking options of the tests) escalate.
+fn git_rules(env: &Hostile) -> PathBuf {
+    env.write_outside(
+        "rules/git.rules",
+        "prefix_rule(pattern = [\"git\", \"status\"], decision = \"allow\")\n\
+         prefix_rule(pattern = [\"git\", [\"-C\", \"--git-dir\"]], decision = \"allow\")\n",
+    )
+}
+
+/// The records of `git SUB ...` (program /usr/bin/git, argv[1] `sub`).
+fn git_execs<'a>(report: &'a Report, sub: &str) -> Vec<&'a Value> {
+    report
+        .execs_of("/usr/bin/git")
+        .into_iter()
+        .filter(|e| e["argv"][1] == sub)
+        .collect()
+}
+
+/// Asserts that `exec` was allowed by the rules but kept in the sandbox for `why`.
+fn assert_kept_in_sandbox(report: &Report, exec: &Value, why: &str) {
+    assert_eq!(
+        (&exec["decision"], &exec["verdict"], &exec["source"]),
+        (&"allow".into(), &"run".into(), &"policy".into()),
+        "[{}] {report}",
+        report.setup
+    );
+    assert_eq!(exec["downgraded"], why, "[{}] {report}", report.setup);
+}
+
+/// The reason an escalation in the untrusted repository `git_dir` (in writable root `root`,
+/// work tree `top`) is kept in the sandbox.
+fn untrusted(git_dir: &Path, root: &Path, top: &Path) -> String {
+    format!(
+        "the repository {} is inside the writable root {} and not trusted; to let commands \
+         escalate there, run `execgate trust {}` outside the sandbox",
+        git_dir.display(),
+        root.display(),
+        top.display()
+    )
+}
+
+/// `git ARGS` outside any sandbox, with the test's home.
+fn git(env: &Hostile, dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", &env.home)
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?} in {}", dir.display());
+}
+
+/// `execgate trust ARGS` as the user, outside the sandbox; returns (status, stdout, stderr).
+fn trust(env: &Hostile, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bins::execgate())
+        .arg("trust")
+        .args(args)
+        .current_dir(&env.work)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &env.home)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A folder beside the workspace that the tests make a writable root of its own
+/// (`--writable-root`), with `rel` under it created; returns (the root, `rel` in it).
+fn boxed(env: &Hostile, rel: &str) -> (PathBuf, PathBuf) {
+    let root = env.work.parent().unwrap().join("box");
+    let dir = root.join(rel);
+    std::fs::create_dir_all(&dir).unwrap();
+    (root, dir)
+}
+
+/// The script lines that give the repository in the current folder an fsmonitor hook
+/// that creates `marker`.
+fn plant_fsmonitor(marker: &Path) -> String {
+    format!("git config core.fsmonitor 'touch {}'\n", marker.display())
+}
+
+// ---- repositories (finding 3) -----------------------------------------------------------
+
+#[test]
+fn a_repository_created_in_the_session_does_not_steer_an_escalated_git() {
+    for (_, shell) in SETUPS {
+        let env = Hostile::new();
+        let marker = env.marker("fsmonitor-ran");
+        let script = format!(
+            "{}git init -q\n{}git status --short\n",
+            direct_attempt(&marker),
+            plant_fsmonitor(&marker)
+        );
+        let report = env.run(shell, &[&git_rules(&env)], &script);
+        report.assert_direct_write_refused();
+        assert_no_marker(&marker, &report);
+        let status = git_execs(&report, "status");
+        assert_eq!(status.len(), 1, "[{}] {report}", report.setup);
+        let why = untrusted(&env.work.join(".git"), &env.work, &env.work);
+        assert_kept_in_sandbox(&report, status[0], &why);
+        assert_eq!(
+            String::from_utf8_lossy(&report.out.stderr)
+                .lines()
+                .filter(|l| l.starts_with("execgate: kept in the sandbox: "))
+                .collect::<Vec<_>>(),
+            [format!(
+                "execgate: kept in the sandbox: /usr/bin/git status --short: {why}"
+            )],
+            "[{}] {report}",
+            report.setup
+        );
+    }
+}
+
+#[test]
+fn a_dot_git_file_or_symlink_naming_a_planted_git_dir_does_not_steer_an_escalated_git() {
+    for (_, shell) in SETUPS {
+        let env = Hostile::new();
+        let marker = env.marker("fsmonitor-ran");
+        // The planted git dir lives in the temp dir, another writable root.
+        let evil = tempfile::tempdir().unwrap();
+        let evil = evil.path().canonicalize().unwrap();
+        let script = format!(
+            "{d}git init -q --separate-git-dir {e}/gd file; cd file; {p}cd ..\n\
+             mkdir link; git init -q {e}/repo; ln -s {e}/repo/.git link/.git\n\
+             cd link; {p}cd ..\n\
+             cd file; git status --short; cd ../link; git status --short\n",
+            d = direct_attempt(&marker),
+            e = evil.display(),
+            p = plant_fsmonitor(&marker)
+        );
+        let report = env.run(shell, &[&git_rules(&env)], &script);
+        report.assert_direct_write_refused();
+        assert_no_marker(&marker, &report);
+        let status = git_execs(&report, "status");
+        assert_eq!(status.len(), 2, "[{}] {report}", report.setup);
+        let tmp = std::env::temp_dir().canonicalize().unwrap();
+        let through_file = untrusted(&evil.join("gd"), &tmp, &env.work.join("file"));
+        assert_kept_in_sandbox(&report, status[0], &through_file);
+        let through_link = untrusted(&evil.join("repo/.git"), &tmp, &env.work.join("link"));
+        assert_kept_in_sandbox(&report, status[1], &through_link);
+    }
+}
+
+#[test]
+fn options_that_pick_another_repository_are_checked_too() {
+    for (_, shell) in SETUPS {
+        let env = Hostile::new();
+        let repo = outside_repo(&env);
+        let marker = env.marker("fsmonitor-ran");
+        let evil = env.work.join("evil");
+        let script = format!(
+            "{}git init -q evil; cd evil; {}cd {}\n\
+             git -C {e} status --short\n\
+             git --git-dir {e}/.git status --short\n",
+            direct_attempt(&marker),
+            plant_fsmonitor(&marker),
+            repo.display(),
+            e = evil.display()
+        );
+        let report = env.run(shell, &[&git_rules(&env)], &script);
+        report.assert_direct_write_refused();
+        assert_no_marker(&marker, &report);
+        let why = untrusted(&evil.join(".git"), &env.work, &evil);
+        for sub in ["-C", "--git-dir"] {
+            let execs = git_execs(&report, sub);
+            assert_eq!(execs.len(), 1, "[{}] {report}", report.setup);
+            assert_kept_in_sandbox(&report, execs[0], &why);
+        }
+    }
+}
+
+#[test]
+fn a_repository_outside_the_writable_roots_still_escalates() {
+    let env = Hostile::new();
+    let repo = outside_repo(&env);
+    let script = format!(
+        "cd {} && git status --short && echo clean\n",
+        repo.display()
+    );
+    let report = env.run("zsh", &[&git_rules(&env)], &script);
+    assert_eq!(report.stdout(), "clean\n", "{report}");
+    report.assert_escalated("/usr/bin/git");
+}
+
+#[test]
+fn the_repository_around_a_subfolder_workspace_is_read_only_and_not_trusted() {
+    // The workspace is a subfolder of a repository that lives in another writable root
+    // (as under /tmp): the repository's .git is above the workspace, inside that root.
+    let env = Hostile::new();
+    let (root, sub) = boxed(&env, "repo/sub");
+    let repo = root.join("repo");
+    git(&env, &repo, &["init", "-q"]);
+    let marker = env.marker("fsmonitor-ran");
+    let script = format!(
+        "{}printf '[core]\\n\\tfsmonitor = touch {}\\n' >> ../.git/config 2>/dev/null \
+         && echo config-written || echo config-refused\n\
+         git status --short\n",
+        direct_attempt(&marker),
+        marker.display()
+    );
+    let rules = git_rules(&env);
+    let args = [
+        "--rules",
+        rules.to_str().unwrap(),
+        "--cwd",
+        sub.to_str().unwrap(),
+        "--writable-root",
+        root.to_str().unwrap(),
+    ];
+    let report = env.run_args("auto", "zsh", &args, &script);
+    report.assert_direct_write_refused();
+    assert_no_marker(&marker, &report);
+    assert_eq!(
+        report.stdout(),
+        "direct-refused\nconfig-refused\n",
+        "{report}"
+    );
+    let status = git_execs(&report, "status");
+    assert_eq!(status.len(), 1, "{report}");
+    assert_kept_in_sandbox(
+        &report,
+        status[0],
+        &untrusted(&repo.join(".git"), &root, &repo),
+    );
+}
+
+#[test]
+fn a_trusted_repository_escalates_and_cannot_be_swapped_for_another() {
+    // A repository in a writable root that the user trusted. Sandboxed code tries to move
+    // it (or its .git) away and make a repository of its own in its place.
+    let env = Hostile::new();
+    let (root, proj) = boxed(&env, "proj");
+    git(&env, &proj, &["init", "-q"]);
+    let (code, _, stderr) = trust(&env, &[proj.to_str().unwrap()]);
+    assert_eq!(code, 0, "execgate trust: {stderr}");
+    let marker = env.marker("fsmonitor-ran");
+    let script = format!(
+        "{}cd proj; git status --short
+cd ..
+         mv proj proj.old 2>/dev/null && echo moved || echo rename-refused
+         mv proj/.git proj/.git.old 2>/dev/null && echo moved || echo rename-refused
+         mkdir -p proj; cd proj; git init -q 2>/dev/null; {}git status --short
+",
+        direct_attempt(&marker),
+        plant_fsmonitor(&marker).replace('\n', " 2>/dev/null\n")
+    );
+    let rules = git_rules(&env);
+    let args = [
+        "--rules",
+        rules.to_str().unwrap(),
+        "--cwd",
+        root.to_str().unwrap(),
+    ];
+    let report = env.run_args("auto", "zsh", &args, &script);
+    report.assert_direct_write_refused();
+    assert_no_marker(&marker, &report);
+    assert_eq!(
+        report.stdout(),
+        "direct-refused\nrename-refused\nrename-refused\n",
+        "{report}"
+    );
+    let status = git_execs(&report, "status");
+    assert_eq!(status.len(), 2, "{report}");
+    assert!(
+        status.iter().all(|e| e["verdict"] == "escalate"),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_repository_created_under_landlock_does_not_steer_an_escalated_git() {
+    for (_, shell) in SETUPS {
+        let env = Hostile::new();
+        let tmp = tempfile::tempdir_in(&env.outside).unwrap();
+        let marker = env.marker("fsmonitor-ran");
+        let script = format!(
+            "{}git init -q\n{}git status --short\n",
+            direct_attempt(&marker),
+            plant_fsmonitor(&marker)
+        );
+        let rules = git_rules(&env);
+        let out = env
+            .command(
+                shell,
+                &["--verbose", "--rules", rules.to_str().unwrap(), &script],
+            )
+            .env("EXECGATE_SANDBOX_BACKEND", "landlock")
+            .env("TMPDIR", tmp.path())
+            .output()
+            .unwrap();
+        let report = Report::parse(shell, out);
+        assert!(
+            String::from_utf8_lossy(&report.out.stderr).contains("sandbox: backend: landlock"),
+            "{report}"
+        );
+        report.assert_direct_write_refused();
+        assert_no_marker(&marker, &report);
+        let status = git_execs(&report, "status");
+        assert_eq!(status.len(), 1, "{report}");
+        assert_kept_in_sandbox(
+            &report,
+            status[0],
+            &untrusted(&env.work.join(".git"), &env.work, &env.work),
+        );
+    }
+}
+
+// ---- policy (finding 4) ------------------------------------------------------------------
+
+/// Script lines that plant a project layer in folder `dir`: a rule allowing `sh` and one
+/// prompting for `true`, and a hook (run on that prompt) creating `hook_marker`.
+fn plant_layer(dir: &Path, hook_marker: &Path) -> String {
+    format!(
+        "mkdir -p {d}/.execgate/rules\n\
+         printf 'prefix_rule(pattern = [\"sh\"], decision = \"allow\")\\n\
+         prefix_rule(pattern = [\"true\"], decision = \"prompt\")\\n' > {d}/.execgate/rules/evil.rules\n\
+         printf '{{\"hooks\": {{\"PermissionRequest\": [{{\"hooks\": [{{\"type\": \"command\", \
+         \"command\": \"touch {m}\"}}]}}]}}}}' > {d}/.execgate/hooks.json\n",
+        d = dir.display(),
+        m = hook_marker.display()
+    )
+}
+
+/// The next session's script: the planted rule would escalate `sh`, the planted prompt
+/// would run the planted hook.
+fn use_layer(marker: &Path) -> String {
+    format!(
+        "{}sh -c 'touch {}'\ntrue\necho done\n",
+        direct_attempt(marker),
+        marker.display()
+    )
+}
+
+/// Runs the planting session and the next one from `cwd` (rules and hooks discovered),
+/// and checks that the next one loaded nothing planted.
+fn planted_layer_is_skipped(env: &Hostile, shell: &str, layer: &Path, extra: &[&str]) {
+    let (marker, hook_marker) = (env.marker("sh-ran"), env.marker("hook-ran"));
+    let first = env.run_args("auto", shell, extra, &plant_layer(layer, &hook_marker));
+    assert_eq!(first.json["exit_code"], 0, "{first}");
+    let next = env.run_args("auto", shell, extra, &use_layer(&marker));
+    next.assert_direct_write_refused();
+    assert_no_marker(&marker, &next);
+    assert_no_marker(&hook_marker, &next);
+    assert_eq!(next.stdout(), "direct-refused\ndone\n", "{next}");
+    let layer = layer.join(".execgate");
+    assert_eq!(
+        String::from_utf8_lossy(&next.out.stderr)
+            .lines()
+            .collect::<Vec<_>>(),
+        [format!(
+            "execgate: skipped the untrusted project policy {l} (rules/evil.rules, hooks.json): \
+             run `execgate trust {d}` to load it",
+            l = layer.display(),
+            d = layer.parent().unwrap().display()
+        )],
+        "{next}"
+    );
+}
+
+#[test]
+fn policy_planted_in_the_workspace_does_not_load_in_the_next_session() {
+    for (_, shell) in SETUPS {
+        let env = Hostile::new();
+        planted_layer_is_skipped(&env, shell, &env.work.clone(), &[]);
+    }
+}
+
+#[test]
+fn policy_planted_above_the_workspace_does_not_load_in_the_next_session() {
+    let env = Hostile::new();
+    let (root, work) = boxed(&env, "a/work");
+    let extra = [
+        "--cwd",
+        work.to_str().unwrap(),
+        "--writable-root",
+        root.to_str().unwrap(),
+    ];
+    planted_layer_is_skipped(&env, "zsh", &root.join("a"), &extra);
+}
+
+#[test]
+fn policy_shipped_in_a_cloned_repository_does_not_load_until_trusted() {
+    let env = Hostile::new();
+    let clone = env.outside.join("clone");
+    let (marker, hook_marker) = (env.marker("sh-ran"), env.marker("hook-ran"));
+    // What the clone ships, written outside any session.
+    let planted = Command::new("sh")
+        .arg("-c")
+        .arg(plant_layer(&clone, &hook_marker))
+        .status()
+        .unwrap();
+    assert!(planted.success());
+    let report = env.run_args(
+        "auto",
+        "zsh",
+        &["--cwd", clone.to_str().unwrap()],
+        &use_layer(&marker),
+    );
+    report.assert_direct_write_refused();
+    assert_no_marker(&marker, &report);
+    assert_no_marker(&hook_marker, &report);
+    assert_eq!(report.stdout(), "direct-refused\ndone\n", "{report}");
+}
+
+#[test]
+fn policy_folders_in_and_above_writable_roots_are_read_only() {
+    let env = Hostile::new();
+    let (root, work) = boxed(&env, "a/b/work");
+    let above = root.join("a/.execgate/rules");
+    std::fs::create_dir_all(&above).unwrap();
+    std::fs::write(above.join("mine.rules"), "").unwrap();
+    let codex = env.home.join("codex-home");
+    let targets = [
+        above.join("mine.rules"),
+        above.join("new.rules"),
+        env.home.join(".config/execgate/rules/new.rules"),
+        env.home.join(".config/execgate/hooks.json"),
+        codex.join("rules/new.rules"),
+    ];
+    let mut script = String::new();
+    for target in &targets {
+        script.push_str(&format!(
+            "mkdir -p {d} 2>/dev/null; echo x >> {t} 2>/dev/null && echo written || echo refused\n",
+            d = target.parent().unwrap().display(),
+            t = target.display()
+        ));
+    }
+    let out = env
+        .command(
+            "zsh",
+            &[
+                "--cwd",
+                work.to_str().unwrap(),
+                "--writable-root",
+                root.to_str().unwrap(),
+                "--writable-root",
+                env.home.to_str().unwrap(),
+                &script,
+            ],
+        )
+        .env("CODEX_HOME", &codex)
+        .env("EXECGATE_SANDBOX_BACKEND", "bubblewrap")
+        .output()
+        .unwrap();
+    let report = Report::parse("patched zsh", out);
+    assert_eq!(
+        report.stdout(),
+        "refused\n".repeat(targets.len()),
+        "{report}"
+    );
+    assert_eq!(std::fs::read(above.join("mine.rules")).unwrap(), b"");
+    for target in &targets[1..] {
+        assert!(
+            !target.exists(),
+            "{} was created: {report}",
+            target.display()
+        );
+    }
+}
+
+// ---- hooks (finding 5) -------------------------------------------------------------------
+
+#[test]
+fn hooks_run_in_the_folder_execgate_started_in_not_the_commands() {
+    let env = Hostile::new();
+    let repo = outside_repo(&env);
+    // The project's hook, as README's "An example hook" once installed it (a relative
+    // path), in a layer the user trusted.
+    std::fs::create_dir_all(env.work.join(".execgate")).unwrap();
+    std::fs::write(
+        env.work.join(".execgate/hooks.json"),
+        r#"{"hooks": {"PermissionRequest": [{"hooks": [{"type": "command", "command": "sh .execgate/guard.sh"}]}]}}"#,
+    )
+    .unwrap();
+    let log = env.outside.join("hook-cwd");
+    std::fs::write(
+        env.work.join(".execgate/guard.sh"),
+        format!("echo \"$PWD\" >> {}\n", log.display()),
+    )
+    .unwrap();
+    let (code, _, stderr) = trust(&env, &[env.work.to_str().unwrap()]);
+    assert_eq!(code, 0, "execgate trust: {stderr}");
+    let marker = env.marker("planted-hook-ran");
+    let script = format!(
+        "{}mkdir -p sub/.execgate\n\
+         printf '#!/bin/sh\\ntouch {m}\\n' > sub/.execgate/guard.sh\n\
+         cd sub && git push nowhere main\ncd {r} && git push nowhere main\n",
+        direct_attempt(&marker),
+        r = repo.display(),
+        m = marker.display()
+    );
+    let report = env.run("zsh", &[&basic_rules()], &script);
+    report.assert_direct_write_refused();
+    assert_no_marker(&marker, &report);
+    // Both prompts ran the project's own hook, in the folder execgate was started in.
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap_or_default(),
+        format!("{w}\n{w}\n", w = env.work.display()),
+        "{report}"
+    );
+}
+
+/// Installs the shipped example hook as README says: guard.sh and hooks.json in
+/// `~/.config/execgate/`.
+fn install_example_hook(env: &Hostile) {
+    let dir = env.home.join(".config/execgate");
+    std::fs::create_dir_all(&dir).unwrap();
+    let examples = bins::repo_root().join("examples/hooks");
+    for file in ["guard.sh", "hooks.json"] {
+        std::fs::copy(examples.join(file), dir.join(file)).unwrap();
+    }
+    std::fs::set_permissions(
+        dir.join("guard.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_example_hook_judges_the_exact_argv() {
+    let env = Hostile::new();
+    let repo = outside_repo(&env);
+    install_example_hook(&env);
+    let script = format!(
+        "cd {}\n\
+         git push evil \"/git status\"\n\
+         git push --force origin main\n\
+         git push origin '+main'\n\
+         git push origin main\n",
+        repo.display()
+    );
+    let report = env.run_args(
+        "auto",
+        "zsh",
+        &["--rules", basic_rules().to_str().unwrap()],
+        &script,
+    );
+    let pushes: Vec<(&Value, &Value, &Value)> = git_execs(&report, "push")
+        .into_iter()
+        .map(|e| (&e["verdict"], &e["source"], &e["justification"]))
+        .collect();
+    let force = "force-pushing is not allowed here; push without --force or +".into();
+    assert_eq!(
+        pushes,
+        [
+            (
+                &"deny".into(),
+                &"user".into(),
+                &"approval required; no approver available".into()
+            ),
+            (&"deny".into(), &"hook".into(), &force),
+            (&"deny".into(), &"hook".into(), &force),
+            (
+                &"escalate".into(),
+                &"hook".into(),
+                &"pushing publishes commits; confirm the remote and branch".into()
+            ),
+        ],
+        "{report}"
+    );
+}
+
+#[test]
+fn a_hook_naming_a_script_the_sandbox_can_write_is_not_run() {
+    let env = Hostile::new();
+    let repo = outside_repo(&env);
+    let script_path = env.work.join("hook.sh");
+    let marker = env.marker("hook-ran");
+    let hooks = env.write_outside(
+        "hooks.json",
+        &format!(
+            r#"{{"hooks": {{"PermissionRequest": [{{"hooks": [{{"type": "command", "command": "sh {}"}}]}}]}}}}"#,
+            script_path.display()
+        ),
+    );
+    let script = format!(
+        "{}printf 'touch {}\\n' > hook.sh\ncd {} && git push nowhere main\n",
+        direct_attempt(&marker),
+        marker.display(),
+        repo.display()
+    );
+    let rules = basic_rules();
+    let args = [
+        "--rules",
+        rules.to_str().unwrap(),
+        "--hooks",
+        hooks.to_str().unwrap(),
+    ];
+    let report = env.run_args("auto", "zsh", &args, &script);
+    report.assert_direct_write_refused();
+    assert_no_marker(&marker, &report);
+    let push = git_execs(&report, "push");
+    assert_eq!(push.len(), 1, "{report}");
+    assert_eq!(push[0]["source"], "user", "{report}");
+    assert!(
+        String::from_utf8_lossy(&report.out.stderr).contains(&format!(
+            "execgate: hook not run: sh {s}: it names {s}, which the sandbox can write",
+            s = script_path.display()
+        )),
+        "{report}"
+    );
+}
+
+// ---- the example rules (findings 6 and 9) ------------------------------------------------
+
+#[test]
+fn git_log_output_under_the_example_rules_writes_only_inside_the_sandbox() {
+    for (_, shell) in SETUPS {
+        let env = Hostile::new();
+        let repo = outside_repo(&env);
+        let marker = env.marker("log-output");
+        let script = format!(
+            "{}cd {} && git log --output={} -1\n",
+            direct_attempt(&marker),
+            repo.display(),
+            marker.display()
+        );
+        let report = env.run(shell, &[&basic_rules()], &script);
+        report.assert_direct_write_refused();
+        assert_no_marker(&marker, &report);
+        let log = git_execs(&report, "log");
+        assert_eq!(log.len(), 1, "[{}] {report}", report.setup);
+        assert_eq!(
+            (&log[0]["decision"], &log[0]["verdict"]),
+            (&"unmatched".into(), &"run".into()),
+            "{report}"
+        );
+    }
+}
+
+#[test]
+fn cargo_build_under_the_example_rules_runs_build_scripts_inside_the_sandbox() {
+    let env = Hostile::new();
+    let marker = env.marker("build-rs-ran");
+    let cargo = PathBuf::from(std::env::var("CARGO").expect("cargo sets CARGO for tests"));
+    let toolchain = cargo.parent().unwrap();
+    std::fs::create_dir_all(env.work.join("src")).unwrap();
+    std::fs::write(
+        env.work.join("Cargo.toml"),
+        "[package]\nname = \"evil\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
+    std::fs::write(env.work.join("src/main.rs"), "fn main() {}\n").unwrap();
+    let script = format!(
+        "{}printf 'fn main() {{ std::fs::write(\"{}\", \"\").unwrap(); }}\\n' > build.rs\n\
+         cargo build --offline -q 2>/dev/null; echo built\n",
+        direct_attempt(&marker),
+        marker.display()
+    );
+    let out = env
+        .command(
+            "zsh",
+            &["--rules", basic_rules().to_str().unwrap(), &script],
+        )
+        .env("PATH", format!("{}:/usr/bin:/bin", toolchain.display()))
+        .env("CARGO_HOME", env.outside.join("cargo-home"))
+        .output()
+        .unwrap();
+    let report = Report::parse("patched zsh", out);
+    report.assert_direct_write_refused();
+    assert_no_marker(&marker, &report);
+    let cargo_runs = report.execs_of(cargo.canonicalize().unwrap().to_str().unwrap());
+    assert_eq!(cargo_runs.len(), 1, "{report}");
+    assert_eq!(
+        (&cargo_runs[0]["decision"], &cargo_runs[0]["verdict"]),
+        (&"unmatched".into(), &"run".into()),
+        "{report}"
+    );
+}
+
+// ---- a writable home (finding 10) --------------------------------------------------------
+
+/// What a user's home holds before the session, relative to it.
+const HOME_FILES: [&str; 7] = [
+    ".gitconfig",
+    ".bashrc",
+    ".profile",
+    ".bash_profile",
+    ".ssh/config",
+    ".claude/settings.json",
+    ".codex/config.toml",
+];
+
+/// Paths under the home the sandbox tries to create.
+const HOME_NEW: [&str; 6] = [
+    ".config/git/config",
+    ".zshrc",
+    ".ssh/authorized_keys",
+    ".config/execgate/rules/evil.rules",
+    ".claude/hooks.json",
+    ".agents/evil.md",
+];
+
+fn fill_home(env: &Hostile) {
+    for rel in HOME_FILES {
+        let path = env.home.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "").unwrap();
+    }
+    std::fs::create_dir_all(env.home.join(".agents")).unwrap();
+}
+
+#[test]
+fn a_writable_home_keeps_what_escalated_programs_and_agents_read_read_only() {
+    let env = Hostile::new();
+    fill_home(&env);
+    let repo = outside_repo(&env);
+    let marker = env.marker("fsmonitor-ran");
+    let mut script = direct_attempt(&marker);
+    for rel in HOME_FILES.iter().chain(&HOME_NEW) {
+        let path = env.home.join(rel);
+        script.push_str(&format!(
+            "mkdir -p {} 2>/dev/null; printf '[core]\\n\\tfsmonitor = touch {}\\n' >> {} 2>/dev/null \
+             && echo {rel}: written || echo {rel}: refused\n",
+            path.parent().unwrap().display(),
+            marker.display(),
+            path.display()
+        ));
+    }
+    script.push_str(&format!("cd {} && git status --short\n", repo.display()));
+    let home = env.home.to_str().unwrap();
+    let rules = git_read_rules();
+    let args = ["--rules", rules.to_str().unwrap(), "--cwd", home];
+    let out = env
+        .command("zsh", &[&args[..], &[&script]].concat())
+        .env("EXECGATE_SANDBOX_BACKEND", "bubblewrap")
+        .output()
+        .unwrap();
+    let report = Report::parse("patched zsh", out);
+    report.assert_direct_write_refused();
+    assert_no_marker(&marker, &report);
+    let expected: String = HOME_FILES
+        .iter()
+        .chain(&HOME_NEW)
+        .map(|rel| format!("{rel}: refused\n"))
+        .collect();
+    assert_eq!(
+        report.stdout(),
+        format!("direct-refused\n{expected}"),
+        "{report}"
+    );
+    for rel in HOME_FILES {
+        assert_eq!(std::fs::read(env.home.join(rel)).unwrap(), b"", "{rel}");
+    }
+}
