@@ -13,6 +13,7 @@ use execgate_decide::layers::{self, Layer, LayerKind, ProjectPolicy, Standing};
 use execgate_decide::{ApprovalMode, Approver, HookIdentity, Pipeline, SessionApprovals};
 use execgate_execpolicy::Policy;
 use execgate_hooks::{HookRunner, HooksConfig, DEFAULT_PROCESS_LIMIT};
+use execgate_protocol::display;
 use execgate_trust::{TrustStore, TrustedRepositories};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -278,9 +279,10 @@ fn trusted_layers(
             Err(e) if trust.get(&dir).is_some() => return Err(e.into()),
             Err(e) => {
                 eprintln!(
-                    "execgate: skipped the untrusted project policy {} ({e}): run `execgate trust {}` to load it",
-                    layer.dir.display(),
-                    dir.display()
+                    "execgate: skipped the untrusted project policy {} ({}): run `execgate trust {}` to load it",
+                    shown(layer.dir.as_os_str()),
+                    display::text_string(e.to_string().as_bytes()),
+                    shown(dir.as_os_str())
                 );
                 continue;
             }
@@ -294,20 +296,26 @@ fn trusted_layers(
             }
             Standing::Untrusted if relevant => eprintln!(
                 "execgate: skipped the untrusted project policy {} ({}): run `execgate trust {}` to load it",
-                layer.dir.display(),
-                project.file_list(),
-                dir.display()
+                shown(layer.dir.as_os_str()),
+                display::text_string(project.file_list().as_bytes()),
+                shown(dir.as_os_str())
             ),
             Standing::Changed if relevant => eprintln!(
                 "execgate: skipped the project policy {} ({}): it changed since it was trusted; run `execgate trust {}` to load it as it is",
-                layer.dir.display(),
-                project.file_list(),
-                dir.display()
+                shown(layer.dir.as_os_str()),
+                display::text_string(project.file_list().as_bytes()),
+                shown(dir.as_os_str())
             ),
             Standing::Untrusted | Standing::Changed => {}
         }
     }
     Ok(usable)
+}
+
+/// A path for a message: file names in a project layer are the sandbox's choice (it may
+/// have planted the layer), so they are written as everything a person is shown is.
+fn shown(path: &std::ffi::OsStr) -> String {
+    display::text_string(path.as_encoded_bytes())
 }
 
 /// `$HOME`, when set and not empty.

@@ -10,6 +10,7 @@ use crate::setup::home_dir;
 use anyhow::{bail, Context};
 use clap::Args;
 use execgate_decide::layers::{Layer, LayerKind, ProjectPolicy, Standing};
+use execgate_protocol::display;
 use execgate_trust::{git, Recorded, RecordedRepository, RepositoryFiles, TrustStore, Trusted};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -79,7 +80,7 @@ pub fn run(args: TrustArgs) -> anyhow::Result<ExitCode> {
     if let Some(repository) = repository {
         println!(
             "  repository {}: {}",
-            repository.git_dir.display(),
+            text(&repository.git_dir),
             shown(&repository.files, &dir)
         );
     }
@@ -103,10 +104,10 @@ fn gather(dir: &Path, home: &Path) -> anyhow::Result<Trusted> {
         Some(candidate) => {
             let (Some(git_dir), Some(common_dir)) = (candidate.git_dir, candidate.common_dir)
             else {
-                bail!("{} leads to no git dir", candidate.entry.display());
+                bail!("{} leads to no git dir", text(&candidate.entry));
             };
             let files = RepositoryFiles::gather(&git_dir, &common_dir, &candidate.top, Some(home))
-                .with_context(|| format!("cannot trust the repository {}", git_dir.display()))?;
+                .with_context(|| format!("cannot trust the repository {}", text(&git_dir)))?;
             let mut covered: Vec<PathBuf> = files
                 .watched
                 .iter()
@@ -179,10 +180,16 @@ fn list(file: &Path, home: &Path) -> anyhow::Result<ExitCode> {
                 Ok(_) => "CHANGED since trusted: commands in it stay in the sandbox".to_string(),
                 Err(e) => format!("cannot be read ({e})"),
             };
-            println!("  repository {}: {state}", repository.git_dir.display());
+            println!("  repository {}: {state}", text(&repository.git_dir));
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A path as a person is shown it (`protocol::display`): the names in a repository or a
+/// project layer may be the sandbox's choice.
+fn text(path: &Path) -> String {
+    display::text_string(path.as_os_str().as_encoded_bytes())
 }
 
 /// `files`, relative to `dir` where they lie in it, comma-separated.
@@ -192,7 +199,7 @@ fn shown(files: &[PathBuf], dir: &Path) -> String {
     }
     files
         .iter()
-        .map(|f| f.strip_prefix(dir).unwrap_or(f).display().to_string())
+        .map(|f| text(f.strip_prefix(dir).unwrap_or(f)))
         .collect::<Vec<_>>()
         .join(", ")
 }

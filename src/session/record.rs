@@ -7,6 +7,7 @@ use super::audit::AuditLog;
 use crate::report::ExecRecord;
 use execgate_decide::Note;
 use execgate_escalate_server::{ExecEvent, ExitStatus, Verdict};
+use execgate_protocol::display;
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::time::Instant;
@@ -133,31 +134,16 @@ impl Recorder {
 }
 
 /// The line that tells the user an exec ran in the sandbox instead of outside, and why:
-/// `execgate: kept in the sandbox: COMMAND: WHY`, the command quoted as in denials and
-/// the reason with control and bidi characters escaped (both may hold what the sandbox
-/// chose, such as folder names).
+/// `execgate: kept in the sandbox: COMMAND: WHY`, both written as everything a person is
+/// shown is (`protocol::display`): either may hold what the sandbox chose, such as folder
+/// names.
 fn kept_line(program: &[u8], argv: &[Vec<u8>], why: &str) -> String {
-    let mut command = Vec::new();
+    let mut line = b"execgate: kept in the sandbox: ".to_vec();
     let args = argv.iter().skip(1).map(Vec::as_slice);
-    let Ok(()) = execgate_protocol::display::quote_command(program, args, &mut command);
-    let mut line = String::from("execgate: kept in the sandbox: ");
-    line.push_str(&String::from_utf8_lossy(&command));
-    line.push_str(": ");
-    for c in why.chars() {
-        let invisible = c.is_control()
-            || matches!(
-                c,
-                '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{2028}' | '\u{2029}'
-            )
-            || ('\u{202a}'..='\u{202e}').contains(&c)
-            || ('\u{2066}'..='\u{2069}').contains(&c);
-        if invisible {
-            line.push_str(&c.escape_unicode().to_string());
-        } else {
-            line.push(c);
-        }
-    }
-    line
+    let Ok(()) = display::quote_command(program, args, &mut line);
+    line.extend_from_slice(b": ");
+    let Ok(()) = display::text(why.as_bytes(), &mut line);
+    String::from_utf8_lossy(&line).into_owned()
 }
 
 #[cfg(test)]
@@ -173,8 +159,8 @@ mod tests {
                 &argv,
                 "the repository /w/\u{1b}[2J\u{202e}/.git is untrusted"
             ),
-            "execgate: kept in the sandbox: /usr/bin/git status $'\\x1b[2J': the repository \
-             /w/\\u{1b}[2J\\u{202e}/.git is untrusted"
+            "execgate: kept in the sandbox: /usr/bin/git status $'\\e[2J': $'the repository \
+             /w/\\e[2J\\u202e/.git is untrusted'"
         );
     }
 }

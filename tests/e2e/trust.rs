@@ -764,3 +764,30 @@ fn a_writable_home_keeps_what_escalated_programs_and_agents_read_read_only() {
         assert_eq!(std::fs::read(env.home.join(rel)).unwrap(), b"", "{rel}");
     }
 }
+
+// ---- messages ------------------------------------------------------------------------
+
+#[test]
+fn names_in_a_skipped_layer_are_shown_escaped() {
+    // The sandbox chose the file names: they must not reach the terminal raw.
+    let env = Hostile::new();
+    let first = env.run_args(
+        "auto",
+        "zsh",
+        &[],
+        "mkdir -p .execgate/rules; : > .execgate/rules/$'\\e[2J\\e]0;pwned\\a'.rules\n",
+    );
+    assert_eq!(first.json["exit_code"], 0, "{first}");
+    let next = env.run_args("auto", "zsh", &[], "echo end\n");
+    let stderr = String::from_utf8_lossy(&next.out.stderr).into_owned();
+    assert_eq!(
+        stderr,
+        format!(
+            "execgate: skipped the untrusted project policy {l} ($'rules/\\e[2J\\e]0;pwned\\a.rules'): \
+             run `execgate trust {w}` to load it\n",
+            l = env.work.join(".execgate").display(),
+            w = env.work.display()
+        ),
+        "{next}"
+    );
+}
