@@ -171,6 +171,18 @@ fn lint_of_a_clean_file_says_so_and_exits_0() {
 }
 
 #[test]
+fn lint_finds_nothing_in_the_shipped_example_even_with_deny_warnings() {
+    // As a user runs it: the machine's own PATH decides which names resolve elsewhere.
+    let (code, stdout, stderr) = run(execgate()
+        .args(["policy", "lint", "--deny-warnings", "--rules"])
+        .arg(example_rules()));
+    assert_eq!(
+        (code, stdout.as_str(), stderr.as_str()),
+        (0, "0 errors, 0 warnings\n", "")
+    );
+}
+
+#[test]
 fn lint_json_lists_each_finding() {
     let dir = Scratch::new();
     let rules = dir.write(

@@ -765,6 +765,146 @@ fn a_writable_home_keeps_what_escalated_programs_and_agents_read_read_only() {
     }
 }
 
+// ---- execgate trust: trusting, listing, revoking -----------------------------------------
+
+/// A project layer in the workspace whose one rule forbids `seq`.
+fn forbid_seq_layer(env: &Hostile) -> PathBuf {
+    let rules = env.work.join(".execgate/rules/t.rules");
+    std::fs::create_dir_all(rules.parent().unwrap()).unwrap();
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"seq\"], decision = \"forbidden\", justification = \"the project forbids seq\")\n",
+    )
+    .unwrap();
+    rules
+}
+
+#[test]
+fn a_trusted_project_layer_loads_until_it_changes_or_its_trust_is_revoked() {
+    let env = Hostile::new();
+    let rules = forbid_seq_layer(&env);
+    let work = env.work.display().to_string();
+    let layer = env.work.join(".execgate");
+    let session = || {
+        let report = env.run_args("auto", "zsh", &[], "seq 1; echo end\n");
+        // execgate's own lines, then the shell's (where a denial is written).
+        let stderr = String::from_utf8_lossy(&report.out.stderr).into_owned()
+            + report.json["stderr"].as_str().unwrap();
+        (report.stdout().to_string(), stderr)
+    };
+    let untrusted = format!(
+        "execgate: skipped the untrusted project policy {l} (rules/t.rules): run `execgate \
+         trust {work}` to load it\n",
+        l = layer.display()
+    );
+    let denied = "execgate: denied: /usr/bin/seq 1: the project forbids seq\n".to_string();
+
+    // Untrusted: skipped, seq runs.
+    assert_eq!(session(), ("1\nend\n".into(), untrusted.clone()));
+    assert_eq!(
+        trust(&env, &["--list"]),
+        (
+            0,
+            format!(
+                "nothing is trusted ({}/.config/execgate/trusted.json has no entries)\n",
+                env.home.display()
+            ),
+            String::new()
+        )
+    );
+
+    // Trusted (the default folder is the current one): it loads.
+    assert_eq!(
+        trust(&env, &[]),
+        (
+            0,
+            format!("trusted {work}\n  project policy: .execgate/rules/t.rules\n"),
+            String::new()
+        )
+    );
+    assert_eq!(session(), ("end\n".into(), denied.clone()));
+    assert_eq!(
+        trust(&env, &["--list"]),
+        (
+            0,
+            format!("{work}\n  project policy: as trusted\n"),
+            String::new()
+        )
+    );
+
+    // Changed since: skipped again, and the list says so.
+    std::fs::write(&rules, "").unwrap();
+    assert_eq!(
+        session(),
+        (
+            "1\nend\n".into(),
+            format!(
+                "execgate: skipped the project policy {l} (rules/t.rules): it changed since it \
+                 was trusted; run `execgate trust {work}` to load it as it is\n",
+                l = layer.display()
+            )
+        )
+    );
+    assert_eq!(
+        trust(&env, &["--list"]),
+        (
+            0,
+            format!("{work}\n  project policy: CHANGED since trusted: sessions skip it\n"),
+            String::new()
+        )
+    );
+
+    // Trusted as it is now, then revoked: skipped as untrusted.
+    forbid_seq_layer(&env);
+    assert_eq!(trust(&env, &[&work]).0, 0);
+    assert_eq!(session(), ("end\n".into(), denied));
+    assert_eq!(
+        trust(&env, &["--revoke", &work]),
+        (0, format!("no longer trusted: {work}\n"), String::new())
+    );
+    assert_eq!(session(), ("1\nend\n".into(), untrusted));
+    assert_eq!(
+        trust(&env, &["--revoke", &work]),
+        (
+            1,
+            String::new(),
+            format!("execgate: {work} was not trusted\n")
+        )
+    );
+}
+
+#[test]
+fn execgate_trust_refuses_inside_a_session_and_where_there_is_nothing_to_trust() {
+    let env = Hostile::new();
+    assert_eq!(
+        trust(&env, &[]),
+        (
+            2,
+            String::new(),
+            format!(
+                "execgate: {} has no project policy (.execgate with rules or hooks.json) and is \
+                 in no git repository: there is nothing to trust\n",
+                env.work.display()
+            )
+        )
+    );
+    forbid_seq_layer(&env);
+    // From the sandboxed shell (its trust file is read-only there anyway).
+    let script = format!(
+        "{} trust {} 2>&1; echo status $?\n",
+        bins::execgate().display(),
+        env.work.display()
+    );
+    let report = env.run_args("auto", "zsh", &[], &script);
+    assert_eq!(
+        report.stdout(),
+        "execgate: execgate trust runs outside execgate sessions only: run it in your own shell\n\
+         status 2\n",
+        "{report}"
+    );
+    assert!(!env.home.join(".config/execgate/trusted.json").exists());
+}
+
 // ---- messages ------------------------------------------------------------------------
 
 #[test]
