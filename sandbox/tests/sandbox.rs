@@ -904,6 +904,7 @@ fn bubblewrap_protects_what_lies_above_a_writable_root_inside_another() {
     fs::create_dir_all(repo.join("pkg/.execgate")).unwrap();
     let mut policy = SandboxPolicy::new(SandboxMode::WorkspaceWrite, &sub);
     policy.tmpdir = None;
+    policy.init = INIT.into();
     policy.writable_roots.push(fx.outside.clone());
     let sb = prepare(&policy, BackendChoice::Bubblewrap);
     assert_eq!(

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 const RM_DENIED: &str = "execgate: denied: /usr/bin/rm -rf build: recursive forced deletion is \
                          not allowed; delete specific files instead\n";
 
-/// A person's home, a workspace (with a `.git`) and a folder outside it, for one scenario.
+/// A person's home, a workspace (a git repository the person trusted with `execgate
+/// trust`, so that `git push` there may escalate) and a folder outside it, for one
+/// scenario.
 struct Env {
     ws: Workspace,
     outside: PathBuf,
@@ -33,9 +35,15 @@ impl Env {
         // only warns, but the warning is noise in every failure message).
         let ws = Workspace::in_target();
         let outside = ws.root().join("outside");
-        for dir in [&outside, &ws.work.join(".git")] {
-            std::fs::create_dir_all(dir).unwrap();
-        }
+        std::fs::create_dir_all(&outside).unwrap();
+        let git = Command::new("git")
+            .args(["init", "-q"])
+            .arg(&ws.work)
+            .env("HOME", &ws.home)
+            .status()
+            .unwrap();
+        assert!(git.success());
+        ws.trust();
         Self { ws, outside }
     }
 
@@ -292,14 +300,8 @@ fn codex_tui_with_the_readme_registration_asks_the_person_once_in_our_words() {
         ],
     );
     let codex_home = codex_home(&env, &model, None);
-    // The workspace is its own repository, trusted, so Codex asks nothing about the folder
-    // (it would ask about the repository the target directory is in).
-    let git = Command::new("git")
-        .args(["init", "-q"])
-        .arg(&env.ws.work)
-        .status()
-        .unwrap();
-    assert!(git.success());
+    // The workspace is its own repository (see Env), trusted, so Codex asks nothing about
+    // the folder (it would ask about the repository the target directory is in).
     let mut config = std::fs::OpenOptions::new()
         .append(true)
         .open(codex_home.join("config.toml"))

@@ -107,11 +107,15 @@ for op in sys.argv[1:]:
     print(f"{op}: {result}", flush=True)
 "#;
 
-/// A workspace (writable root) and a home for one test.
+/// A workspace (writable root), a home and a temporary directory (the sessions' `TMPDIR`)
+/// for one test. The three lie side by side under `/tmp`, which is therefore not the
+/// sessions' temporary directory: were it a writable root, the home would be in it, and
+/// the sandbox would protect the home's files (which Landlock refuses to start over).
 struct Env {
     _tmp: tempfile::TempDir,
     work: PathBuf,
     home: PathBuf,
+    tmpdir: PathBuf,
 }
 
 impl Env {
@@ -119,12 +123,15 @@ impl Env {
         let tmp = tempfile::tempdir().unwrap();
         let work = tmp.path().join("work");
         let home = tmp.path().join("home");
-        std::fs::create_dir_all(&work).unwrap();
-        std::fs::create_dir_all(&home).unwrap();
+        let tmpdir = tmp.path().join("tmp");
+        for dir in [&work, &home, &tmpdir] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
         std::fs::write(work.join("helper.py"), HELPER).unwrap();
         Self {
             work: work.canonicalize().unwrap(),
             home: home.canonicalize().unwrap(),
+            tmpdir: tmpdir.canonicalize().unwrap(),
             _tmp: tmp,
         }
     }
@@ -137,6 +144,7 @@ impl Env {
             .args(args)
             .current_dir(&self.work)
             .env("HOME", &self.home)
+            .env("TMPDIR", &self.tmpdir)
             .env("EXECGATE_SHELLS_DIR", zsh.parent().unwrap())
             .env("EXECGATE_PRELOAD", bins::preload_shim())
             .env("EXECGATE_SANDBOX_BACKEND", backend)
