@@ -9,6 +9,12 @@
 //! on the way, where a program of that name could appear). A command that builds paths at
 //! run time (`cd`, variables, `$(...)`) is not understood beyond its words: give scripts by
 //! absolute path.
+//!
+//! A file is not only its final path: whoever can replace a symlink on the way to it, or
+//! create a path word's file that does not exist yet, decides what runs once the hook
+//! starts, after any check. So [`Named::places`] lists those entries too: every symlink met
+//! while resolving a named path (links in links included), and for a path that does not
+//! exist, its first missing entry (where it would be created).
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -23,6 +29,11 @@ pub struct Named {
     /// `PATH` folders searched for its program before (and including) the one it was found
     /// in: a program of that name put in one of them would run instead.
     pub searched: Vec<PathBuf>,
+    /// Directory entries whose replacement or creation would change what a named path
+    /// names: the symlinks on the way to each named file, and the first missing entry of
+    /// each path word (a word with a `/`, or `~/...`) that names nothing yet; each as its
+    /// resolved folder and its name, once, in order.
+    pub places: Vec<PathBuf>,
 }
 
 /// The command cannot be split into words (an unclosed quote).
@@ -57,9 +68,16 @@ pub fn named_files(
         for text in std::iter::once(word.as_str()).chain(value) {
             if let Some(file) = file_named(text, dir, home) {
                 push(&mut named.files, file);
+                if let Some(spelled) = spelled_path(text, dir, home) {
+                    resolve(&spelled, &mut named.places, 0);
+                }
             } else if program && !text.contains('/') {
                 if let Some(found) = lookup(text, dir, path, &mut named.searched) {
                     push(&mut named.files, found);
+                }
+            } else if looks_like_a_path(text) {
+                if let Some(spelled) = spelled_path(text, dir, home) {
+                    resolve(&spelled, &mut named.places, 0);
                 }
             }
         }
@@ -93,17 +111,67 @@ fn is_assignment(word: &str) -> bool {
 /// The existing file `text` names as a path, if it names one (`~/` from `home`, relative
 /// paths from `dir`). Words without a `/` count only when they name a file in `dir`.
 fn file_named(text: &str, dir: &Path, home: Option<&Path>) -> Option<PathBuf> {
-    let path = if let Some(rest) = text.strip_prefix("~/") {
+    let path = spelled_path(text, dir, home)?;
+    if text.is_empty() || !path.is_file() {
+        return None;
+    }
+    path.canonicalize().ok()
+}
+
+/// `text` as an absolute path, not resolved (`~/` from `home`, relative paths from `dir`).
+fn spelled_path(text: &str, dir: &Path, home: Option<&Path>) -> Option<PathBuf> {
+    Some(if let Some(rest) = text.strip_prefix("~/") {
         home?.join(rest)
     } else if text.starts_with('/') {
         PathBuf::from(text)
     } else {
         dir.join(text)
-    };
-    if text.is_empty() || !path.is_file() {
-        return None;
+    })
+}
+
+/// Whether a word that names no existing file is still read as a path: it has a `/` (or
+/// is `~/...`), is no option and no URL. (A bare word is a file only when one exists:
+/// arguments like `-r` or `.tool_input` are not files to be.)
+fn looks_like_a_path(text: &str) -> bool {
+    text.contains('/') && !text.starts_with('-') && !text.contains("://")
+}
+
+/// How many symlinks deep [`resolve`] follows (the kernel stops at 40).
+const MAX_LINKS: usize = 40;
+
+/// Resolves the absolute `path` entry by entry, as the kernel would, adding to `places`
+/// every symlink met and, when an entry is missing, that entry; returns the resolved
+/// path when it exists.
+fn resolve(path: &Path, places: &mut Vec<PathBuf>, depth: usize) -> Option<PathBuf> {
+    use std::path::Component;
+    let mut at = PathBuf::from("/");
+    for component in path.components() {
+        match component {
+            Component::RootDir | Component::Prefix(_) => at = PathBuf::from("/"),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                at.pop();
+            }
+            Component::Normal(name) => {
+                let entry = at.join(name);
+                let Ok(meta) = std::fs::symlink_metadata(&entry) else {
+                    push(places, entry);
+                    return None;
+                };
+                if !meta.file_type().is_symlink() {
+                    at = entry;
+                    continue;
+                }
+                push(places, entry.clone());
+                let target = std::fs::read_link(&entry).ok()?;
+                if depth >= MAX_LINKS {
+                    return None;
+                }
+                at = resolve(&at.join(target), places, depth + 1)?;
+            }
+        }
     }
-    path.canonicalize().ok()
+    Some(at)
 }
 
 /// Looks `name` up in `path` as `sh` would (relative entries from `dir`), recording each
@@ -172,6 +240,41 @@ mod tests {
             [
                 PathBuf::from("/nonexistent"),
                 std::fs::canonicalize("/bin").unwrap()
+            ]
+        );
+    }
+
+    #[test]
+    fn symlinks_on_the_way_and_paths_to_be_are_places() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().canonicalize().unwrap();
+        std::fs::create_dir_all(dir.join("real/sub")).unwrap();
+        std::fs::write(dir.join("real/sub/guard.sh"), "").unwrap();
+        std::os::unix::fs::symlink("real", dir.join("a")).unwrap();
+        std::os::unix::fs::symlink(dir.join("a/sub"), dir.join("b")).unwrap();
+        let named = named_files(
+            "sh b/guard.sh --log=logs/x.log missing/y.sh -r .field http://localhost:1/x",
+            &dir,
+            None,
+            Some(OsStr::new("/bin")),
+        )
+        .unwrap();
+        assert_eq!(
+            named.files,
+            [
+                std::fs::canonicalize("/bin/sh").unwrap(),
+                dir.join("real/sub/guard.sh")
+            ]
+        );
+        // b, then a (which b's target goes through); the first missing entry of each path
+        // word; no option, field or URL.
+        assert_eq!(
+            named.places,
+            [
+                dir.join("b"),
+                dir.join("a"),
+                dir.join("logs"),
+                dir.join("missing")
             ]
         );
     }

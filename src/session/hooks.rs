@@ -1,8 +1,9 @@
 //! How a session runs its `PermissionRequest` hooks (design invariant 4): in the folder
 //! execgate was started in, never the command's working directory; and never a hook whose
-//! command names a file the sandbox can write, or, for a project layer's hook, a file in
-//! the project that the user's trust did not cover. Such a hook is not run: it counts as
-//! failed, and a warning names the file.
+//! command names a file the sandbox can write (or could put in place: a symlink on the way,
+//! a path that does not exist yet), or, for a project layer's hook, a file in the project
+//! that the user's trust did not cover. Such a hook is not run: it counts as failed, and a
+//! warning names the file.
 
 use execgate_decide::layers::ProjectPolicy;
 use execgate_decide::{BoxFuture, PermissionHooks, SandboxWritable};
@@ -51,7 +52,14 @@ impl SessionHooks {
             setup.path.as_deref(),
         )
         .map_err(|e| e.to_string())?;
-        for file in named.files.iter().chain(&named.searched) {
+        // The files, the PATH folders searched, and the symlinks and paths-to-be on the
+        // way: the sandbox could change what any of them names after this check.
+        for file in named
+            .files
+            .iter()
+            .chain(&named.searched)
+            .chain(&named.places)
+        {
             if (self.writable)(file) {
                 return Err(format!(
                     "it names {}, which the sandbox can write",

@@ -931,3 +931,94 @@ fn names_in_a_skipped_layer_are_shown_escaped() {
         "{next}"
     );
 }
+
+/// Runs a session whose one hook (in `hooks.json` outside, `command`) signals that it
+/// started, waits for the script's go, then runs what `command` names; the script makes
+/// a prompted `git push`, waits for the hook to start (or the push to end), runs `swap`
+/// and gives the go. `STARTED` and `GO` reach the hook through execgate's environment,
+/// so the words of its command name neither.
+fn hook_raced(env: &Hostile, command: &str, swap: &str) -> Report {
+    let repo = outside_repo(env);
+    let (started, go) = (env.outside.join("started"), env.work.join("go"));
+    let hooks = env.write_outside(
+        "hooks.json",
+        &serde_json::json!({"hooks": {"PermissionRequest": [{"hooks": [{
+            "type": "command",
+            "command": format!(
+                "touch \"$STARTED\"; while [ ! -e \"$GO\" ]; do sleep 0.02; done; {command}"
+            ),
+        }]}]}})
+        .to_string(),
+    );
+    let script = format!(
+        "(cd {r} && git push nowhere main 2>/dev/null) & push=$!\n\
+         while [ ! -e {s} ] && kill -0 $push 2>/dev/null; do sleep 0.02; done\n\
+         {swap}\ntouch {g}\nwait $push\necho end\n",
+        r = repo.display(),
+        s = started.display(),
+        g = go.display(),
+    );
+    let rules = basic_rules();
+    let args = [
+        "--rules",
+        rules.to_str().unwrap(),
+        "--hooks",
+        hooks.to_str().unwrap(),
+        &script,
+    ];
+    let out = env
+        .command("zsh", &args)
+        .env("STARTED", &started)
+        .env("GO", &go)
+        .output()
+        .unwrap();
+    Report::parse("patched zsh", out)
+}
+
+#[test]
+fn a_hook_script_reached_through_a_symlink_the_sandbox_can_replace_is_not_run() {
+    let env = Hostile::new();
+    let marker = env.marker("swapped-hook-ran");
+    // The user's script lies outside; the workspace links to its folder.
+    env.write_outside("bin/guard.sh", "exit 0\n");
+    std::os::unix::fs::symlink(env.outside.join("bin"), env.work.join("bin")).unwrap();
+    let command = format!("sh {}/bin/guard.sh", env.work.display());
+    let swap = format!(
+        "rm bin; mkdir bin; printf 'touch {}\\n' > bin/guard.sh",
+        marker.display()
+    );
+    let report = hook_raced(&env, &command, &swap);
+    assert_eq!(report.stdout(), "end\n", "{report}");
+    assert_no_marker(&marker, &report);
+    assert!(
+        String::from_utf8_lossy(&report.out.stderr).contains(&format!(
+            "execgate: hook not run: {}: it names {}, which the sandbox can write",
+            report_command(&command),
+            env.work.join("bin").display()
+        )),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_hook_script_that_does_not_exist_yet_where_the_sandbox_can_write_is_not_run() {
+    let env = Hostile::new();
+    let marker = env.marker("late-hook-ran");
+    let command = format!("sh {}/late.sh", env.work.display());
+    let swap = format!("printf 'touch {}\\n' > late.sh", marker.display());
+    let report = hook_raced(&env, &command, &swap);
+    assert_eq!(report.stdout(), "end\n", "{report}");
+    assert_no_marker(&marker, &report);
+    assert!(
+        String::from_utf8_lossy(&report.out.stderr).contains(&format!(
+            "it names {}, which the sandbox can write",
+            env.work.join("late.sh").display()
+        )),
+        "{report}"
+    );
+}
+
+/// The hook command as the warning shows it (the whole handler command).
+fn report_command(command: &str) -> String {
+    format!("touch \"$STARTED\"; while [ ! -e \"$GO\" ]; do sleep 0.02; done; {command}")
+}
