@@ -1022,3 +1022,53 @@ fn a_hook_script_that_does_not_exist_yet_where_the_sandbox_can_write_is_not_run(
 fn report_command(command: &str) -> String {
     format!("touch \"$STARTED\"; while [ ! -e \"$GO\" ]; do sleep 0.02; done; {command}")
 }
+
+// ---- the README's transcripts ------------------------------------------------------------
+
+/// Runs each `$ execgate ...` line of the README block after `marker` as the user (in the
+/// workspace, the test's home as `/home/me`, the workspace as `/home/me/project`) and
+/// checks that it prints the lines that follow it.
+fn readme_transcript_holds(env: &Hostile, marker: &str) {
+    let block = crate::support::readme::block(marker);
+    let show = |text: &str| {
+        text.replace(&env.work.display().to_string(), "/home/me/project")
+            .replace(&env.home.display().to_string(), "/home/me")
+    };
+    let mut printed = String::new();
+    for line in block.lines() {
+        let Some(command) = line.strip_prefix("$ execgate ") else {
+            continue;
+        };
+        let out = Command::new(bins::execgate())
+            .args(shlex::split(command).unwrap())
+            .current_dir(&env.work)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &env.home)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{line}: {out:?}");
+        printed.push_str(&format!(
+            "{line}\n{}",
+            show(&String::from_utf8_lossy(&out.stdout))
+        ));
+    }
+    assert_eq!(printed, block);
+}
+
+#[test]
+fn readme_trust_transcript_is_what_execgate_prints() {
+    let env = Hostile::new();
+    let rules = env.work.join(".execgate/rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::copy(basic_rules(), rules.join("basic.rules")).unwrap();
+    git(&env, &env.work, &["init", "-q"]);
+    readme_transcript_holds(&env, "which change with every commit):");
+}
+
+#[test]
+fn readme_example_hook_transcript_is_what_execgate_prints() {
+    let env = Hostile::new();
+    install_example_hook(&env);
+    readme_transcript_holds(&env, "Try hooks without an agent:");
+}
