@@ -384,7 +384,13 @@ fn argv0_and_environment_are_not_smuggled_out_of_landlock_either() {
             env.outside.join("repo").display(),
             trace.display()
         );
-        let report = env.run_on("landlock", shell, &[&git_read_rules()], &script);
+        // A copy outside every writable root (a checkout under /tmp is inside one, and
+        // Landlock refuses to start with a rules file it cannot protect).
+        let rules = env.write_outside(
+            "read-only-git.rules",
+            &std::fs::read_to_string(git_read_rules()).unwrap(),
+        );
+        let report = env.run_on("landlock", shell, &[&rules], &script);
         assert!(
             String::from_utf8_lossy(&report.out.stderr).contains("sandbox: backend: landlock"),
             "{report}"

@@ -1035,7 +1035,7 @@ async fn per_call_codex_read_only_state_blocks_a_write_in_the_workdir() {
 async fn per_call_codex_workspace_write_state_writes_only_the_workspace_and_not_its_metadata() {
     let env = Env::new();
     // Codex's workspace-write also grants /tmp: the folder outside must not be in it.
-    let elsewhere = Scratch::in_target();
+    let elsewhere = Scratch::outside_temp();
     let (work, outside) = (env.ws.work.join("ws"), elsewhere.path().to_path_buf());
     for dir in [work.join(".git"), work.join(".aws"), outside.clone()] {
         std::fs::create_dir_all(dir).unwrap();

@@ -33,7 +33,7 @@ impl Env {
     fn new() -> Self {
         // Not under /tmp: Codex refuses to set up its helpers in a temporary folder (it
         // only warns, but the warning is noise in every failure message).
-        let ws = Workspace::in_target();
+        let ws = Workspace::outside_temp();
         let outside = ws.root().join("outside");
         std::fs::create_dir_all(&outside).unwrap();
         let git = Command::new("git")

@@ -19,10 +19,27 @@ impl Scratch {
         Self::from(tempfile::tempdir().expect("create temp dir"))
     }
 
-    /// A new empty directory under cargo's target directory rather than `/tmp` (the Codex
-    /// CLI will not set up its helpers under a temporary folder).
-    pub fn in_target() -> Self {
-        Self::from(tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("create temp dir"))
+    /// A new empty directory outside `/tmp` and the temporary directory, which sessions may
+    /// write (workspace-write opens them) and the Codex CLI will not set up its helpers
+    /// under: cargo's target directory, or `/var/tmp` when the checkout itself lies under
+    /// one of them (a clone in `/tmp`).
+    pub fn outside_temp() -> Self {
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let temp = std::env::temp_dir();
+        let under_temp = [Path::new("/tmp"), temp.as_path()]
+            .iter()
+            .any(|t| target.starts_with(t));
+        let base = if under_temp {
+            Path::new("/var/tmp")
+        } else {
+            target
+        };
+        Self::from(
+            tempfile::Builder::new()
+                .prefix("execgate-test-")
+                .tempdir_in(base)
+                .expect("create temp dir"),
+        )
     }
 
     fn from(dir: tempfile::TempDir) -> Self {
@@ -78,9 +95,9 @@ impl Workspace {
         Self::within(Scratch::new())
     }
 
-    /// [`Workspace::new`] under cargo's target directory (see [`Scratch::in_target`]).
-    pub fn in_target() -> Self {
-        Self::within(Scratch::in_target())
+    /// [`Workspace::new`] outside the temporary folders (see [`Scratch::outside_temp`]).
+    pub fn outside_temp() -> Self {
+        Self::within(Scratch::outside_temp())
     }
 
     fn within(scratch: Scratch) -> Self {
