@@ -15,6 +15,10 @@
 //! The approval path: the guard (a refusal means Run, nobody is asked), then prefixes a
 //! person allowed for the session, then the hooks (allow → Escalate, deny → Deny), then
 //! mode `never` → Deny, then the person.
+//!
+//! An exec the sandbox trapped outside the shell's and the shim's path
+//! ([`ExecContext::direct`]) cannot leave the sandbox: where the table says Escalate or
+//! the approval path (past the guard), it is denied, and nobody is asked.
 
 use crate::approver::{ApprovalRequest, Approver, Choice, NoApprover, Unavailable};
 use crate::guard::{AnyMayEscalate, EscalationGuard};
@@ -24,7 +28,9 @@ use crate::mode::ApprovalMode;
 use crate::note::{Note, Source};
 use crate::remember::{save_always, SessionApprovals};
 use crate::rules;
-use execgate_escalate_server::{async_trait, EscalationPolicy, ExecContext, Ruling, Verdict};
+use execgate_escalate_server::{
+    async_trait, direct_exec_denial, EscalationPolicy, ExecContext, Ruling, Verdict,
+};
 use execgate_execpolicy::{Decision, Evaluation, Policy};
 use execgate_hooks::{shell_quote_command, HookDecision, PermissionMode, PermissionRequest};
 use std::ffi::OsStr;
@@ -240,7 +246,10 @@ impl Pipeline {
     /// Escalate, unless the guard keeps the exec in the sandbox.
     fn escalate_unless_guarded(&self, exec: &ExecContext, note: Note) -> Ruling<Note> {
         match self.guard.may_escalate(exec) {
-            Ok(()) => Ruling::new(Verdict::Escalate, note),
+            Ok(()) => match &exec.direct {
+                Some(caller) => deny(note, Source::Policy, direct_exec_denial(caller)),
+                None => Ruling::new(Verdict::Escalate, note),
+            },
             Err(why) => downgrade(note, why),
         }
     }
@@ -258,6 +267,11 @@ impl Pipeline {
         // Nobody is asked about an exec that could not leave the sandbox anyway.
         if let Err(why) = self.guard.may_escalate(exec) {
             return downgrade(note, why);
+        }
+        // Nor about one that came from outside the shell's and the shim's path: only they
+        // can carry out an escalation.
+        if let Some(caller) = &exec.direct {
+            return deny(note, Source::Policy, direct_exec_denial(caller));
         }
         if !prefix.is_empty() && self.session_approvals.contains(&prefix) {
             return escalate(note, Source::User);

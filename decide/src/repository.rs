@@ -154,6 +154,7 @@ mod tests {
             program: PathBuf::from(program),
             invoked: None,
             cwd: Arc::new(CwdDir::new(cwd)),
+            direct: None,
         }
     }
 

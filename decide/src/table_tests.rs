@@ -136,6 +136,7 @@ fn exec(program: &str, argv: &[&str]) -> ExecContext {
         program: PathBuf::from(program),
         invoked: None,
         cwd: Arc::new(CwdDir::new(b"/work".to_vec())),
+        direct: None,
     }
 }
 
@@ -992,4 +993,48 @@ fn one_rule_for_the_basename_judges_a_link_and_its_target_once() {
     assert_eq!(ruling.note.rule, Some(format!("{RULES_FILE}:1")));
     assert_eq!(ruling.note.justification.as_deref(), Some("j-allow"));
     assert_eq!(ruling.argv0, Argv0::Invoked);
+}
+
+#[test]
+fn a_direct_exec_runs_or_is_denied_and_nobody_is_asked() {
+    let caller = "/usr/bin/xargs";
+    let escalation = execgate_escalate_server::direct_exec_denial(Path::new(caller));
+    for (rules, verdict) in [
+        (Rules::Unmatched, Verdict::Run),
+        (
+            Rules::Allow,
+            Verdict::Deny {
+                reason: escalation.clone().into_bytes(),
+            },
+        ),
+        (
+            Rules::Prompt,
+            Verdict::Deny {
+                reason: escalation.clone().into_bytes(),
+            },
+        ),
+        (
+            Rules::Forbidden,
+            Verdict::Deny {
+                reason: b"j-forbid".to_vec(),
+            },
+        ),
+    ] {
+        let person = ScriptedPerson::new(Ok(Choice::Once));
+        let hooks = ScriptedHooks::new(Hook::Allow);
+        let pipeline = pipeline_for(rules.source(), &person, &hooks);
+        let exec = ExecContext {
+            direct: Some(PathBuf::from(caller)),
+            ..exec("/usr/bin/tool", &["tool", "x"])
+        };
+        let ruling = ready(pipeline.rule_on(&exec));
+        assert_eq!(ruling.verdict, verdict, "{rules:?}");
+        assert!(person.asked.lock().unwrap().is_empty(), "{rules:?}");
+        assert!(hooks.asked.lock().unwrap().is_empty(), "{rules:?}");
+    }
+    assert_eq!(
+        escalation,
+        "needs to run outside the sandbox, but /usr/bin/xargs executed it directly, not \
+         through the session's shell; run it from the shell"
+    );
 }

@@ -28,6 +28,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(target_os = "linux")]
+mod direct;
 mod env;
 mod event;
 mod invoked;
@@ -44,6 +46,8 @@ mod stream;
 /// The attribute to implement [`EscalationPolicy`] with an `async fn` (re-exported, so
 /// implementors need no dependency of their own).
 pub use async_trait::async_trait;
+#[cfg(target_os = "linux")]
+pub use direct::{direct_exec_denial, DirectAnswer, DirectExecs, FileId};
 pub use env::{check_pass_env, PassEnvError};
 pub use event::ExecEvent;
 pub use execgate_protocol::{ExecRequest, ExitStatus, Verdict};

@@ -117,6 +117,11 @@ pub struct ExecContext {
     /// `openat`, from [`CwdDir::fd`]) is the directory an escalated process runs in, even
     /// if the folder is renamed and re-created after the check.
     pub cwd: Arc<CwdDir>,
+    /// `Some(caller)` when the exec did not come through the session's shell or shim but
+    /// was trapped by the sandbox (see [`crate::DirectExecs`]): `caller` (the program that
+    /// executed it) cannot carry out an escalation, so a policy must not ask anyone about
+    /// it, and the server denies a ruling that would escalate it.
+    pub direct: Option<PathBuf>,
 }
 
 /// Tells which paths sandboxed code can write; the sandbox knows. The server trusts the

@@ -76,10 +76,12 @@ pub(crate) struct Server<N> {
     pub(crate) waiting_fds: Arc<Budget>,
     /// Decisions waiting for a hook or a person.
     pub(crate) waiting_decisions: Arc<Budget>,
+    /// Run verdicts whose trapped exec has not been seen yet (see `direct`).
+    pub(crate) run_memory: Arc<crate::direct::RunMemory>,
 }
 
 impl<N> Server<N> {
-    fn emit(&self, event: ExecEvent<N>) {
+    pub(crate) fn emit(&self, event: ExecEvent<N>) {
         if let Some(tx) = &self.events {
             // A consumer that went away just stops receiving.
             let _ = tx.send(event);
@@ -334,6 +336,7 @@ async fn converse<N: Send + 'static>(
         program: program.clone(),
         invoked,
         cwd: Arc::clone(&cwd),
+        direct: None,
     };
     let decision = Bounded {
         decision: Some(server.policy.decide(&ctx)),
@@ -375,6 +378,14 @@ async fn converse<N: Send + 'static>(
             reason: b"the session has ended".to_vec(),
         };
     }
+    if verdict == Verdict::Run {
+        // Before the verdict goes out: the client execs as soon as it reads it, and the
+        // sandbox's trap of that exec must find this.
+        let file = opened.as_ref().ok().and_then(OpenedProgram::file_key);
+        server
+            .run_memory
+            .remember(stream.peer_pid(), file, &request);
+    }
     let frame = ServerMessage::Verdict(verdict.clone()).to_frame();
     // The event must be on its channel before `Session::drop` returns, for every verdict a
     // client may have acted on. On the acceptor (outside any task) the verdict goes out
@@ -411,10 +422,10 @@ async fn converse<N: Send + 'static>(
 /// A policy's decision that may wait only while it holds a slot of `budget`: the first
 /// time it would wait it takes one, or, when none is free, gives up (`None`; the policy's
 /// future is dropped, as when a session ends).
-struct Bounded<'a, F> {
-    decision: Option<F>,
-    budget: &'a Arc<Budget>,
-    slot: Option<Slot>,
+pub(crate) struct Bounded<'a, F> {
+    pub(crate) decision: Option<F>,
+    pub(crate) budget: &'a Arc<Budget>,
+    pub(crate) slot: Option<Slot>,
 }
 
 impl<F, T> Future for Bounded<'_, F>

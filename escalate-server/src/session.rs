@@ -1,5 +1,6 @@
 //! A session: the intercepted shell, its socket, and the server task that answers it.
 
+use crate::direct::DirectExecs;
 use crate::env::{EnvPolicy, PassEnvError};
 use crate::event::ExecEvent;
 use crate::invoked::InvokedNames;
@@ -55,6 +56,19 @@ pub trait Launcher: Send + Sync {
             command: self.command(program, args)?,
             monitor: None,
         })
+    }
+
+    /// [`Launcher::launch`] for a session whose sandbox may trap every exec: `direct`
+    /// decides the execs that do not come through the shell or the shim. The default
+    /// ignores it.
+    fn launch_with(
+        &self,
+        program: &Path,
+        args: &[OsString],
+        direct: DirectExecs,
+    ) -> io::Result<Launch> {
+        let _ = direct;
+        self.launch(program, args)
     }
 }
 
@@ -316,12 +330,31 @@ impl<N: Send + 'static> SessionBuilder<N> {
         let (server_end, shell_end) = session_pair().map_err(SessionError::Socket)?;
         let shell_fd = shell_end.as_raw_fd();
         let target_fd = shell_socket_fd().unwrap_or(shell_fd);
+        let shared = Arc::new(Shared::default());
+        let server = Arc::new(Server {
+            policy,
+            shared: Arc::clone(&shared),
+            events: self.events.clone(),
+            next_id: AtomicU64::new(0),
+            spawner: crate::spawn::Spawner::new(InvokedNames::new(self.writable.clone())),
+            env,
+            waiting_requests: Budget::new(MAX_WAITING_STREAMS),
+            waiting_fds: Budget::new(MAX_WAITING_STREAMS),
+            waiting_decisions: Budget::new(MAX_WAITING_DECISIONS),
+            run_memory: Arc::default(),
+        });
+        let wrapper = match &self.interception {
+            Interception::PatchedShell { wrapper } | Interception::Preload { wrapper, .. } => {
+                wrapper.clone()
+            }
+        };
+        let direct = DirectExecs::new(Arc::clone(&server), &wrapper, runtime.clone());
         let Launch {
             command: mut cmd,
             monitor,
         } = self
             .launcher
-            .launch(&self.shell, &self.args)
+            .launch_with(&self.shell, &self.args, direct)
             .map_err(|source| SessionError::Spawn {
                 shell: self.shell.clone(),
                 source,
@@ -360,18 +393,6 @@ impl<N: Send + 'static> SessionBuilder<N> {
         cmd.stdin(self.stdin.unwrap_or_else(Stdio::inherit));
         cmd.stdout(self.stdout.unwrap_or_else(Stdio::inherit));
         cmd.stderr(self.stderr.unwrap_or_else(Stdio::inherit));
-        let shared = Arc::new(Shared::default());
-        let server = Arc::new(Server {
-            policy,
-            shared: Arc::clone(&shared),
-            events: self.events,
-            next_id: AtomicU64::new(0),
-            spawner: crate::spawn::Spawner::new(InvokedNames::new(self.writable.clone())),
-            env,
-            waiting_requests: Budget::new(MAX_WAITING_STREAMS),
-            waiting_fds: Budget::new(MAX_WAITING_STREAMS),
-            waiting_decisions: Budget::new(MAX_WAITING_DECISIONS),
-        });
         let acceptor =
             Acceptor::start(server_end, server, runtime.clone()).map_err(SessionError::Socket)?;
         let child = match cmd.spawn() {

@@ -53,6 +53,12 @@ pub(crate) struct OpenedProgram {
 }
 
 impl OpenedProgram {
+    /// The opened file's device and inode.
+    pub(crate) fn file_key(&self) -> Option<(u64, u64)> {
+        let st = fstat(self.fd.as_raw_fd()).ok()?;
+        Some((st.st_dev, st.st_ino))
+    }
+
     /// The escalated process's `argv[0]`: the path that was judged.
     fn argv0(&self) -> &Path {
         self.invoked.as_deref().unwrap_or(&self.canonical)

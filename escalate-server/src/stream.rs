@@ -162,6 +162,28 @@ impl Stream {
         })
     }
 
+    /// The pid of the process that created the client's socket (`SO_PEERCRED`), as seen
+    /// from this process's PID namespace.
+    pub(crate) fn peer_pid(&self) -> Option<i32> {
+        let mut cred = libc::ucred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        };
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: getsockopt writes one ucred into `cred`.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&raw mut cred).cast(),
+                &mut len,
+            )
+        };
+        (rc == 0 && cred.pid > 0).then_some(cred.pid)
+    }
+
     /// From now until [`Stream::client_done`], the client owes the server a message: a
     /// wait for it needs a slot of `budget` (else [`StreamError::Busy`]) and ends after
     /// `timeout` from the first wait ([`StreamError::TimedOut`]).

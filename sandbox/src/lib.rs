@@ -13,7 +13,8 @@
 //! and reaps every process of the session when the shell ends or the server goes away.
 //! The supervisor answers the seccomp notifications (`connect`, and `socket(AF_UNIX)` when
 //! the sandbox shares the host's network namespace) through [`Handler`]s: the unix-socket
-//! policy (module `unix_socket`) is one, and more can be added ([`Handlers`]).
+//! policy (module `unix_socket`) is one, and more can be added ([`Handlers`]). Every
+//! `execve`/`execveat` can be handed to an [`ExecGate`] ([`exec_handlers`]).
 //!
 //! This crate never falls back to running without a sandbox: the only unsandboxed result
 //! is an explicit [`SandboxMode::DangerFullAccess`]. Escalated commands are not its
@@ -23,6 +24,7 @@ mod bwrap;
 mod control;
 mod diag;
 mod error;
+mod exec;
 pub mod init;
 mod landlock;
 mod notify;
@@ -34,6 +36,7 @@ mod unix_socket;
 
 pub use control::ShellStatus;
 pub use error::SandboxError;
+pub use exec::{exec_handlers, ExecCall, ExecGate, ExecRead, FileKey, MAX_BYTES, MAX_ENTRIES};
 pub use notify::{Handler, Handlers, Notification, Response};
 pub use paths::{HomeEntry, HOME_FILES, PROTECTED_NAMES};
 pub use policy::{Backend, BackendChoice, SandboxMode, SandboxPolicy};

@@ -3,6 +3,7 @@
 //!
 //! One module per area; `support` holds every helper they share.
 
+mod direct_execs;
 mod escalation;
 mod hardening;
 mod hooks;
