@@ -18,8 +18,9 @@
 #
 # OTHER_EXECGATE: other builds' `execgate` (e.g. of main), run in the same rounds for a
 # before/after comparison. ROUNDS (default 11), N (default 500), SAMPLES (spawns per
-# configuration and round in part 2, default 2000) and BACKENDS (default
-# "bubblewrap landlock") change the run.
+# configuration and round in part 2, default 2000), BACKENDS (default
+# "bubblewrap landlock") and SHELLS (`run --shell` values, default "zsh", our patched zsh;
+# e.g. "zsh /bin/bash" adds Debian's bash with the preload shim) change the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -28,7 +29,10 @@ rounds=${ROUNDS:-11}
 n=${N:-500}
 samples=${SAMPLES:-2000}
 read -r -a backends <<<"${BACKENDS:-bubblewrap landlock}"
+read -r -a shells <<<"${SHELLS:-zsh}"
 cargo build --release --quiet --bins
+cargo build --release --quiet -p execgate-preload
+export EXECGATE_PRELOAD=$target/release/libexecgate_preload.so
 zsh=$root/target/shells/zsh
 [ -x "$zsh" ] || shells/build.sh zsh
 builds=("$target/release/execgate" "$@")
@@ -44,23 +48,27 @@ elapsed_ms() {
     end=$(date +%s%N)
     echo $(((end - start) / 1000000))
 }
-# Runs SCRIPT under each build and backend, in $work.
+# Runs SCRIPT under each build, backend and shell, in $work.
 each_session() {
-    local build backend
+    local build backend shell
     for build in "${builds[@]}"; do
         for backend in "${backends[@]}"; do
-            (cd "$work" && EXECGATE_SANDBOX_BACKEND=$backend \
-                EXECGATE_SHELLS_DIR="$root/target/shells" "$@" "$build" "$backend")
+            for shell in "${shells[@]}"; do
+                (cd "$work" && EXECGATE_SANDBOX_BACKEND=$backend \
+                    EXECGATE_SHELLS_DIR="$root/target/shells" "$@" "$build" "$shell")
+            done
         done
     done
 }
-loop_in() { elapsed_ms "$1" run --approval never "$loop"; }
-probe_in() { "$1" run --approval never "$probe" </dev/null; }
+loop_in() { elapsed_ms "$1" run --shell "$2" --approval never "$loop"; }
+probe_in() { "$1" run --shell "$2" --approval never "$probe" </dev/null; }
 
 unset EXEC_WRAPPER BASH_EXEC_WRAPPER EXECGATE_SOCKET LD_PRELOAD
 names=(bare)
 for build in "${builds[@]}"; do
-    for backend in "${backends[@]}"; do names+=("$build $backend"); done
+    for backend in "${backends[@]}"; do
+        for shell in "${shells[@]}"; do names+=("$build $backend $shell"); done
+    done
 done
 printf '%s\n' "${names[@]}" >"$work/names"
 for _ in $(seq "$rounds"); do
@@ -76,7 +84,7 @@ import statistics, sys
 work, n, rounds, samples = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 names = open(f"{work}/names").read().splitlines()
 loop = [list(map(int, l.split())) for l in open(f"{work}/loop")]
-print(f"{n} x /bin/true in a shell loop under execgate run (patched zsh, Run), {rounds} rounds")
+print(f"{n} x /bin/true in a shell loop under execgate run (every exec Run), {rounds} rounds")
 for c, name in enumerate(names):
     ratio = statistics.median(r[c] / r[0] for r in loop)
     print(f"  {name:58} best {min(r[c] for r in loop):6d} ms  median ratio {ratio:.3f}x")

@@ -18,7 +18,6 @@
 
 use crate::notify::{Handler, Handlers, Notification, Response};
 use crate::seccomp::Notified;
-use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -173,10 +172,17 @@ impl ExecCall {
     /// now and confirmed with the notification's validity check.
     pub fn argv_is(&self, expected: &[Vec<u8>]) -> bool {
         let mut mem = Remote::new(&self.notification);
-        let Ok(argv) = mem.strings(self.argv_ptr(), expected.len() + 1) else {
-            return false;
-        };
-        argv == expected && self.notification.is_valid()
+        let argv = self.argv_ptr();
+        for (i, want) in expected.iter().enumerate() {
+            let ptr = match mem.pointer(argv, i) {
+                Ok(ptr) if ptr != 0 => ptr,
+                _ => return false,
+            };
+            if !matches!(mem.cstr_is(ptr, want), Ok(true)) {
+                return false;
+            }
+        }
+        matches!(mem.pointer(argv, expected.len()), Ok(0)) && self.notification.is_valid()
     }
 
     /// Reads the whole request: program, argv, env (at most [`MAX_ENTRIES`] entries and
@@ -299,23 +305,43 @@ fn read_path(n: &Notification) -> io::Result<Vec<u8>> {
 /// or its `execveat` directory fd, through `/proc/<pid>/`.
 fn stat_in_caller(n: &Notification, path: &[u8]) -> io::Result<FileKey> {
     let execveat = n.nr == libc::SYS_execveat;
-    let mut full = format!("/proc/{}/", n.pid).into_bytes();
+    // `/proc/<pid>/fd/<n>/` plus the path and a NUL, on the stack.
+    let mut buf = [0u8; 48 + PATH_MAX + 2];
+    let mut len = 0;
+    let mut put = |bytes: &[u8]| -> io::Result<()> {
+        let end = len + bytes.len();
+        if end >= buf.len() {
+            return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+        }
+        buf[len..end].copy_from_slice(bytes);
+        len = end;
+        Ok(())
+    };
+    let mut number = itoa(n.pid as i64);
+    put(b"/proc/")?;
+    put(number.as_bytes())?;
     if path.starts_with(b"/") {
-        full.extend_from_slice(b"root");
-        full.extend_from_slice(path);
+        put(b"/root")?;
+        put(path)?;
     } else {
         let dirfd = n.args[0] as i32;
         if execveat && dirfd != libc::AT_FDCWD {
-            full.extend_from_slice(format!("fd/{dirfd}").as_bytes());
+            put(b"/fd/")?;
+            number = itoa(i64::from(dirfd));
+            put(number.as_bytes())?;
         } else {
-            full.extend_from_slice(b"cwd");
+            put(b"/cwd")?;
         }
         if !path.is_empty() {
-            full.push(b'/');
-            full.extend_from_slice(path);
+            put(b"/")?;
+            put(path)?;
         }
     }
-    let c_path = CString::new(full).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    if path.contains(&0) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let c_path = std::ffi::CStr::from_bytes_until_nul(&buf[..=len])
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: stat/lstat with a valid C string into our own buffer.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     let nofollow = execveat && n.args[4] & AT_SYMLINK_NOFOLLOW != 0 && !path.is_empty();
@@ -338,18 +364,75 @@ fn stat_in_caller(n: &Notification, path: &[u8]) -> io::Result<FileKey> {
     })
 }
 
+type Page = Box<[u8; PAGE as usize]>;
+
+/// Most pages a thread keeps for reuse.
+const POOLED_PAGES: usize = 8;
+
+thread_local! {
+    /// Pages for [`Remote`], reused: the supervisor's thread reads a recognised exec
+    /// without allocating once it has read a few.
+    static POOL: std::cell::RefCell<Vec<Page>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The decimal digits of `v`, without allocating.
+fn itoa(v: i64) -> Itoa {
+    let mut out = Itoa {
+        buf: [0; 20],
+        start: 20,
+    };
+    let negative = v < 0;
+    let mut v = v.unsigned_abs();
+    loop {
+        out.start -= 1;
+        out.buf[out.start] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if negative {
+        out.start -= 1;
+        out.buf[out.start] = b'-';
+    }
+    out
+}
+
+struct Itoa {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Itoa {
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
 /// Reads a caller's memory a page at a time, keeping the pages read: argv and env
 /// strings usually sit together, so a whole request takes a few reads.
 struct Remote<'a> {
     n: &'a Notification,
-    pages: Vec<(u64, Box<[u8; PAGE as usize]>)>,
+    pages: Vec<(u64, Page)>,
+}
+
+impl Drop for Remote<'_> {
+    fn drop(&mut self) {
+        POOL.with_borrow_mut(|pool| {
+            for (_, page) in self.pages.drain(..) {
+                if pool.len() < POOLED_PAGES {
+                    pool.push(page);
+                }
+            }
+        });
+    }
 }
 
 impl<'a> Remote<'a> {
     fn new(n: &'a Notification) -> Self {
         Remote {
             n,
-            pages: Vec::new(),
+            pages: Vec::with_capacity(4),
         }
     }
 
@@ -361,26 +444,15 @@ impl<'a> Remote<'a> {
         if self.pages.len() * PAGE as usize >= MAX_BYTES {
             return Err(io::Error::from_raw_os_error(libc::E2BIG));
         }
-        let mut page = Box::new([0u8; PAGE as usize]);
-        self.n.read_memory(base, &mut page[..])?;
+        let mut page = POOL
+            .with_borrow_mut(Vec::pop)
+            .unwrap_or_else(|| Box::new([0u8; PAGE as usize]));
+        if let Err(err) = self.n.read_memory(base, &mut page[..]) {
+            POOL.with_borrow_mut(|pool| pool.push(page));
+            return Err(err);
+        }
         self.pages.push((base, page));
         Ok(&self.pages[self.pages.len() - 1].1)
-    }
-
-    /// `len` bytes at `addr`.
-    fn bytes(&mut self, mut addr: u64, mut len: usize, out: &mut Vec<u8>) -> io::Result<()> {
-        while len > 0 {
-            let base = addr & !(PAGE - 1);
-            let off = (addr - base) as usize;
-            let take = len.min(PAGE as usize - off);
-            let page = self.page(base)?;
-            out.extend_from_slice(&page[off..off + take]);
-            addr = addr
-                .checked_add(take as u64)
-                .ok_or_else(|| io::Error::from_raw_os_error(libc::EFAULT))?;
-            len -= take;
-        }
-        Ok(())
     }
 
     /// The NUL-terminated string at `addr`, at most `max` bytes (else `E2BIG`).
@@ -410,6 +482,48 @@ impl<'a> Remote<'a> {
         }
     }
 
+    /// Pointer `i` of the array at `addr`.
+    fn pointer(&mut self, addr: u64, i: usize) -> io::Result<u64> {
+        let at = (i as u64)
+            .checked_mul(8)
+            .and_then(|off| addr.checked_add(off))
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EFAULT))?;
+        let mut word = [0u8; 8];
+        let mut done = 0;
+        while done < 8 {
+            let here = at + done as u64;
+            let base = here & !(PAGE - 1);
+            let off = (here - base) as usize;
+            let take = (8 - done).min(PAGE as usize - off);
+            let page = self.page(base)?;
+            word[done..done + take].copy_from_slice(&page[off..off + take]);
+            done += take;
+        }
+        Ok(u64::from_ne_bytes(word))
+    }
+
+    /// Whether the NUL-terminated string at `addr` is exactly `want`.
+    fn cstr_is(&mut self, mut addr: u64, mut want: &[u8]) -> io::Result<bool> {
+        loop {
+            let base = addr & !(PAGE - 1);
+            let off = (addr - base) as usize;
+            let page = self.page(base)?;
+            let here = &page[off..];
+            let n = here.len().min(want.len());
+            if here[..n] != want[..n] {
+                return Ok(false);
+            }
+            if n < here.len() {
+                // `want` ends inside this page: the caller's string must end there too.
+                return Ok(here[n] == 0);
+            }
+            want = &want[n..];
+            addr = base
+                .checked_add(PAGE)
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::EFAULT))?;
+        }
+    }
+
     /// The strings of the NULL-terminated pointer array at `addr` (a NULL array is empty,
     /// as for the kernel), at most `max` of them (else `E2BIG`).
     fn strings(&mut self, addr: u64, max: usize) -> io::Result<Vec<Vec<u8>>> {
@@ -417,24 +531,28 @@ impl<'a> Remote<'a> {
         if addr == 0 {
             return Ok(out);
         }
-        let mut raw = Vec::with_capacity(8);
         for i in 0.. {
             if i > max {
                 return Err(io::Error::from_raw_os_error(libc::E2BIG));
             }
-            raw.clear();
-            let at = addr
-                .checked_add(i as u64 * 8)
-                .ok_or_else(|| io::Error::from_raw_os_error(libc::EFAULT))?;
-            self.bytes(at, 8, &mut raw)?;
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&raw);
-            let ptr = u64::from_ne_bytes(word);
+            let ptr = self.pointer(addr, i)?;
             if ptr == 0 {
                 break;
             }
             out.push(self.cstr(ptr, MAX_BYTES)?);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn itoa_writes_decimal_digits() {
+        for v in [0i64, 7, 42, 4_194_304, -1, i64::MIN, i64::MAX] {
+            assert_eq!(itoa(v).as_bytes(), v.to_string().as_bytes());
+        }
     }
 }
