@@ -91,6 +91,7 @@ fn forbidden_commands_run_by_non_shell_programs_are_denied_in_every_setup() {
         "v-env",
         "v-xargs",
         "v-python",
+        "v-fexecve",
         "v-preload",
         "v-unset",
         "v-static",
@@ -104,6 +105,7 @@ fn forbidden_commands_run_by_non_shell_programs_are_denied_in_every_setup() {
                 "env rm -rf v-env\n\
                  echo v-xargs | xargs rm -rf\n\
                  /usr/bin/python3 -c 'import os; os.system(\"rm -rf v-python\")'\n\
+                 /usr/bin/python3 -c 'import os, sys\ntry: os.execve(os.open(\"/usr/bin/rm\", os.O_RDONLY), [\"rm\", \"-rf\", \"v-fexecve\"], os.environ)\nexcept OSError: sys.exit(126)'\n\
                  env -u LD_PRELOAD rm -rf v-preload\n\
                  {static} /usr/bin/rm -rf v-static\n\
                  unset EXEC_WRAPPER; rm -rf v-unset\n\
