@@ -4,7 +4,7 @@
 //! its `file:line:col`. stdout carries only the protocol; diagnostics go to stderr.
 
 use super::flags::SessionFlags;
-use crate::install::Install;
+use crate::install::{session_writable, Install};
 use crate::mcp::{stdio, SandboxDefaults, ServerSetup, ShellServer};
 use crate::setup::{home_dir, Loaded};
 use anyhow::Context;
@@ -74,7 +74,11 @@ pub fn run(args: McpArgs) -> anyhow::Result<ExitCode> {
         codex_home.as_deref(),
     )?
     .audit_log(flags.audit_log.clone())?;
-    let install = Install::locate()?;
+    let install = Install::locate(&session_writable(
+        flags.sandbox_mode(),
+        &cwd,
+        &flags.writable_roots,
+    ))?;
     let shell = install.shell(flags.shell.as_deref())?;
     // Checked for the flags' sandbox; a client that later asks for a sandbox the flags did
     // not gets the sandbox's own "init is missing" error for its call.
@@ -89,7 +93,11 @@ pub fn run(args: McpArgs) -> anyhow::Result<ExitCode> {
             allow_unix_sockets: flags.allow_unix_sockets.clone(),
             init,
         },
-        protected_paths: loaded.protected_paths(),
+        protected_paths: loaded
+            .protected_paths()
+            .into_iter()
+            .chain(Install::protected_paths())
+            .collect(),
         loaded,
         pass_env: args.session.pass_env,
         max_output_bytes: args.max_output_bytes.max(64),

@@ -1,7 +1,7 @@
 //! `execgate run`: run a script in an intercepted, sandboxed shell.
 
 use super::flags::SessionFlags;
-use crate::install::Install;
+use crate::install::{session_writable, Install};
 use crate::session::{run_session, warn_scan_cut, OutputMode, RunConfig};
 use crate::setup::{home_dir, Loaded};
 use anyhow::Context;
@@ -68,7 +68,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         codex_home.as_deref(),
     )?
     .audit_log(flags.audit_log.clone())?;
-    let install = Install::locate()?;
+    let install = Install::locate(&session_writable(
+        flags.sandbox_mode(),
+        &cwd,
+        &flags.writable_roots,
+    ))?;
     let shell = install.shell(flags.shell.as_deref())?;
     let init = install.check_init(flags.sandbox_mode())?;
 
@@ -83,6 +87,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     sandbox_policy
         .protected_paths
         .extend(repositories.watched());
+    sandbox_policy
+        .protected_paths
+        .extend(Install::protected_paths());
     let mut sandbox = Sandbox::prepare(&sandbox_policy, BackendChoice::Auto)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     warn_scan_cut(&sandbox);

@@ -2,7 +2,7 @@
 //! enforces. It prepares the sandbox exactly as a session would (including starting a
 //! trivial process in it), so a refusal here is the refusal `execgate run` would give.
 
-use crate::install::Install;
+use crate::install::{session_writable, Install};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use execgate_sandbox::{BackendChoice, Sandbox, SandboxMode, SandboxPolicy};
@@ -58,13 +58,14 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         Some(dir) => dir,
         None => std::env::current_dir().context("cannot read the current directory")?,
     };
-    let install = Install::locate()?;
+    let install = Install::locate(&session_writable(args.sandbox, &cwd, &args.writable_roots))?;
     let mut policy = SandboxPolicy::new(args.sandbox, cwd);
     policy.init = install.check_init(args.sandbox)?.to_path_buf();
     policy.writable_roots = args.writable_roots;
     policy.network = args.network;
     policy.allow_unprotected_landlock = args.allow_unprotected_landlock;
     policy.allow_unix_sockets = args.allow_unix_sockets;
+    policy.protected_paths = Install::protected_paths();
     let sandbox = Sandbox::prepare(&policy, BackendChoice::Auto)?;
     print!("{}", sandbox.describe());
     print!("{}", execgate_terminal::describe());

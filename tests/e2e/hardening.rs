@@ -90,8 +90,8 @@ impl Hostile {
             .env("HOME", &self.home)
             .env("LANG", "C.UTF-8")
             .env("EXECGATE_SHELLS_DIR", zsh.parent().unwrap())
-            .env("EXECGATE_PRELOAD", bins::preload_shim())
             .stdin(Stdio::null());
+        bins::with_helpers(&mut cmd);
         // SAFETY: setsid is async-signal-safe.
         unsafe {
             cmd.pre_exec(|| {
@@ -1021,6 +1021,7 @@ impl RawMcp {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        bins::with_helpers(&mut cmd);
         // SAFETY: setsid and setrlimit are async-signal-safe.
         unsafe {
             cmd.pre_exec(move || {

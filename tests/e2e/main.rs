@@ -7,6 +7,7 @@ mod direct_execs;
 mod escalation;
 mod hardening;
 mod hooks;
+mod install;
 mod mcp;
 mod mcp_clients;
 mod patched_shells;

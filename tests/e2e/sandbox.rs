@@ -146,9 +146,9 @@ impl Env {
             .env("HOME", &self.home)
             .env("TMPDIR", &self.tmpdir)
             .env("EXECGATE_SHELLS_DIR", zsh.parent().unwrap())
-            .env("EXECGATE_PRELOAD", bins::preload_shim())
             .env("EXECGATE_SANDBOX_BACKEND", backend)
             .stdin(Stdio::null());
+        bins::with_helpers(&mut cmd);
         // SAFETY: setsid is async-signal-safe.
         unsafe {
             cmd.pre_exec(|| {
@@ -616,6 +616,7 @@ fn sandbox_check_states_sockets_capabilities_reaping_and_terminal_per_backend() 
             .arg(&agent)
             .current_dir(&env.work)
             .env("EXECGATE_SANDBOX_BACKEND", backend);
+        bins::with_helpers(&mut cmd);
         if network {
             cmd.arg("--network");
         }
@@ -720,119 +721,4 @@ fn killing_execgate_ends_every_process_of_its_session() {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
-}
-
-// ---- install discovery ----------------------------------------------------------------------
-
-/// An install prefix holding copies of `execgate`, the wrapper and the shim in `bin/`, and
-/// the session init only when `with_init`.
-fn install_prefix(with_init: bool) -> (tempfile::TempDir, PathBuf) {
-    let prefix = tempfile::tempdir().unwrap();
-    let bin = prefix.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    let mut files = vec![
-        bins::execgate(),
-        bins::wrapper(),
-        PathBuf::from(env!("CARGO_BIN_EXE_execgate-init")),
-    ];
-    if !with_init {
-        files.pop();
-    }
-    for file in files {
-        std::fs::copy(&file, bin.join(file.file_name().unwrap())).unwrap();
-    }
-    std::fs::copy(bins::preload_shim(), bin.join("libexecgate_preload.so")).unwrap();
-    (prefix, bin)
-}
-
-/// `BIN/execgate ARGS` from `cwd` with `envs`, without a terminal, the test's overrides
-/// removed.
-fn installed(
-    bin: &Path,
-    cwd: &Path,
-    envs: &[(&str, &Path)],
-    args: &[&str],
-) -> (i32, String, String) {
-    let mut cmd = Command::new(bin.join("execgate"));
-    cmd.args(args)
-        .current_dir(cwd)
-        .env_remove("EXECGATE_INIT")
-        .env_remove("EXECGATE_WRAPPER")
-        .env_remove("EXECGATE_PRELOAD")
-        .env_remove("EXECGATE_SHELLS_DIR")
-        .envs(envs.iter().copied())
-        .stdin(Stdio::null());
-    // SAFETY: setsid is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    crate::support::cli::run(&mut cmd)
-}
-
-#[test]
-fn the_session_init_is_found_next_to_execgate() {
-    let env = Env::new();
-    let (_prefix, bin) = install_prefix(true);
-    for backend in BACKENDS {
-        let (code, stdout, stderr) = installed(
-            &bin,
-            &env.work,
-            &[("EXECGATE_SANDBOX_BACKEND", Path::new(backend))],
-            &["run", "echo inside"],
-        );
-        assert_eq!(
-            (code, stdout.as_str()),
-            (0, "inside\n"),
-            "{backend}: {stderr}"
-        );
-    }
-}
-
-#[test]
-fn a_missing_session_init_is_one_line_naming_it_and_refuses_every_sandboxed_command() {
-    let env = Env::new();
-    let (_prefix, bin) = install_prefix(false);
-    let missing = format!(
-        "execgate: the session init {} is missing: build it with `cargo build`\n",
-        bin.join("execgate-init").display()
-    );
-    for args in [
-        &["run", "echo inside"][..],
-        &["run", "--sandbox", "read-only", "echo inside"],
-        &["sandbox", "check"],
-        &["mcp"],
-    ] {
-        assert_eq!(
-            installed(&bin, &env.work, &[], args),
-            (2, String::new(), missing.clone()),
-            "{args:?}"
-        );
-    }
-    // Without a sandbox there is nothing for an init to do.
-    let (code, stdout, stderr) = installed(
-        &bin,
-        &env.work,
-        &[],
-        &["run", "--sandbox", "danger-full-access", "echo outside"],
-    );
-    assert_eq!((code, stdout.as_str()), (0, "outside\n"), "{stderr}");
-}
-
-#[test]
-fn execgate_init_names_the_session_init_as_execgate_wrapper_names_the_wrapper() {
-    let env = Env::new();
-    let (_prefix, bin) = install_prefix(false);
-    let elsewhere = tempfile::tempdir().unwrap();
-    let init = elsewhere.path().join("my-init");
-    std::fs::copy(env!("CARGO_BIN_EXE_execgate-init"), &init).unwrap();
-    let (code, stdout, stderr) = installed(
-        &bin,
-        &env.work,
-        &[("EXECGATE_INIT", &init)],
-        &["run", "echo inside"],
-    );
-    assert_eq!((code, stdout.as_str()), (0, "inside\n"), "{stderr}");
 }

@@ -1,13 +1,9 @@
 //! Where end-to-end tests find the programs under test: the `execgate` binary and the execve
-//! wrapper cargo built for this test binary, the preload shim, and the patched shells.
+//! wrapper, the preload shim and the session init it embeds, and the patched shells.
 //!
-//! cargo builds a workspace member's `cdylib` only when that member itself is built, never
-//! for another package's tests (`cargo test --workspace` leaves no `.so` behind, and
-//! artifact dependencies are unstable). So the first call of [`preload_shim`] runs
-//! `cargo build -p execgate-preload` into its own target directory, `<target>/preload-shim`
-//! (separate, so it never waits on a lock the outer cargo may hold); when it is up to date
-//! this takes well under a second. `EXECGATE_PRELOAD_SO` names a prebuilt shim instead
-//! (benchmarks, packaging).
+//! The helpers (wrapper, shim, init) are the files the root package's `build.rs` built to
+//! embed in `execgate` (it names them in `EXECGATE_EMBED_*`); `EXECGATE_PRELOAD_SO` names a
+//! prebuilt shim instead (benchmarks, packaging).
 //!
 //! The patched shells live in `target/shells/{zsh,bash}` under the repository root (not
 //! under `CARGO_TARGET_DIR`: `shells/build.sh` builds them, not cargo). The first call of
@@ -18,7 +14,7 @@
 //! A failed build panics with the builder's own output: a test never silently falls back to
 //! an unpatched shell or a stale shim.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -32,69 +28,40 @@ pub fn execgate() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_execgate"))
 }
 
-/// The `execgate-execve-wrapper` binary cargo built for these tests.
+/// The execve wrapper the root `build.rs` built (and `execgate` embeds).
 pub fn wrapper() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_execgate-execve-wrapper"))
+    PathBuf::from(env!("EXECGATE_EMBED_WRAPPER"))
 }
 
-/// `libexecgate_preload.so`, built on first use.
+/// The session init the root `build.rs` built (and `execgate` embeds).
+pub fn init() -> PathBuf {
+    PathBuf::from(env!("EXECGATE_EMBED_INIT"))
+}
+
+/// `libexecgate_preload.so`: the one the root `build.rs` built (and `execgate` embeds), or
+/// the one `EXECGATE_PRELOAD_SO` names.
 pub fn preload_shim() -> PathBuf {
-    static SHIM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match SHIM.get_or_init(build_shim) {
-        Ok(path) => path.clone(),
-        Err(why) => panic!("{why}"),
-    }
-}
-
-fn build_shim() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os("EXECGATE_PRELOAD_SO") {
-        let path = PathBuf::from(path);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(format!(
+    match std::env::var_os("EXECGATE_PRELOAD_SO") {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            assert!(
+                path.is_file(),
                 "EXECGATE_PRELOAD_SO names {}, which does not exist",
                 path.display()
-            ))
-        };
+            );
+            path
+        }
+        None => PathBuf::from(env!("EXECGATE_EMBED_PRELOAD")),
     }
-    // The wrapper lives in <target>/<profile>/; build next to that profile directory.
-    let wrapper = wrapper();
-    let target = wrapper
-        .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| format!("unexpected wrapper path {}", wrapper.display()))?
-        .join("preload-shim");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let manifest = repo_root().join("Cargo.toml");
-    let output = Command::new(&cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "execgate-preload",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(&target)
-        .output()
-        .map_err(|e| format!("cannot run cargo to build the preload shim: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "cargo build -p execgate-preload failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    let so = target.join("debug").join("libexecgate_preload.so");
-    if so.is_file() {
-        Ok(so)
-    } else {
-        Err(format!(
-            "cargo build -p execgate-preload succeeded but {} is missing",
-            so.display()
-        ))
-    }
+}
+
+/// `cmd` (an `execgate` that starts sessions) with the helpers named outright
+/// (`EXECGATE_WRAPPER`, `EXECGATE_PRELOAD`, `EXECGATE_INIT`), so a test's `HOME` needs no
+/// cache and a test that looks for the wrapper's processes knows its path.
+pub fn with_helpers(cmd: &mut Command) -> &mut Command {
+    cmd.env("EXECGATE_WRAPPER", wrapper())
+        .env("EXECGATE_PRELOAD", preload_shim())
+        .env("EXECGATE_INIT", init())
 }
 
 /// The directory the patched shells are built into, `<repo>/target/shells`, once they are

@@ -132,8 +132,9 @@ impl Workspace {
             .file(Path::new("home").join(rel), contents, mode)
     }
 
-    /// `execgate ARGS` in `work`, with `HOME` and `TMPDIR` the workspace's and no
-    /// `CODEX_HOME`.
+    /// `execgate ARGS` in `work`, with `HOME` and `TMPDIR` the workspace's, no `CODEX_HOME`,
+    /// and the helpers named outright ([`bins::with_helpers`]: a `HOME` under `/tmp` is inside
+    /// a session's writable temporary folder, where execgate keeps no cache).
     pub fn execgate(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(bins::execgate());
         cmd.args(args)
@@ -141,6 +142,7 @@ impl Workspace {
             .env("HOME", &self.home)
             .env("TMPDIR", &self.tmp)
             .env_remove("CODEX_HOME");
+        bins::with_helpers(&mut cmd);
         cmd
     }
 
@@ -160,7 +162,6 @@ impl Workspace {
     pub fn execgate_session(&self, args: &[&str]) -> Command {
         let mut cmd = self.execgate(args);
         cmd.env("EXECGATE_SHELLS_DIR", bins::shells_dir())
-            .env("EXECGATE_PRELOAD", bins::preload_shim())
             .stdin(std::process::Stdio::null());
         cmd
     }
