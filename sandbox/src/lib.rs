@@ -30,6 +30,7 @@ mod landlock;
 mod notify;
 mod paths;
 mod policy;
+pub mod probe;
 mod seccomp;
 mod supervisor;
 mod unix_socket;

@@ -1,5 +1,6 @@
 //! The command-line surface of `execgate` (see design.md, "Command-line surface").
 
+mod doctor;
 mod flags;
 mod hooks;
 mod mcp;
@@ -39,6 +40,8 @@ enum Command {
     /// Trust a folder's .execgate policy and git repository (direnv-style), or list or
     /// revoke trust.
     Trust(trust::TrustArgs),
+    /// Check what this machine gives execgate (sandbox, kernel, helpers, shells, policy).
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Runs the parsed command and returns the process exit status.
@@ -50,5 +53,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sandbox(cmd) => sandbox::run(cmd),
         Command::Mcp(args) => mcp::run(args),
         Command::Trust(args) => trust::run(args),
+        Command::Doctor(args) => doctor::run(args),
     }
 }

@@ -480,3 +480,145 @@ fn cargo_install_gives_a_working_tool() {
         1
     );
 }
+
+/// `execgate doctor --json` of `prefix` with `envs`: its exit code and report.
+fn doctor(prefix: &Prefix, envs: &[(&str, &Path)]) -> (i32, serde_json::Value) {
+    let (code, stdout, stderr) = prefix.run(envs, &["doctor", "--json"]);
+    let report = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    (code, report)
+}
+
+/// The checks named `name`: (status, detail, fix).
+fn checks(report: &serde_json::Value, name: &str) -> Vec<(String, String, Option<String>)> {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == name)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap().to_string(),
+                c["detail"].as_str().unwrap().to_string(),
+                c["fix"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn doctor_on_a_bare_install_checks_the_embedded_helpers_with_an_intercepted_true() {
+    let prefix = Prefix::new();
+    let shells = prefix.home.join("no-shells");
+    let (code, report) = doctor(&prefix, &[("EXECGATE_SHELLS_DIR", &shells)]);
+    assert_eq!(
+        (code, &report["ok"]),
+        (0, &serde_json::Value::Bool(true)),
+        "{report}"
+    );
+    let helpers = prefix
+        .cache()
+        .join("helpers")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for (name, file) in [
+        ("wrapper", "execgate-execve-wrapper"),
+        ("shim", "libexecgate_preload.so"),
+        ("init", "execgate-init"),
+    ] {
+        assert_eq!(
+            checks(&report, name),
+            [(
+                "ok".into(),
+                format!(
+                    "{} (built into execgate, cached)",
+                    helpers.join(file).display()
+                ),
+                None
+            )]
+        );
+    }
+    assert_eq!(
+        checks(&report, "intercept"),
+        [(
+            "ok".into(),
+            "the system sh through the preload shim: /bin/true was decided and ran in the \
+             sandbox"
+                .into(),
+            None
+        )]
+    );
+    assert_eq!(
+        checks(&report, "shells")
+            .into_iter()
+            .map(|(status, _, fix)| (status, fix))
+            .collect::<Vec<_>>(),
+        [
+            ("warn".into(), Some("execgate shells build zsh".into())),
+            ("warn".into(), Some("execgate shells build bash".into()))
+        ]
+    );
+    for name in [
+        "sandbox", "landlock", "userns", "seccomp", "bwrap", "policy",
+    ] {
+        assert_eq!(checks(&report, name).len(), 1, "{name}: {report}");
+    }
+}
+
+#[test]
+fn doctor_names_each_problem_with_its_fix() {
+    let prefix = Prefix::new();
+    let missing = prefix.home.join("no-init");
+    std::fs::create_dir_all(prefix.work.join(".execgate/rules")).unwrap();
+    std::fs::write(
+        prefix.work.join(".execgate/rules/bad.rules"),
+        "prefix_rule(\n",
+    )
+    .unwrap();
+    let (code, report) = doctor(&prefix, &[("EXECGATE_INIT", &missing)]);
+    assert_eq!(
+        (code, &report["ok"]),
+        (1, &serde_json::Value::Bool(false)),
+        "{report}"
+    );
+    assert_eq!(
+        checks(&report, "init"),
+        [(
+            "fail".into(),
+            format!("{} is missing", missing.display()),
+            Some("unset EXECGATE_INIT to use execgate's own copy, or fix it".into())
+        )]
+    );
+    let policy = checks(&report, "policy");
+    assert_eq!(policy[0].0, "fail", "{report}");
+    let more = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "policy")
+        .unwrap()["more"]
+        .to_string();
+    assert!(more.contains("bad.rules:"), "{more}");
+    // On the screen every FAIL line is followed by its fix.
+    let (code, screen, _) = prefix.run(&[("EXECGATE_INIT", &missing)], &["doctor"]);
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = screen.lines().collect();
+    for (i, line) in lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("FAIL"))
+    {
+        let fix = lines[i + 1..]
+            .iter()
+            .take_while(|l| l.starts_with(' '))
+            .any(|l| l.trim_start().starts_with("fix: "));
+        assert!(fix, "{line} has no fix:\n{screen}");
+    }
+    assert_eq!(
+        lines.last(),
+        Some(&"execgate cannot run sessions here until the FAIL lines are fixed.")
+    );
+}
