@@ -789,10 +789,19 @@ fn inspect(env: &Env, args: &[&str]) -> Value {
     let inspector = inspector().unwrap();
     let shells = format!("EXECGATE_SHELLS_DIR={}", shells_dir().display());
     let home = format!("HOME={}", env.ws.home.display());
+    // The helpers by name: a HOME under /tmp is inside the session's writable temporary
+    // folder, where execgate keeps no cache.
+    let helpers = [
+        format!("EXECGATE_WRAPPER={}", crate::support::bins::wrapper().display()),
+        format!("EXECGATE_PRELOAD={}", crate::support::bins::preload_shim().display()),
+        format!("EXECGATE_INIT={}", crate::support::bins::init().display()),
+    ];
     let out = std::process::Command::new(inspector)
         .arg("--cli")
         .args(args)
-        .args(["-e", &home, "-e", &shells, "--"])
+        .args(["-e", &home, "-e", &shells])
+        .args(helpers.iter().flat_map(|h| ["-e", h.as_str()]))
+        .arg("--")
         .arg(execgate())
         .arg("mcp")
         .arg("--rules")
