@@ -9,6 +9,7 @@ mod mcp;
 mod report;
 mod session;
 mod setup;
+mod shells;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -1,5 +1,6 @@
 //! The command-line surface of `execgate` (see design.md, "Command-line surface").
 
+mod completions;
 mod doctor;
 mod flags;
 mod hooks;
@@ -10,6 +11,7 @@ mod policy_suggest;
 mod run;
 mod sandbox;
 mod trust;
+mod shells;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -40,6 +42,13 @@ enum Command {
     /// Trust a folder's .execgate policy and git repository (direnv-style), or list or
     /// revoke trust.
     Trust(trust::TrustArgs),
+    /// Build our patched zsh and bash.
+    #[command(subcommand)]
+    Shells(shells::ShellsCommand),
+    /// Print a completion script for bash, zsh or fish.
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff).
+    Man(completions::ManArgs),
     /// Check what this machine gives execgate (sandbox, kernel, helpers, shells, policy).
     Doctor(doctor::DoctorArgs),
 }
@@ -54,5 +63,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mcp(args) => mcp::run(args),
         Command::Trust(args) => trust::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Shells(cmd) => shells::run(cmd),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
     }
 }

@@ -103,10 +103,7 @@ impl Install {
         let (shim, shim_source) = find("EXECGATE_PRELOAD", embedded::SHIM)?;
         let (init, init_source) = find("EXECGATE_INIT", embedded::INIT)?;
         let cache = cache.ok();
-        let shells_dir = match std::env::var_os("EXECGATE_SHELLS_DIR").filter(|v| !v.is_empty()) {
-            Some(path) => PathBuf::from(path),
-            None => default_shells_dir(&dir, cache.as_deref()),
-        };
+        let shells_dir = shells_dir(&dir, cache.as_deref());
         Ok(Self {
             wrapper,
             wrapper_source,
@@ -158,10 +155,22 @@ impl Install {
                 wrapper: self.wrapper.clone(),
             },
         };
+        // An explicit zsh or bash without our patched build: the system one with the shim,
+        // said once on stderr with how to build ours.
+        let stock = |name: &str, path: &str| {
+            patched(name).unwrap_or_else(|| {
+                eprintln!(
+                    "execgate: no patched {name} in {}: using {path} with the preload shim \
+                     (build ours with `execgate shells build {name}`)",
+                    self.shells_dir.display()
+                );
+                preloaded(path.into())
+            })
+        };
         let setup = match choice {
             None => patched("zsh").unwrap_or_else(|| preloaded("/bin/bash".into())),
-            Some("zsh") => patched("zsh").unwrap_or_else(|| preloaded("/usr/bin/zsh".into())),
-            Some("bash") => patched("bash").unwrap_or_else(|| preloaded("/bin/bash".into())),
+            Some("zsh") => stock("zsh", "/usr/bin/zsh"),
+            Some("bash") => stock("bash", "/bin/bash"),
             Some("sh") => preloaded("/bin/sh".into()),
             Some(path) => preloaded(PathBuf::from(path)),
         };
@@ -179,13 +188,40 @@ impl Install {
                 self.shim_source.fix()
             );
         }
-        anyhow::ensure!(
-            setup.shell.is_file(),
-            "shell {} not found: pass --shell zsh|bash|sh|PATH",
-            setup.shell.display()
-        );
+        if !setup.shell.is_file() {
+            let build = match choice {
+                Some(name @ ("zsh" | "bash")) => {
+                    format!("build our patched {name} with `execgate shells build {name}`, or ")
+                }
+                _ => String::new(),
+            };
+            anyhow::bail!(
+                "shell {} not found: {build}pass --shell zsh|bash|sh|PATH",
+                setup.shell.display()
+            );
+        }
         Ok(setup)
     }
+}
+
+/// The patched shells' folder for an `execgate` in `bin_dir` (`EXECGATE_SHELLS_DIR`, else
+/// [`default_shells_dir`]).
+fn shells_dir(bin_dir: &Path, cache: Option<&Path>) -> PathBuf {
+    match std::env::var_os("EXECGATE_SHELLS_DIR").filter(|v| !v.is_empty()) {
+        Some(path) => PathBuf::from(path),
+        None => default_shells_dir(bin_dir, cache),
+    }
+}
+
+/// Where `execgate shells build` puts the shells by default: where sessions look for them
+/// (see [`Install::locate`]), with the cache chosen as for a session without writable roots.
+pub fn shells_build_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find the execgate binary")?;
+    let dir = exe
+        .parent()
+        .context("the execgate binary has no parent folder")?;
+    let cache = embedded::choose_root(&[])?;
+    Ok(shells_dir(dir, Some(&cache)))
 }
 
 /// The patched shells' default folder for an `execgate` in `bin_dir`.

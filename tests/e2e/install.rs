@@ -99,7 +99,7 @@ fn mode(path: &Path) -> u32 {
 fn execgate_alone_runs_intercepted_sandboxed_sessions_from_its_own_helpers() {
     let prefix = Prefix::new();
     for backend in BACKENDS {
-        for shell in ["sh", "bash"] {
+        for shell in ["sh", "/bin/bash"] {
             let (code, stdout, stderr) = prefix.run(
                 &[("EXECGATE_SANDBOX_BACKEND", Path::new(backend))],
                 &[
@@ -620,5 +620,130 @@ fn doctor_names_each_problem_with_its_fix() {
     assert_eq!(
         lines.last(),
         Some(&"execgate cannot run sessions here until the FAIL lines are fixed.")
+    );
+}
+
+#[test]
+fn completions_load_in_bash_and_name_every_subcommand() {
+    let prefix = Prefix::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, script, stderr) = prefix.run(&[], &["completions", shell]);
+        assert_eq!((code, stderr.as_str()), (0, ""), "{shell}");
+        for sub in [
+            "run", "policy", "hooks", "sandbox", "mcp", "doctor", "shells", "man",
+        ] {
+            assert!(script.contains(sub), "{shell} completions lack {sub}");
+        }
+    }
+    let bin = prefix.bin.join("execgate");
+    let loaded = Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "source <({} completions bash) && complete -p execgate",
+                bin.display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&loaded.stdout),
+        "complete -o bashdefault -o default -o nosort -F _execgate execgate\n",
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+}
+
+#[test]
+fn the_man_page_is_roff_for_section_1_with_every_subcommand() {
+    let prefix = Prefix::new();
+    let (code, page, stderr) = prefix.run(&[], &["man"]);
+    assert_eq!((code, stderr.as_str()), (0, ""));
+    assert!(
+        page.lines()
+            .any(|l| l == ".TH execgate 1  \"execgate 0.1.0\" "),
+        "{page}"
+    );
+    for sub in ["run", "doctor", "shells", "completions", "man"] {
+        assert!(
+            page.contains(&format!("execgate\\-{sub}(1)")),
+            "no {sub}:\n{page}"
+        );
+    }
+}
+
+#[test]
+fn shells_build_reports_numbered_steps_and_names_the_step_that_failed() {
+    let prefix = Prefix::new();
+    let out = prefix.home.join("shells");
+    // No dpkg or apt-get on PATH: the first step fails, saying what to run.
+    let (code, stdout, stderr) = prefix.run(
+        &[("PATH", Path::new("/nonexistent"))],
+        &["shells", "build", "zsh", "--prefix", out.to_str().unwrap()],
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!((code, stdout.as_str(), lines.len()), (2, "", 3), "{stderr}");
+    assert_eq!(
+        lines[0],
+        format!(
+            "execgate shells build: taking the build lock {}",
+            out.join(".build/.lock").display()
+        )
+    );
+    assert!(
+        lines[1].starts_with("execgate shells build: [1/7] installing build tools (")
+            && lines[1].ends_with(" s)"),
+        "{stderr}"
+    );
+    assert_eq!(
+        lines[2],
+        "execgate: installing build tools failed: run `sudo apt-get install dpkg-dev gcc make \
+         libc6-dev patch libncurses-dev xz-utils`"
+    );
+    assert!(!out.join("zsh").exists());
+}
+
+#[test]
+fn shells_build_with_the_shells_up_to_date_only_names_them() {
+    let shells = bins::shells_dir();
+    let prefix = Prefix::new();
+    let (code, stdout, stderr) = prefix.run(
+        &[],
+        &["shells", "build", "--prefix", shells.to_str().unwrap()],
+    );
+    assert_eq!(
+        (code, stdout, stderr),
+        (
+            0,
+            format!(
+                "{}\n{}\n",
+                shells.join("zsh").display(),
+                shells.join("bash").display()
+            ),
+            String::new()
+        )
+    );
+}
+
+#[test]
+fn run_shell_zsh_without_a_patched_zsh_says_how_to_build_it() {
+    let prefix = Prefix::new();
+    let empty = prefix.home.join("no-shells");
+    std::fs::create_dir(&empty).unwrap();
+    let (code, stdout, stderr) = prefix.run(
+        &[("EXECGATE_SHELLS_DIR", &empty)],
+        &["run", "--shell", "zsh", "echo $ZSH_VERSION"],
+    );
+    assert_eq!(
+        (code, stdout.as_str(), stderr),
+        (
+            0,
+            "5.9\n",
+            format!(
+                "execgate: no patched zsh in {}: using /usr/bin/zsh with the preload shim \
+                 (build ours with `execgate shells build zsh`)\n",
+                empty.display()
+            )
+        )
     );
 }

@@ -6,10 +6,11 @@
 //! prebuilt shim instead (benchmarks, packaging).
 //!
 //! The patched shells live in `target/shells/{zsh,bash}` under the repository root (not
-//! under `CARGO_TARGET_DIR`: `shells/build.sh` builds them, not cargo). The first call of
-//! [`patched_zsh`] or [`patched_bash`] runs `shells/build.sh`, which returns at once when the
-//! shells are up to date and otherwise builds them (minutes, once); it holds a lock, so
-//! concurrent test runs wait for one build instead of racing.
+//! under `CARGO_TARGET_DIR`: execgate builds them, not cargo). The first call of
+//! [`patched_zsh`] or [`patched_bash`] runs `execgate shells build --prefix target/shells`
+//! (what `shells/build.sh` runs), which returns at once when the shells are up to date and
+//! otherwise builds them (minutes, once); it holds a lock, so concurrent test runs wait for
+//! one build instead of racing.
 //!
 //! A failed build panics with the builder's own output: a test never silently falls back to
 //! an unpatched shell or a stale shim.
@@ -95,12 +96,13 @@ fn patched(name: &str) -> PathBuf {
 }
 
 fn build_shells() -> Result<(), String> {
-    let script = repo_root().join("shells").join("build.sh");
-    let output = Command::new("bash")
-        .arg(&script)
+    let out = repo_root().join("target").join("shells");
+    let output = Command::new(execgate())
+        .args(["shells", "build", "--prefix"])
+        .arg(&out)
         .current_dir(repo_root())
         .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        .map_err(|e| format!("cannot run execgate shells build: {e}"))?;
     if output.status.success() {
         Ok(())
     } else {
