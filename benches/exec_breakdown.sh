@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-$PWD/target}
 n=${N:-2000}
 
-cargo build --release --quiet --bin execgate-execve-wrapper
+cargo build --release --quiet -p execgate-execve-wrapper --bin execgate-execve-wrapper
 cargo build --release --quiet -p execgate-escalate-server --example session
 cargo build --release --quiet -p execgate-preload
 mkdir -p "$target/bench"

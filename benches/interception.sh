@@ -14,7 +14,7 @@ target=${CARGO_TARGET_DIR:-$root/target}
 rounds=${ROUNDS:-5}
 n=${N:-1000}
 
-cargo build --release --quiet --bin execgate-execve-wrapper
+cargo build --release --quiet -p execgate-execve-wrapper --bin execgate-execve-wrapper
 cargo build --release --quiet -p execgate-escalate-server --example session
 wrapper=$target/release/execgate-execve-wrapper
 session=$target/release/examples/session

@@ -18,7 +18,7 @@ target=${CARGO_TARGET_DIR:-$root/target}
 rounds=${ROUNDS:-5}
 n=${N:-1000}
 
-cargo build --release --quiet --bin execgate --bin execgate-execve-wrapper
+cargo build --release --quiet --bin execgate  # the helpers are embedded in it
 execgate=$target/release/execgate
 zsh=$root/target/shells/zsh
 [ -x "$zsh" ] || shells/build.sh zsh

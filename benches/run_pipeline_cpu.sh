@@ -19,7 +19,7 @@ shell_flag=${SHELL_FLAG:-zsh}
 : "${BASELINE:?set BASELINE to the execgate of another build}"
 command -v perf >/dev/null || { echo "needs perf (apt-get install linux-perf)" >&2; exit 2; }
 
-cargo build --release --quiet --bin execgate --bin execgate-execve-wrapper
+cargo build --release --quiet --bin execgate  # the helpers are embedded in it
 execgate=$target/release/execgate
 zsh=$root/target/shells/zsh
 [ -x "$zsh" ] || shells/build.sh zsh
