@@ -8,8 +8,9 @@ use crate::install::{session_writable, Install};
 use crate::setup::home_dir;
 use anyhow::Context;
 use clap::Args;
-use execgate_decide::layers::{self, LayerKind};
+use execgate_decide::layers::{self, LayerKind, ProjectPolicy, Standing};
 use execgate_sandbox::{probe, BackendChoice, Sandbox, SandboxMode, SandboxPolicy};
+use execgate_trust::TrustStore;
 use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
@@ -367,30 +368,67 @@ fn shell_checks(install: &Install) -> Vec<Check> {
         .collect()
 }
 
-/// The rules and hooks that would load here, and the approvals file.
+/// The rules and hooks that would load here (a project layer only when trusted and
+/// unchanged, as sessions load them), and the approvals file.
 fn policy_checks(cwd: &Path, home: Option<&Path>) -> Vec<Check> {
     let found = layers::discover(cwd, home);
+    let trust = match home {
+        Some(home) => TrustStore::load(&TrustStore::location(home)).map_err(|e| e.to_string()),
+        None => Ok(TrustStore::default()),
+    };
+    let path = std::env::var_os("PATH");
     let mut files = Vec::new();
     let mut problems = Vec::new();
-    for layer in &found {
+    let mut skipped = Vec::new();
+    let mut loading = Vec::new();
+    if let Err(e) = &trust {
+        problems.push(e.clone());
+    }
+    for layer in found {
         let kind = match layer.kind {
             LayerKind::User => "user",
             LayerKind::Project => "project",
             LayerKind::CodexHome => "codex home",
         };
-        match layer.rules_files() {
-            Ok(rules) => files.extend(
-                rules
-                    .into_iter()
-                    .map(|f| format!("{kind} rules: {}", f.display())),
-            ),
-            Err(e) => problems.push(e.to_string()),
+        let mut state = "loads";
+        if layer.kind == LayerKind::Project {
+            let dir = layer.dir.parent().unwrap_or(Path::new("/")).to_path_buf();
+            match (ProjectPolicy::gather(&layer, home, path.as_deref()), &trust) {
+                (Ok(None), _) => continue,
+                (Ok(Some(project)), Ok(store)) => match project.standing(store) {
+                    Standing::Trusted => state = "trusted, loads",
+                    Standing::Untrusted => {
+                        state = "untrusted, skipped";
+                        skipped.push(format!("execgate trust {}", dir.display()));
+                    }
+                    Standing::Changed => {
+                        state = "changed since trusted, skipped";
+                        skipped.push(format!("execgate trust {}", dir.display()));
+                    }
+                },
+                (Ok(Some(_)), Err(_)) => state = "skipped (trust file unreadable)",
+                (Err(e), _) => {
+                    problems.push(e.to_string());
+                    continue;
+                }
+            }
         }
-        if let Some(hooks) = layer.hooks_file() {
-            files.push(format!("{kind} hooks: {}", hooks.display()));
+        let rules = match layer.rules_files() {
+            Ok(rules) => rules,
+            Err(e) => {
+                problems.push(e.to_string());
+                Vec::new()
+            }
+        };
+        let hooks = layer.hooks_file();
+        for file in rules.iter().chain(hooks.iter()) {
+            files.push(format!("{kind} ({state}): {}", file.display()));
+        }
+        if !state.contains("skipped") {
+            loading.push(layer);
         }
     }
-    let rule_files = match layers::rules_files(&found) {
+    let rule_files = match layers::rules_files(&loading) {
         Ok(files) => files,
         Err(e) => {
             problems.push(e.to_string());
@@ -400,24 +438,30 @@ fn policy_checks(cwd: &Path, home: Option<&Path>) -> Vec<Check> {
     if let Err(e) = execgate_execpolicy::Policy::from_files(&rule_files) {
         problems.push(e.to_string());
     }
-    let hook_files = layers::hooks_files(&found);
+    let hook_files = layers::hooks_files(&loading);
     if let Err(e) = execgate_hooks::HooksConfig::load(&hook_files) {
         problems.push(e.to_string());
     }
     let summary = format!(
-        "{} rules file(s), {} hooks file(s) would load in {} (every layer loads: no trust \
-         check in this build)",
+        "{} rules file(s), {} hooks file(s) would load in {}",
         rule_files.len(),
         hook_files.len(),
         cwd.display()
     );
-    let policy = if problems.is_empty() {
+    let mut policy = if problems.is_empty() {
         Check::new("policy", Status::Ok, summary).more(files)
     } else {
         Check::new("policy", Status::Fail, summary)
             .more(files.into_iter().chain(problems).collect())
             .fix("fix the file:line:col named above; `execgate policy lint FILE` explains")
     };
+    if policy.status == Status::Ok && !skipped.is_empty() {
+        policy.status = Status::Warn;
+        policy.fix = Some(format!(
+            "after reviewing the skipped files: {}",
+            skipped.join("; ")
+        ));
+    }
     let approvals = match layers::user_rules_file(home) {
         None => Check::new(
             "approvals",

@@ -10,8 +10,8 @@ mod policy_lint;
 mod policy_suggest;
 mod run;
 mod sandbox;
-mod trust;
 mod shells;
+mod trust;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

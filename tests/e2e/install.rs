@@ -227,21 +227,21 @@ fn the_cache_is_never_inside_a_writable_root() {
 
 #[test]
 fn a_session_cannot_change_a_cache_inside_its_writable_roots() {
-    // The session uses a cache outside its roots, but ~/.cache/execgate (another session's
-    // cache) is inside its working directory.
+    // The session uses a cache outside its roots, but $XDG_CACHE_HOME/execgate (another
+    // session's cache) is inside its working directory.
     let prefix = Prefix::new();
-    let home = prefix.work.join("home");
-    let other = home.join(".cache/execgate");
+    let xdg = prefix.work.join("xdg");
+    let other = xdg.join("execgate");
     std::fs::create_dir_all(&other).unwrap();
     let outside = prefix.home.join("cache");
     let envs = |backend: &'static str| {
         [
-            ("HOME", home.clone()),
+            ("XDG_CACHE_HOME", xdg.clone()),
             ("EXECGATE_CACHE_DIR", outside.clone()),
             ("EXECGATE_SANDBOX_BACKEND", PathBuf::from(backend)),
         ]
     };
-    let script = "echo x > home/.cache/execgate/planted || echo refused";
+    let script = "echo x > xdg/execgate/planted || echo refused";
     let bwrap = envs("bubblewrap");
     let bwrap: Vec<(&str, &Path)> = bwrap.iter().map(|(k, v)| (*k, v.as_path())).collect();
     let (code, stdout, stderr) = prefix.run(&bwrap, &["run", "--shell", "sh", script]);
@@ -251,13 +251,19 @@ fn a_session_cannot_change_a_cache_inside_its_writable_roots() {
     let landlock = envs("landlock");
     let landlock: Vec<(&str, &Path)> = landlock.iter().map(|(k, v)| (*k, v.as_path())).collect();
     let (code, stdout, stderr) = prefix.run(&landlock, &["run", "--shell", "sh", script]);
-    assert_eq!((code, stdout.as_str()), (2, ""), "{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "cannot keep {} read-only inside the writable root",
-            other.display()
-        )),
-        "{stderr}"
+    assert_eq!(
+        (code, stdout.as_str(), stderr),
+        (
+            2,
+            "",
+            format!(
+                "execgate: Landlock cannot keep {} read-only inside the writable root {}: use \
+                 the bubblewrap backend (which can), or pass --allow-unprotected-landlock to \
+                 accept that it stays writable\n",
+                other.display(),
+                prefix.work.display()
+            )
+        )
     );
 }
 
@@ -572,9 +578,9 @@ fn doctor_on_a_bare_install_checks_the_embedded_helpers_with_an_intercepted_true
 fn doctor_names_each_problem_with_its_fix() {
     let prefix = Prefix::new();
     let missing = prefix.home.join("no-init");
-    std::fs::create_dir_all(prefix.work.join(".execgate/rules")).unwrap();
+    std::fs::create_dir_all(prefix.home.join(".config/execgate/rules")).unwrap();
     std::fs::write(
-        prefix.work.join(".execgate/rules/bad.rules"),
+        prefix.home.join(".config/execgate/rules/bad.rules"),
         "prefix_rule(\n",
     )
     .unwrap();
@@ -744,6 +750,55 @@ fn run_shell_zsh_without_a_patched_zsh_says_how_to_build_it() {
                  (build ours with `execgate shells build zsh`)\n",
                 empty.display()
             )
+        )
+    );
+}
+
+#[test]
+fn doctor_says_an_untrusted_project_policy_is_skipped_and_how_to_trust_it() {
+    let prefix = Prefix::new();
+    std::fs::create_dir_all(prefix.work.join(".execgate/rules")).unwrap();
+    let rules = prefix.work.join(".execgate/rules/project.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"make\"], decision = \"allow\")\n",
+    )
+    .unwrap();
+    let (code, report) = doctor(&prefix, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(
+        checks(&report, "policy"),
+        [(
+            "warn".into(),
+            format!(
+                "0 rules file(s), 0 hooks file(s) would load in {}",
+                prefix.work.display()
+            ),
+            Some(format!(
+                "after reviewing the skipped files: execgate trust {}",
+                prefix.work.display()
+            ))
+        )]
+    );
+    let policy = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "policy")
+        .unwrap();
+    assert_eq!(
+        policy["more"],
+        serde_json::json!([format!("project (untrusted, skipped): {}", rules.display())])
+    );
+    // Trusted: it loads.
+    let (code, _, stderr) = prefix.run(&[], &["trust"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (_, report) = doctor(&prefix, &[]);
+    assert_eq!(
+        checks(&report, "policy")[0].1,
+        format!(
+            "1 rules file(s), 0 hooks file(s) would load in {}",
+            prefix.work.display()
         )
     );
 }

@@ -792,8 +792,14 @@ fn inspect(env: &Env, args: &[&str]) -> Value {
     // The helpers by name: a HOME under /tmp is inside the session's writable temporary
     // folder, where execgate keeps no cache.
     let helpers = [
-        format!("EXECGATE_WRAPPER={}", crate::support::bins::wrapper().display()),
-        format!("EXECGATE_PRELOAD={}", crate::support::bins::preload_shim().display()),
+        format!(
+            "EXECGATE_WRAPPER={}",
+            crate::support::bins::wrapper().display()
+        ),
+        format!(
+            "EXECGATE_PRELOAD={}",
+            crate::support::bins::preload_shim().display()
+        ),
         format!("EXECGATE_INIT={}", crate::support::bins::init().display()),
     ];
     let out = std::process::Command::new(inspector)
