@@ -129,38 +129,56 @@ fn canonical_prefix(path: &Path) -> PathBuf {
 /// `dir` are the user's own, 0700; every folder above `root` belongs to the user or root,
 /// and none is writable by anyone else unless sticky (like `/tmp`).
 pub fn private_dir(root: &Path, dir: &Path) -> anyhow::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create the cache folder {}", dir.display()))?;
     let uid = nix::unistd::geteuid().as_raw();
-    let mut inside = true;
-    for folder in dir.ancestors() {
-        let meta = std::fs::symlink_metadata(folder)
-            .with_context(|| format!("cannot inspect {}", folder.display()))?;
-        if inside {
-            if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
-                bail!(
-                    "the cache folder {} is not a folder only you can use (owner {}, mode \
-                     {:o}): remove it, or set EXECGATE_CACHE_DIR",
-                    folder.display(),
-                    meta.uid(),
-                    meta.mode() & 0o7777
-                );
-            }
-            inside = folder != root;
-            continue;
+    let below = dir
+        .strip_prefix(root)
+        .with_context(|| format!("{} is not inside {}", dir.display(), root.display()))?;
+    if let Some(parent) = root.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    // The cache's own folders one at a time, each checked before anything is made inside
+    // it, so nothing is ever created through a symlink or in a folder someone else owns.
+    let mut folder = root.to_path_buf();
+    let levels = std::iter::once(None).chain(below.components().map(Some));
+    for component in levels {
+        if let Some(component) = component {
+            folder.push(component);
         }
-        let meta = std::fs::metadata(folder)
-            .with_context(|| format!("cannot inspect {}", folder.display()))?;
+        match std::fs::DirBuilder::new().mode(0o700).create(&folder) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot create the cache folder {}", folder.display())
+                })
+            }
+        }
+        let meta = std::fs::symlink_metadata(&folder)
+            .with_context(|| format!("cannot inspect the cache folder {}", folder.display()))?;
+        if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+            bail!(
+                "the cache folder {} is not a folder only you can use (owner {}, mode {:o}): \
+                 remove it, or set EXECGATE_CACHE_DIR",
+                folder.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            );
+        }
+    }
+    for parent in root.ancestors().skip(1) {
+        let meta = std::fs::metadata(parent)
+            .with_context(|| format!("cannot inspect {}", parent.display()))?;
         let others_write = meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0;
         if (meta.uid() != uid && meta.uid() != 0) || others_write {
             bail!(
                 "the cache folder {} is inside {}, which others can change (owner {}, mode \
                  {:o}): set EXECGATE_CACHE_DIR to a folder of your own",
                 root.display(),
-                folder.display(),
+                parent.display(),
                 meta.uid(),
                 meta.mode() & 0o7777
             );
@@ -355,6 +373,25 @@ mod tests {
             format!("{err}").contains("is inside the writable root"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_cache_folder_that_is_a_symlink_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let real = root.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let cache = root.path().join("cache");
+        std::os::unix::fs::symlink(&real, &cache).unwrap();
+        let err = materialize(&cache, SHIM).unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with(&format!(
+                "the cache folder {} is not a folder only you can use",
+                cache.display()
+            )),
+            "{err:#}"
+        );
+        assert_eq!(std::fs::read_dir(&real).unwrap().count(), 0);
     }
 
     #[test]
