@@ -11,26 +11,20 @@ pub struct Progress {
     step: u64,
     total: u64,
     bar: Option<ProgressBar>,
+    tty: bool,
     prefix: &'static str,
 }
 
 impl Progress {
-    /// A bar when stderr is a terminal, lines prefixed with `prefix` otherwise.
+    /// A bar when stderr is a terminal (from the first [`Progress::set_total`], so work
+    /// that turns out to be done shows nothing), lines prefixed with `prefix` otherwise.
     pub fn new(prefix: &'static str) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template("{prefix} [{pos}/{len}] {wide_msg} {elapsed}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar());
-            bar.set_style(style);
-            bar.set_prefix(prefix);
-            bar.enable_steady_tick(std::time::Duration::from_millis(500));
-            bar
-        });
         Self {
             started: Instant::now(),
             step: 0,
             total: 0,
-            bar,
+            bar: None,
+            tty: std::io::stderr().is_terminal(),
             prefix,
         }
     }
@@ -38,6 +32,15 @@ impl Progress {
     /// The number of steps to come.
     pub fn set_total(&mut self, total: u64) {
         self.total = total;
+        if self.tty && self.bar.is_none() {
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template("{prefix} [{pos}/{len}] {wide_msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar.set_prefix(self.prefix);
+            bar.enable_steady_tick(std::time::Duration::from_millis(500));
+            self.bar = Some(bar);
+        }
         if let Some(bar) = &self.bar {
             bar.set_length(total);
         }
