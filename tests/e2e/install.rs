@@ -10,8 +10,9 @@ use std::process::{Command, Stdio};
 
 const BACKENDS: [&str; 2] = ["bubblewrap", "landlock"];
 
-/// A scratch folder under cargo's target folder (outside `/tmp`, which a workspace-write
-/// session can write) with `work`, `home` and `bin/execgate`.
+/// A scratch folder under cargo's target folder with `work`, `home`, `tmp` (the sessions'
+/// `TMPDIR`, so their writable temporary folder is not `/tmp`, where the clone may live)
+/// and `bin/execgate`.
 struct Prefix {
     _dir: tempfile::TempDir,
     work: PathBuf,
@@ -24,7 +25,7 @@ impl Prefix {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let root = dir.path().canonicalize().unwrap();
         let (work, home, bin) = (root.join("work"), root.join("home"), root.join("bin"));
-        for d in [&work, &home, &bin] {
+        for d in [&work, &home, &bin, &root.join("tmp")] {
             std::fs::create_dir(d).unwrap();
         }
         // Hard links, not copies: a file just written may still be open for writing in a
@@ -55,8 +56,8 @@ impl Prefix {
         self.home.join(".cache/execgate")
     }
 
-    /// `bin/execgate ARGS` from `work` with only PATH and HOME set, plus `envs`, without a
-    /// terminal.
+    /// `bin/execgate ARGS` from `work` with only PATH, HOME and TMPDIR set, plus `envs`,
+    /// without a terminal.
     fn run(&self, envs: &[(&str, &Path)], args: &[&str]) -> (i32, String, String) {
         let mut cmd = Command::new(self.bin.join("execgate"));
         cmd.args(args)
@@ -64,6 +65,7 @@ impl Prefix {
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("HOME", &self.home)
+            .env("TMPDIR", self.home.with_file_name("tmp"))
             .envs(envs.iter().copied())
             .stdin(Stdio::null());
         // SAFETY: setsid is async-signal-safe.
@@ -433,6 +435,7 @@ fn cargo_install_gives_a_working_tool() {
             .env_clear()
             .env("PATH", &path)
             .env("HOME", &prefix.home)
+            .env("TMPDIR", prefix.home.with_file_name("tmp"))
             .env("EXECGATE_SANDBOX_BACKEND", backend)
             .stdin(Stdio::null());
         // SAFETY: setsid is async-signal-safe.
