@@ -3,7 +3,8 @@
 //! first use, so that the `execgate` binary alone is a whole install.
 //!
 //! The cache (`EXECGATE_CACHE_DIR`, else `$XDG_CACHE_HOME/execgate`, else
-//! `~/.cache/execgate`, else `$XDG_RUNTIME_DIR/execgate`) holds them in
+//! `~/.cache/execgate`, else `$XDG_RUNTIME_DIR/execgate`, else `/var/tmp/execgate-<uid>`)
+//! holds them in
 //! `helpers/<sha256 of the three>/`, so builds never overwrite each other's copies. Its
 //! folders are created 0700 and must belong to the user; every use compares each file,
 //! byte for byte, with the copy inside `execgate` and rewrites one that differs (never
@@ -48,13 +49,18 @@ pub const DIGEST: &str = env!("EXECGATE_EMBED_DIGEST");
 
 /// Every cache folder execgate may use, in order of preference (whether or not they
 /// exist): `EXECGATE_CACHE_DIR`, `$XDG_CACHE_HOME/execgate`, `~/.cache/execgate`,
-/// `$XDG_RUNTIME_DIR/execgate`.
+/// `$XDG_RUNTIME_DIR/execgate`, `/var/tmp/execgate-<uid>` (for a home inside a writable
+/// root, e.g. under `/tmp`; refused unless it is the user's own, 0700).
 pub fn cache_roots() -> Vec<PathBuf> {
     let mut roots = Vec::new();
     roots.extend(env_path("EXECGATE_CACHE_DIR"));
     roots.extend(env_path("XDG_CACHE_HOME").map(|d| d.join("execgate")));
     roots.extend(env_path("HOME").map(|d| d.join(".cache").join("execgate")));
     roots.extend(env_path("XDG_RUNTIME_DIR").map(|d| d.join("execgate")));
+    roots.push(PathBuf::from(format!(
+        "/var/tmp/execgate-{}",
+        nix::unistd::geteuid().as_raw()
+    )));
     roots.dedup();
     roots
 }
@@ -364,6 +370,16 @@ mod tests {
         let roots = [a.clone(), b.clone()];
         assert_eq!(choose_from(&roots, &writable).unwrap(), b);
         assert_eq!(choose_from(&roots, &[]).unwrap(), a);
+        let err = choose_from(&roots, &[root.path().to_path_buf()]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "every cache folder execgate could use ({}, {}) is inside a writable root of \
+                 this session: set EXECGATE_CACHE_DIR to a folder outside them",
+                a.display(),
+                b.display()
+            )
+        );
         // Through a symlink into the writable root.
         std::fs::create_dir(root.path().join("w")).unwrap();
         let link = root.path().join("link");
