@@ -75,6 +75,13 @@ impl BwrapPlan {
             "/dev".as_ref(),
             "--proc".as_ref(),
             "/proc".as_ref(),
+            // Nothing in /proc is writable, as under Landlock. As root the shell is uid 0
+            // without capabilities, and /proc/sys's files belong to root with mode 0644:
+            // bwrap covers /proc/sys only where it can write the folder itself, so
+            // kernel.core_pattern (a program run as root on the host) stayed writable.
+            // Magic links (/proc/self/fd/N, /dev/stdout) still open their targets.
+            "--remount-ro".as_ref(),
+            "/proc".as_ref(),
         ]);
         for root in &resolved.writable {
             push(&["--bind".as_ref(), root.as_os_str(), root.as_os_str()]);

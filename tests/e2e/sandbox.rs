@@ -668,6 +668,49 @@ fn sandbox_check_states_sockets_capabilities_reaping_and_terminal_per_backend() 
     );
 }
 
+// ---- /proc ----------------------------------------------------------------------------
+
+/// Writes every file in `paths` with what it holds (so a failure of this test changes
+/// nothing on the host), one `path: ok|ERRNO` line each.
+const PROC_WRITES: &str = r#"
+import errno, sys
+for path in sys.argv[1:]:
+    try:
+        with open(path, "rb") as f:
+            old = f.read()
+        with open(path, "wb") as f:
+            f.write(old)
+        print(f"{path}: ok")
+    except OSError as e:
+        print(f"{path}: {errno.errorcode[e.errno]}")
+"#;
+
+#[test]
+fn proc_is_read_only_so_root_without_capabilities_cannot_change_the_host_kernel() {
+    // As root, bubblewrap's shell is uid 0 without capabilities: the files of /proc/sys
+    // (kernel.core_pattern runs a program of the writer's choosing as root on the host,
+    // outside every sandbox) are owned by root and mode 0644, so their owner could write
+    // them. Before, bubblewrap left /proc/sys writable (it covers /proc/sys only where the
+    // directory itself is writable) and both writes succeeded.
+    let paths = [
+        "/proc/sys/kernel/core_pattern",
+        "/proc/sys/kernel/hostname",
+        "/proc/self/oom_score_adj",
+    ];
+    for backend in BACKENDS {
+        let env = Env::new();
+        std::fs::write(env.work.join("proc_writes.py"), PROC_WRITES).unwrap();
+        let (report, out) = env.run_json(
+            backend,
+            &[&format!("python3 proc_writes.py {}", paths.join(" "))],
+        );
+        assert_eq!(out.status.code(), Some(0), "{backend}: {report}");
+        let errno = if backend == "bubblewrap" { "EROFS" } else { "EACCES" };
+        let expected: String = paths.iter().map(|p| format!("{p}: {errno}\n")).collect();
+        assert_eq!(report["stdout"], expected, "{backend}: {report}");
+    }
+}
+
 #[test]
 fn a_sandbox_inside_a_supervised_sandbox_refuses_to_start() {
     // The outer session's notify filter already has a listener: the inner init cannot
