@@ -27,6 +27,7 @@ mod error;
 mod explain;
 pub mod lint;
 mod loader;
+mod network;
 mod paths;
 mod policy;
 mod render;
@@ -38,6 +39,10 @@ pub use decision::Decision;
 pub use error::{PolicyError, RuleError};
 pub use explain::{Explanation, Fallback, MatchVia, RuleExplanation, RuleStatus};
 pub use loader::{ExampleKind, ExampleOutcome, PolicyLoader};
+pub use network::{
+    canonical_host, canonical_ip, parse_ipv4_literal, CanonicalHost, NetworkEvaluation,
+    MAX_HOST_NAME_LEN,
+};
 pub use policy::{CheckOptions, Evaluation, Policy, RuleMatch};
 pub use render::{render_prefix_rule, RenderError};
 pub use rule::{NetworkProtocol, NetworkRule, PatternToken, PrefixRule, SourceLocation};

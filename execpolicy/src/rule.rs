@@ -178,7 +178,7 @@ impl NetworkProtocol {
     }
 }
 
-/// A `network_rule(...)`: parsed and validated; enforcement lives elsewhere.
+/// A `network_rule(...)`: parsed and validated; [`crate::Policy::check_network`] matches it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetworkRule {
     /// Lowercased host name or IP literal, without port, brackets or trailing dot.
