@@ -152,7 +152,7 @@ pub fn tcp_listener_from_fd(fd: OwnedFd) -> io::Result<TcpListener> {
         )
     })?;
     let kind = getsockopt(&fd, sockopt::SockType).map_err(io::Error::from)?;
-    if !listening || kind != nix::sys::socket::SockType::Stream {
+    if !listening || kind != nix::sys::socket::SockType::Stream || !is_inet(&fd) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "network gate: the fd handed in is not a listening TCP socket (bind and listen it first)",
@@ -161,6 +161,17 @@ pub fn tcp_listener_from_fd(fd: OwnedFd) -> io::Result<TcpListener> {
     let listener = std::net::TcpListener::from(fd);
     listener.set_nonblocking(true)?;
     TcpListener::from_std(listener)
+}
+
+/// Whether `fd` is an IPv4 or IPv6 socket (a unix socket can look like a listening
+/// stream socket too).
+fn is_inet(fd: &OwnedFd) -> bool {
+    use nix::sys::socket::{getsockname, AddressFamily, SockaddrLike, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    getsockname::<SockaddrStorage>(fd.as_raw_fd())
+        .ok()
+        .and_then(|address| address.family())
+        .is_some_and(|family| matches!(family, AddressFamily::Inet | AddressFamily::Inet6))
 }
 
 /// Turns a bound UDP socket handed in as an fd into a tokio socket. Fails if the fd is not
@@ -173,7 +184,7 @@ pub fn udp_socket_from_fd(fd: OwnedFd) -> io::Result<UdpSocket> {
             format!("network gate: the fd handed in is not a socket ({e})"),
         )
     })?;
-    if kind != nix::sys::socket::SockType::Datagram {
+    if kind != nix::sys::socket::SockType::Datagram || !is_inet(&fd) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "network gate: the fd handed in is not a UDP socket",

@@ -1355,3 +1355,38 @@ async fn proxy_aware_programs_in_the_sandbox_use_the_proxy_by_name() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_listening_inet_sockets_are_taken_as_listeners() {
+    use execgate_netgate::{tcp_listener_from_fd, udp_socket_from_fd};
+    use std::os::fd::OwnedFd;
+    let dir = tempfile::tempdir().unwrap();
+    let unix = std::os::unix::net::UnixListener::bind(dir.path().join("s")).unwrap();
+    let error = tcp_listener_from_fd(OwnedFd::from(unix)).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "network gate: the fd handed in is not a listening TCP socket (bind and listen it first)"
+    );
+    let unlistened = std::net::TcpStream::connect(
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(tcp_listener_from_fd(OwnedFd::from(unlistened)).is_err());
+    let file = std::fs::File::open("/dev/null").unwrap();
+    assert!(tcp_listener_from_fd(OwnedFd::from(file))
+        .unwrap_err()
+        .to_string()
+        .starts_with("network gate: the fd handed in is not a socket"));
+    let udp_unix = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    assert_eq!(
+        udp_socket_from_fd(OwnedFd::from(udp_unix))
+            .unwrap_err()
+            .to_string(),
+        "network gate: the fd handed in is not a UDP socket"
+    );
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    assert!(udp_socket_from_fd(OwnedFd::from(udp)).is_ok());
+}
