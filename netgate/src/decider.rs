@@ -294,8 +294,7 @@ impl DenyAll {
 }
 
 impl NetworkDecider for DenyAll {
-    fn decide<'a>(&'a self, request: &'a NetworkRequest) -> BoxFuture<'a, NetworkVerdict> {
-        let _ = request;
+    fn decide<'a>(&'a self, _request: &'a NetworkRequest) -> BoxFuture<'a, NetworkVerdict> {
         Box::pin(async move { self.verdict.clone() })
     }
 }

@@ -96,7 +96,7 @@ pub(crate) struct Opened {
 
 /// A std mutex that shrugs off poisoning: a panic elsewhere must not wedge the gate (the
 /// data under these locks stays consistent across every early return).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

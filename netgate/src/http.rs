@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use crate::decider::{target_text, ConnectionOwner};
-use crate::gate::{Gate, Opened, Refusal, UpstreamError};
+use crate::gate::{lock, Gate, Opened, Refusal, UpstreamError};
 use crate::relay::{relay, Activity, Metered};
 use crate::target::{authority_text, parse_host_port};
 
@@ -63,12 +63,6 @@ struct Conn {
     tunnel: Mutex<Option<Tunnel>>,
     /// Upstream connection drivers; aborted when the client connection ends.
     tasks: Mutex<JoinSet<()>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The reply to a connection over the session's cap (written without waiting).
