@@ -247,7 +247,7 @@ network_rule(host = "echo.test", protocol = "https", decision = "allow")"#,
     let echo = echo();
     let mut proxies = Vec::new();
     let mut records = Vec::new();
-    for mode in [RelayMode::Splice, RelayMode::Copy] {
+    for mode in [RelayMode::Copy, RelayMode::Splice] {
         let mut config = GateConfig::new(Arc::clone(&policy));
         config.relay = mode;
         config.limits.max_connections = args.held + 64;
@@ -302,13 +302,14 @@ network_rule(host = "echo.test", protocol = "https", decision = "allow")"#,
         );
     }
 
-    let (_, splice_proxy) = proxies[0];
-    ping(echo, Some(splice_proxy)); // decided once; every later connection is remembered
+    // The default relay (copy) from here on.
+    let (_, proxy) = proxies[0];
+    ping(echo, Some(proxy)); // decided once; every later connection is remembered
     let mut direct_pings = Vec::new();
     let mut proxied_pings = Vec::new();
     for _ in 0..args.latency {
         direct_pings.push(ping(echo, None));
-        proxied_pings.push(ping(echo, Some(splice_proxy)));
+        proxied_pings.push(ping(echo, Some(proxy)));
     }
     let (direct, proxied) = (median(direct_pings), median(proxied_pings));
     println!(
@@ -332,7 +333,7 @@ network_rule(host = "echo.test", protocol = "https", decision = "allow")"#,
     }
     let (rss_before, fds_before) = (status_kib("VmRSS:"), open_fds());
     let mut held: Vec<TcpStream> = (0..args.held)
-        .map(|_| open(echo, Some(splice_proxy), "echo.test"))
+        .map(|_| open(echo, Some(proxy), "echo.test"))
         .collect();
     for stream in &mut held {
         stream.write_all(b"h").unwrap();

@@ -16,6 +16,31 @@
 //! connect to an address other than the ones it checked, and never reach a local or
 //! private address that no rule (or `--network-resolve` entry) names. Every decided
 //! connection ends in one [`ConnectionRecord`].
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use execgate_execpolicy::Policy;
+//! use execgate_netgate::{DenyAll, Gate, GateConfig, RulesDecider, Source};
+//!
+//! # async fn session(proxy_fd: std::os::fd::OwnedFd) -> Result<(), Box<dyn std::error::Error>> {
+//! let policy = Arc::new(Policy::from_source(
+//!     "net.rules",
+//!     r#"network_rule(host = "pypi.test", protocol = "https", decision = "allow")"#,
+//! )?);
+//! // Rules first; what they leave open goes to the next stage (here: nobody to ask).
+//! let next = Arc::new(DenyAll::new(Source::User, "nobody can be asked"));
+//! let decider = Arc::new(RulesDecider::new(Arc::clone(&policy), next));
+//! let mut config = GateConfig::new(policy);
+//! config.resolve.add_entry("pypi.test:127.0.0.1")?;
+//! let (gate, mut records) = Gate::new(config, decider);
+//! let listener = execgate_netgate::tcp_listener_from_fd(proxy_fd)?;
+//! tokio::spawn(async move { gate.serve_http_proxy(listener).await });
+//! while let Some(record) = records.recv().await {
+//!     println!("{} {}:{} {}", record.verdict.as_str(), record.host, record.port, record.bytes_down);
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 #![warn(missing_docs)]
 

@@ -1390,3 +1390,37 @@ async fn only_listening_inet_sockets_are_taken_as_listeners() {
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     assert!(udp_socket_from_fd(OwnedFd::from(udp)).is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verdict_that_ends_the_session_refuses_and_its_record_says_so_and_whose_it_was() {
+    let mut verdict = user_verdict(Outcome::Deny, Scope::Session);
+    verdict.end_session = true;
+    verdict.exec = Some(execgate_netgate::ExecRef {
+        id: 7,
+        command: "/usr/bin/curl https://ask.test/".to_owned(),
+    });
+    let h = Harness::start(ALLOW_HTTPS, Scripted::new().answer("ask.test", verdict)).await;
+    let mut stream = TcpStream::connect(h.proxy).await.unwrap();
+    let peer = stream.local_addr().unwrap();
+    stream
+        .write_all(b"CONNECT ask.test:443 HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    let response = read_response(&mut stream).await;
+    assert_eq!(
+        response.body,
+        format!(
+            "execgate: network denied: https://ask.test:443: denied by the user (rule {})\n",
+            h.rule(6)
+        )
+    );
+    let record = h.record().await;
+    assert!(record.end_session);
+    assert_eq!(record.owner.peer, peer);
+    assert_eq!(
+        record.exec.map(|e| (e.id, e.command)),
+        Some((7, "/usr/bin/curl https://ask.test/".to_owned()))
+    );
+    // The owner reached the decider too.
+    assert_eq!(h.scripted.questions.lock().unwrap()[0].owner.peer, peer);
+}
