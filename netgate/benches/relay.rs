@@ -10,7 +10,7 @@
 //! tokio runtime: on a two-core machine the gate competes for the cores like the third busy
 //! process it is in real use.
 //!
-//!   cargo bench -p execgate-netgate --bench relay -- [--size 1G] [--rounds 3] [--latency 1000] [--held 200]
+//!   cargo bench -p execgate-netgate --bench relay -- [--size 1G] [--rounds 3] [--latency 1000] [--held 200] [--relay copy|splice|both]
 //!   benches/netgate.sh (same, with the full 1 GiB)
 
 use std::io::{Read, Write};
@@ -22,6 +22,7 @@ use execgate_execpolicy::Policy;
 use execgate_netgate::{DenyAll, Gate, GateConfig, RelayMode, RulesDecider, Source};
 
 struct Args {
+    modes: Vec<RelayMode>,
     size: u64,
     rounds: usize,
     latency: usize,
@@ -47,6 +48,7 @@ fn parse_size(text: &str) -> u64 {
 
 fn args() -> Args {
     let mut args = Args {
+        modes: vec![RelayMode::Copy, RelayMode::Splice],
         size: 64 << 20,
         rounds: 3,
         latency: 1000,
@@ -60,6 +62,14 @@ fn args() -> Args {
             "--rounds" => args.rounds = value().parse().expect("--rounds N"),
             "--latency" => args.latency = value().parse().expect("--latency N"),
             "--held" => args.held = value().parse().expect("--held N"),
+            "--relay" => {
+                args.modes = match value().as_str() {
+                    "copy" => vec![RelayMode::Copy],
+                    "splice" => vec![RelayMode::Splice],
+                    "both" => vec![RelayMode::Copy, RelayMode::Splice],
+                    other => panic!("--relay copy|splice|both (got {other:?})"),
+                }
+            }
             "--bench" => {}
             other => panic!("unknown argument {other:?}; see the doc comment of benches/relay.rs"),
         }
@@ -247,7 +257,7 @@ network_rule(host = "echo.test", protocol = "https", decision = "allow")"#,
     let echo = echo();
     let mut proxies = Vec::new();
     let mut records = Vec::new();
-    for mode in [RelayMode::Copy, RelayMode::Splice] {
+    for &mode in &args.modes {
         let mut config = GateConfig::new(Arc::clone(&policy));
         config.relay = mode;
         config.limits.max_connections = args.held + 64;
@@ -302,7 +312,7 @@ network_rule(host = "echo.test", protocol = "https", decision = "allow")"#,
         );
     }
 
-    // The default relay (copy) from here on.
+    // The first relay (the default, copy, unless --relay says otherwise) from here on.
     let (_, proxy) = proxies[0];
     ping(echo, Some(proxy)); // decided once; every later connection is remembered
     let mut direct_pings = Vec::new();
