@@ -24,8 +24,8 @@ use crate::paths;
 use crate::policy::{IndexEntry, Policy};
 use crate::render::escaped;
 use crate::rule::{
-    network_host_port, normalize_network_host, parse_network_decision, NetworkProtocol,
-    NetworkRule, PatternToken, PrefixRule, SourceLocation,
+    normalize_network_host, parse_network_decision, NetworkProtocol, NetworkRule, PatternToken,
+    PrefixRule, SourceLocation,
 };
 
 /// Which of a rule's example lists an example came from.
@@ -560,8 +560,7 @@ fn rule_builtins(builder: &mut GlobalsBuilder) {
         let protocol = NetworkProtocol::parse(protocol)?;
         let decision = parse_network_decision(decision)?;
         let justification = parse_justification("network_rule", justification)?;
-        let port = network_host_port(host);
-        let host = normalize_network_host(host)?;
+        let (host, port) = normalize_network_host(host)?;
         with_builder(eval, |b, source| {
             b.policy.network_rules.push(NetworkRule {
                 host,

@@ -183,8 +183,8 @@ impl NetworkProtocol {
 pub struct NetworkRule {
     /// Lowercased host name or IP literal, without port, brackets or trailing dot.
     pub host: String,
-    /// The port written after the host (`example.com:8443`), if any. As in Codex it is not
-    /// part of the match; it is kept so tools can say so.
+    /// The port written after the host (`example.com:8443`), if any. Matching ignores it,
+    /// as Codex does; the network gate uses it to know which ports to capture.
     pub port: Option<u16>,
     /// The protocol the rule covers.
     pub protocol: NetworkProtocol,
@@ -209,32 +209,13 @@ pub(crate) fn parse_network_decision(raw: &str) -> Result<Decision, RuleError> {
     }
 }
 
-/// The port written in a `network_rule` host (`example.com:8443`, `[::1]:8443`), if it is
-/// one; [`normalize_network_host`] strips it.
-pub(crate) fn network_host_port(raw: &str) -> Option<u16> {
-    let host = raw.trim();
-    let port = if let Some(bracketed) = host.strip_prefix('[') {
-        bracketed.split_once(']')?.1.strip_prefix(':')?
-    } else if host.matches(':').count() == 1 {
-        let (name, port) = host.rsplit_once(':')?;
-        if name.is_empty() {
-            return None;
-        }
-        port
-    } else {
-        return None;
-    };
-    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    port.parse().ok()
-}
-
 /// Normalizes a `network_rule` host: trims, strips a port and IPv6 brackets and a trailing
-/// dot, lowercases; rejects schemes, paths, wildcards, whitespace and empty hosts.
-pub(crate) fn normalize_network_host(raw: &str) -> Result<String, RuleError> {
+/// dot, lowercases; rejects schemes, paths, wildcards, whitespace and empty hosts. Returns
+/// the host and the port it named (when that port is 1 to 65535).
+pub(crate) fn normalize_network_host(raw: &str) -> Result<(String, Option<u16>), RuleError> {
     let err = |what: &str| RuleError(format!("network_rule: host {what} (got {raw:?})"));
     let mut host = raw.trim();
+    let mut port = None;
     if host.is_empty() {
         return Err(err("cannot be empty"));
     }
@@ -254,11 +235,14 @@ pub(crate) fn normalize_network_host(raw: &str) -> Result<String, RuleError> {
         if !port_ok {
             return Err(err("has an unsupported suffix after the [IPv6] literal"));
         }
+        port = rest.strip_prefix(':').and_then(|p| p.parse().ok());
         host = inside;
     } else if host.matches(':').count() == 1 {
-        if let Some((name, port)) = host.rsplit_once(':') {
-            if !name.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+        if let Some((name, digits)) = host.rsplit_once(':') {
+            if !name.is_empty() && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+            {
                 host = name;
+                port = digits.parse().ok();
             }
         }
     }
@@ -272,5 +256,5 @@ pub(crate) fn normalize_network_host(raw: &str) -> Result<String, RuleError> {
     if normalized.chars().any(char::is_whitespace) {
         return Err(err("cannot contain whitespace"));
     }
-    Ok(normalized)
+    Ok((normalized, port.filter(|&p| p != 0)))
 }

@@ -519,7 +519,7 @@ fn network_rules(
             continue;
         };
         let host = match normalize_network_host(&connection.host) {
-            Ok(host) => host,
+            Ok((host, _port)) => host,
             Err(_) => {
                 not_suggested.push(format!(
                     "{}: not a host a network rule can name",

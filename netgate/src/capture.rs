@@ -9,7 +9,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use execgate_execpolicy::{canonical_host, canonical_ip, CanonicalHost, NetworkProtocol};
+use execgate_execpolicy::{canonical_host, canonical_ip, CanonicalHost, NetworkProtocol, Policy};
 use rustls::server::Acceptor;
 use tokio::net::TcpStream;
 
@@ -17,6 +17,22 @@ use crate::decider::{ConnectionOwner, Via};
 use crate::gate::{reset, Gate};
 use crate::http::{self, HttpMode};
 use crate::relay::relay;
+
+/// The ports to capture and the protocol each one speaks: 443 (`https`) and 80 (`http`),
+/// then every port a `network_rule` host names (`example.com:8443`), with that rule's
+/// protocol (`socks5_tcp` passes raw TCP; `socks5_udp` rules name no TCP port). A port is
+/// listed once, with the first protocol named for it.
+pub fn capture_ports(policy: &Policy) -> Vec<(u16, NetworkProtocol)> {
+    let mut ports = vec![(443, NetworkProtocol::Https), (80, NetworkProtocol::Http)];
+    for rule in policy.network_rules() {
+        let Some(port) = rule.port else { continue };
+        if rule.protocol == NetworkProtocol::Socks5Udp || ports.iter().any(|&(p, _)| p == port) {
+            continue;
+        }
+        ports.push((port, rule.protocol));
+    }
+    ports
+}
 
 /// The most ClientHello bytes read before giving up on finding its end.
 const MAX_CLIENT_HELLO: usize = 64 * 1024;
@@ -145,5 +161,35 @@ async fn read_client_hello(stream: &TcpStream) -> Result<(Vec<u8>, Option<String
             Ok(None) => return Err("the TLS ClientHello is too large".to_owned()),
             Err((e, _alert)) => return Err(format!("not a TLS ClientHello: {e}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_ports_are_80_443_and_every_port_a_rule_names() {
+        let policy = Policy::from_source(
+            "net.rules",
+            r#"
+network_rule(host = "a.test:8443", protocol = "https", decision = "allow")
+network_rule(host = "b.test:8443", protocol = "http", decision = "allow")
+network_rule(host = "[::1]:2222", protocol = "socks5_tcp", decision = "prompt")
+network_rule(host = "c.test:5353", protocol = "socks5_udp", decision = "allow")
+network_rule(host = "d.test:443", protocol = "http", decision = "allow")
+network_rule(host = "e.test", protocol = "http", decision = "allow")
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            capture_ports(&policy),
+            vec![
+                (443, NetworkProtocol::Https),
+                (80, NetworkProtocol::Http),
+                (8443, NetworkProtocol::Https),
+                (2222, NetworkProtocol::Socks5Tcp),
+            ]
+        );
     }
 }

@@ -60,6 +60,7 @@ mod target;
 use std::io;
 use std::os::fd::OwnedFd;
 
+pub use capture::capture_ports;
 pub use config::{
     AddressPool, GateConfig, Limits, PoolError, RelayMode, ResolveEntryError, ResolveOverrides,
 };
