@@ -40,8 +40,8 @@ pub use error::{PolicyError, RuleError};
 pub use explain::{Explanation, Fallback, MatchVia, RuleExplanation, RuleStatus};
 pub use loader::{ExampleKind, ExampleOutcome, PolicyLoader};
 pub use network::{
-    canonical_host, canonical_ip, parse_ipv4_literal, CanonicalHost, NetworkEvaluation,
-    MAX_HOST_NAME_LEN,
+    canonical_host, canonical_ip, is_public, non_public_reason, parse_ipv4_literal, CanonicalHost,
+    NetworkEvaluation, MAX_HOST_NAME_LEN,
 };
 pub use policy::{CheckOptions, Evaluation, Policy, RuleMatch};
 pub use render::{render_prefix_rule, RenderError};

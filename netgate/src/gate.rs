@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use execgate_execpolicy::{canonical_ip, CanonicalHost, NetworkProtocol};
+use execgate_execpolicy::{canonical_ip, non_public_reason, CanonicalHost, NetworkProtocol};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -24,7 +24,6 @@ use crate::config::GateConfig;
 use crate::decider::{
     target_text, ConnectionOwner, NetworkDecider, NetworkRequest, NetworkVerdict, Outcome, Scope,
 };
-use crate::local::non_public_reason;
 use crate::pool::Names;
 use crate::record::{ConnectionRecord, Tracked};
 

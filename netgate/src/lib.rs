@@ -50,7 +50,6 @@ mod decider;
 mod dns;
 mod gate;
 mod http;
-pub mod local;
 mod pool;
 mod record;
 mod relay;

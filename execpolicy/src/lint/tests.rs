@@ -396,7 +396,7 @@ network_rule(host = "example.org", protocol = "https", decision = "allow")
     assert_eq!(
         printed(text, LintCode::NetworkPort),
         vec![
-            "t.rules:2:1: warning: the port in \"example.com:8443\" is not part of the match: like Codex, execgate drops it, so this rule covers \"example.com\" on every port\n  fix: write host = \"example.com\" to say what the rule does"
+            "t.rules:2:1: warning: the port in \"example.com:8443\" is not part of the match: like Codex, execgate drops it, so this rule covers \"example.com\" on every port (the port only makes the network gate capture connections to it from programs that ignore proxy settings)\n  fix: write host = \"example.com\" to say what the rule does, unless programs connect to that port without a proxy"
         ]
     );
 }
@@ -412,6 +412,23 @@ network_rule(host = "example.com", protocol = "http", decision = "allow")
     assert_eq!(
         codes(text),
         vec![(2, LintCode::Shadowed), (3, LintCode::Duplicate),]
+    );
+}
+
+#[test]
+fn two_spellings_of_one_address_are_one_host_for_overrules() {
+    let text = r#"
+network_rule(host = "127.0.0.1", protocol = "http", decision = "allow")
+network_rule(host = "0x7f.1", protocol = "http", decision = "deny")
+network_rule(host = "2130706433", protocol = "http", decision = "deny")
+"#;
+    let found: Vec<_> = codes(text)
+        .into_iter()
+        .filter(|(_, code)| *code != LintCode::NetworkAddressForm)
+        .collect();
+    assert_eq!(
+        found,
+        vec![(2, LintCode::Shadowed), (4, LintCode::Duplicate)]
     );
 }
 

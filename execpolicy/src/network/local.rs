@@ -1,8 +1,9 @@
 //! Which addresses are local, private or otherwise not on the public internet.
 //!
-//! The gate refuses these destinations unless a rule (or a `--network-resolve` entry) names
-//! the host: a sandboxed script must not reach the host's own services, the LAN, or a
-//! cloud metadata endpoint through the gate. The tables are the IANA special-purpose
+//! The network gate refuses these destinations unless a rule (or a `--network-resolve`
+//! entry) names the host: a sandboxed script must not reach the host's own services, the
+//! LAN, or a cloud metadata endpoint through the gate. `policy lint` uses the same table to
+//! say what an address in a rule is. The tables are the IANA special-purpose
 //! registries: every block there is refused, so what is left is exactly the globally
 //! routable unicast space.
 

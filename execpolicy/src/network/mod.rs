@@ -15,6 +15,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+mod local;
+
+pub use local::{is_public, non_public_reason};
+
 use crate::decision::Decision;
 use crate::policy::Policy;
 use crate::rule::{NetworkProtocol, NetworkRule};
