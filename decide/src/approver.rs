@@ -24,6 +24,7 @@ pub struct ApprovalRequest {
     justification: Option<String>,
     description: Option<String>,
     can_remember: bool,
+    network: Option<String>,
 }
 
 impl ApprovalRequest {
@@ -45,6 +46,31 @@ impl ApprovalRequest {
             justification: justification.map(|j| display::text_string(j.as_bytes())),
             description: None,
             can_remember,
+            network: None,
+        }
+    }
+
+    /// The request for a connection to `target` (`protocol://host:port`) opened by the exec
+    /// whose command line is `command` (or the session's script), in the session's `cwd`;
+    /// `rule` and `justification` are the `network_rule` that said `prompt`, if one did;
+    /// `can_remember` offers "always" (a `network_rule` in the approvals file). Everything
+    /// is escaped here: the command line, the host and the rule file are the sandbox's.
+    pub fn for_connection(
+        command: &str,
+        cwd: &[u8],
+        target: &str,
+        rule: Option<&str>,
+        justification: Option<&str>,
+        can_remember: bool,
+    ) -> Self {
+        Self {
+            command: display::text_string(command.as_bytes()),
+            cwd: display::text_string(cwd),
+            rule: rule.map(|r| display::text_string(r.as_bytes())),
+            justification: justification.map(|j| display::text_string(j.as_bytes())),
+            description: None,
+            can_remember,
+            network: Some(display::text_string(target.as_bytes())),
         }
     }
 
@@ -85,16 +111,24 @@ impl ApprovalRequest {
     pub fn can_remember(&self) -> bool {
         self.can_remember
     }
+
+    /// Set when the question is about a connection, not an exec: its destination,
+    /// `protocol://host:port`, escaped. [`Self::command`] is then the exec that opened it
+    /// (or the session's script), and "session" and "always" allow the host for that
+    /// protocol.
+    pub fn network(&self) -> Option<&str> {
+        self.network.as_deref()
+    }
 }
 
 /// The person's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Choice {
-    /// Run this command once.
+    /// Run this command (open this connection) once.
     Once,
-    /// Allow the rule's prefix for the rest of the session.
+    /// Allow the rule's prefix (the connection's host) for the rest of the session.
     Session,
-    /// Allow the prefix from now on: write a rule to the user rules file.
+    /// Allow the prefix (the host) from now on: write a rule to the user rules file.
     Always,
     /// Deny this command.
     Deny,

@@ -30,6 +30,8 @@
 //! # Parts
 //!
 //! - [`pipeline`]: the decision table ([`Pipeline`]).
+//! - [`network`]: the same table for the connections of a `--network gated` session
+//!   ([`NetworkPipeline`], the network gate's decider).
 //! - [`guard`]: may an exec leave the sandbox at all ([`EscalationGuard`]); [`repository`]:
 //!   the guard execgate uses (repository trust).
 //! - [`hooks`]: how hooks are asked ([`PermissionHooks`]).
@@ -47,6 +49,7 @@ pub mod hooks;
 pub mod known_safe;
 pub mod layers;
 mod mode;
+pub mod network;
 mod note;
 pub mod pipeline;
 pub mod remember;
@@ -58,11 +61,16 @@ pub use approver::{ApprovalRequest, Approver, BoxFuture, Choice, NoApprover, Una
 pub use guard::{AnyMayEscalate, EscalationGuard};
 pub use hooks::PermissionHooks;
 pub use mode::ApprovalMode;
+pub use network::{ConnectionOwners, NetworkPipeline, NoOwners};
 pub use note::{decision_word, Note, Source};
 pub use pipeline::{HookIdentity, Pipeline, SandboxWritable, NO_APPROVER};
 pub use remember::SessionApprovals;
 pub use repository::RepositoryGuard;
 pub use terminal::TerminalApprover;
 
+#[cfg(test)]
+mod network_tests;
+#[cfg(test)]
+mod scripted;
 #[cfg(test)]
 mod table_tests;

@@ -25,6 +25,7 @@ use crate::guard::{AnyMayEscalate, EscalationGuard};
 use crate::hooks::PermissionHooks;
 use crate::known_safe::is_known_safe;
 use crate::mode::ApprovalMode;
+use crate::network::{NetworkPipeline, NoOwners};
 use crate::note::{Note, Source};
 use crate::remember::{save_always, SessionApprovals};
 use crate::rules;
@@ -161,6 +162,24 @@ impl Pipeline {
     /// The session id hooks are given.
     pub fn session_id(&self) -> &str {
         &self.identity.session_id
+    }
+
+    /// The decider of the session's connections (network mode `gated`): the same rules,
+    /// hooks, approval mode, person, approvals file and session approvals as the execs.
+    /// A connection no exec owns is attributed to `script`; hooks run in `cwd`.
+    pub fn network(&self, script: impl Into<String>, cwd: impl Into<PathBuf>) -> NetworkPipeline {
+        NetworkPipeline {
+            policy: Arc::clone(&self.policy),
+            hooks: Arc::clone(&self.hooks),
+            approval: self.approval,
+            approver: Arc::clone(&self.approver),
+            approvals_file: self.approvals_file.clone(),
+            identity: self.identity.clone(),
+            session_approvals: self.session_approvals.clone(),
+            owners: Arc::new(NoOwners),
+            script: script.into(),
+            cwd: cwd.into(),
+        }
     }
 
     /// The ruling on one exec. Rules are checked under the name it was invoked by (when

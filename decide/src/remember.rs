@@ -1,31 +1,49 @@
-//! What a person's "session" and "always" answers leave behind: prefixes allowed for the
-//! rest of a session, and allow rules appended to the user's approvals file.
+//! What a person's "session" and "always" answers leave behind: prefixes and hosts allowed
+//! for the rest of a session, and allow rules appended to the user's approvals file.
 
-use execgate_execpolicy::{amend, render_prefix_rule, AmendError, Decision, RenderError};
+use execgate_execpolicy::{
+    amend, render_network_rule, render_prefix_rule, AmendError, CanonicalHost, Decision,
+    NetworkProtocol, RenderError,
+};
+use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-/// Prefixes a person allowed for the rest of a session (answer "s"). Clones share them, so
-/// the MCP server can keep them for its whole life across calls.
+/// What a person allowed for the rest of a session (answer "s"): command prefixes, and
+/// hosts for a protocol (every port). Clones share them, so the MCP server can keep them
+/// for its whole life across calls.
 #[derive(Debug, Clone, Default)]
-pub struct SessionApprovals(Arc<Mutex<Vec<Vec<String>>>>);
+pub struct SessionApprovals(Arc<Mutex<Approved>>);
+
+#[derive(Debug, Default)]
+struct Approved {
+    prefixes: Vec<Vec<String>>,
+    hosts: HashSet<(CanonicalHost, NetworkProtocol)>,
+}
 
 impl SessionApprovals {
+    fn lock(&self) -> MutexGuard<'_, Approved> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Whether `prefix` was allowed.
     pub fn contains(&self, prefix: &[String]) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .any(|p| p == prefix)
+        self.lock().prefixes.iter().any(|p| p == prefix)
     }
 
     /// Allows `prefix` from now on.
     pub fn add(&self, prefix: Vec<String>) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(prefix);
+        self.lock().prefixes.push(prefix);
+    }
+
+    /// Whether connections to `host` speaking `protocol` were allowed.
+    pub fn contains_host(&self, host: &CanonicalHost, protocol: NetworkProtocol) -> bool {
+        self.lock().hosts.contains(&(host.clone(), protocol))
+    }
+
+    /// Allows connections to `host` speaking `protocol`, on any port, from now on.
+    pub fn add_host(&self, host: CanonicalHost, protocol: NetworkProtocol) {
+        self.lock().hosts.insert((host, protocol));
     }
 }
 
@@ -51,6 +69,27 @@ pub(crate) fn save_always(
     let rule = render_prefix_rule(prefix, Decision::Allow, None)?;
     let comment = format!(
         "Added by execgate on {}: \"always\" answered for `{command}` (asked by {}).",
+        utc_now(),
+        asked_by.unwrap_or("no rule")
+    );
+    amend::append_rule(file, &rule, Some(&comment))?;
+    Ok(())
+}
+
+/// Appends `network_rule(host=..., protocol=..., decision="allow")` for `host` (canonical
+/// text) to `file`, with a comment saying when and why (`target` and `command` as the
+/// person saw them, `asked_by` the rule that asked, if any).
+pub(crate) fn save_always_network(
+    file: &Path,
+    host: &str,
+    protocol: NetworkProtocol,
+    target: &str,
+    command: &str,
+    asked_by: Option<&str>,
+) -> Result<(), SaveError> {
+    let rule = render_network_rule(host, protocol, Decision::Allow);
+    let comment = format!(
+        "Added by execgate on {}: \"always\" answered for {target} from `{command}` (asked by {}).",
         utc_now(),
         asked_by.unwrap_or("no rule")
     );
@@ -127,6 +166,54 @@ mod tests {
             rule,
             "prefix_rule(pattern=[\"git\", \"push\"], decision=\"allow\")\n"
         );
+    }
+
+    #[test]
+    fn always_for_a_host_appends_one_network_rule_that_loads() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("approved.rules");
+        let save = || {
+            save_always_network(
+                &file,
+                "pypi.test",
+                NetworkProtocol::Https,
+                "https://pypi.test:443",
+                "/usr/bin/pip download x",
+                None,
+            )
+        };
+        save().unwrap();
+        save().unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let (comment, rule) = text
+            .strip_prefix("\n# Added by execgate on ")
+            .and_then(|t| t.split_once('\n'))
+            .unwrap();
+        assert!(
+            comment.ends_with(" UTC: \"always\" answered for https://pypi.test:443 from `/usr/bin/pip download x` (asked by no rule)."),
+            "{text}"
+        );
+        assert_eq!(
+            rule,
+            "network_rule(host=\"pypi.test\", protocol=\"https\", decision=\"allow\")\n"
+        );
+        let policy = execgate_execpolicy::Policy::from_files(&[&file]).unwrap();
+        let host = execgate_execpolicy::canonical_host("pypi.test").unwrap();
+        assert_eq!(
+            policy.check_network(&host, NetworkProtocol::Https).decision,
+            Some(Decision::Allow)
+        );
+    }
+
+    #[test]
+    fn session_hosts_are_per_protocol_and_shared_by_clones() {
+        let approvals = SessionApprovals::default();
+        let host = execgate_execpolicy::canonical_host("a.test").unwrap();
+        approvals
+            .clone()
+            .add_host(host.clone(), NetworkProtocol::Https);
+        assert!(approvals.contains_host(&host, NetworkProtocol::Https));
+        assert!(!approvals.contains_host(&host, NetworkProtocol::Http));
     }
 
     #[test]

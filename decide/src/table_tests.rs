@@ -7,88 +7,24 @@
 //! Hooks, the person and the guard are scripted; rules come from `Policy::from_source`.
 //! Nothing here waits: every scripted answer is ready at once.
 
-use crate::approver::{ApprovalRequest, Approver, BoxFuture, Choice, Unavailable};
+use crate::approver::{ApprovalRequest, Choice, Unavailable};
 use crate::guard::EscalationGuard;
-use crate::hooks::PermissionHooks;
+use crate::scripted::{ready, Hook, ScriptedHooks, ScriptedPerson, HOOK_REASON};
 use crate::{ApprovalMode, Note, Pipeline, SessionApprovals, Source};
 use execgate_escalate_server::{Argv0, CwdDir, ExecContext, ExecRequest, Ruling, Verdict};
 use execgate_execpolicy::{Decision, Policy, PolicyLoader};
-use execgate_hooks::{HookDecision, PermissionMode, PermissionOutcome, PermissionRequest};
+use execgate_hooks::{PermissionMode, PermissionRequest};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 const RULES_FILE: &str = "table.rules";
-const HOOK_REASON: &str = "hook says no";
 const NOBODY: &str = "nobody to ask";
 const CLIENT_DECLINED: &str = "the client declined";
 const CLIENT_CANCELLED: &str = "the client cancelled";
 const GUARD_REASON: &str = "its git dir is writable";
 
 // ---- scripted parts ----
-
-/// A person who always gives the same answer, and remembers what they were shown.
-struct ScriptedPerson {
-    answer: Result<Choice, Unavailable>,
-    asked: Mutex<Vec<ApprovalRequest>>,
-}
-
-impl ScriptedPerson {
-    fn new(answer: Result<Choice, Unavailable>) -> Arc<Self> {
-        Arc::new(Self {
-            answer,
-            asked: Mutex::new(Vec::new()),
-        })
-    }
-}
-
-impl Approver for ScriptedPerson {
-    fn ask<'a>(
-        &'a self,
-        request: &'a ApprovalRequest,
-    ) -> BoxFuture<'a, Result<Choice, Unavailable>> {
-        self.asked.lock().unwrap().push(request.clone());
-        let answer = self.answer.clone();
-        Box::pin(async move { answer })
-    }
-}
-
-/// Hooks that always fold to the same outcome, and remember what they were asked.
-struct ScriptedHooks {
-    outcome: PermissionOutcome,
-    asked: Mutex<Vec<PermissionRequest>>,
-}
-
-impl ScriptedHooks {
-    fn new(hook: Hook) -> Arc<Self> {
-        let (decision, message, interrupt) = match hook {
-            Hook::Silent => (None, None, false),
-            Hook::Allow => (Some(HookDecision::Allow), None, false),
-            Hook::Deny => (Some(HookDecision::Deny), Some(HOOK_REASON.into()), false),
-            Hook::DenyAndInterrupt => (Some(HookDecision::Deny), Some(HOOK_REASON.into()), true),
-        };
-        Arc::new(Self {
-            outcome: PermissionOutcome {
-                decision,
-                message,
-                interrupt,
-                runs: Vec::new(),
-            },
-            asked: Mutex::new(Vec::new()),
-        })
-    }
-}
-
-impl PermissionHooks for ScriptedHooks {
-    fn permission_request<'a>(
-        &'a self,
-        request: &'a PermissionRequest,
-    ) -> BoxFuture<'a, PermissionOutcome> {
-        self.asked.lock().unwrap().push(request.clone());
-        let outcome = self.outcome.clone();
-        Box::pin(async move { outcome })
-    }
-}
 
 /// A guard that always gives the same answer, and counts how often it was asked.
 struct ScriptedGuard {
@@ -114,14 +50,6 @@ impl EscalationGuard for ScriptedGuard {
             Ok(())
         }
     }
-}
-
-/// Runs a future whose every part is ready at once.
-fn ready<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(future)
 }
 
 fn exec(program: &str, argv: &[&str]) -> ExecContext {
@@ -203,23 +131,6 @@ impl Program {
             Program::Writable | Program::WritableListed => "/work/tool",
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Hook {
-    Silent,
-    Allow,
-    Deny,
-    DenyAndInterrupt,
-}
-
-impl Hook {
-    const ALL: [Hook; 4] = [
-        Hook::Silent,
-        Hook::Allow,
-        Hook::Deny,
-        Hook::DenyAndInterrupt,
-    ];
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

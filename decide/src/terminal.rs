@@ -24,7 +24,10 @@ impl TerminalApprover {
 
 /// The prompt text shown for `request`.
 pub fn render_prompt(request: &ApprovalRequest) -> String {
-    let mut text = String::from("\r\nexecgate: approval needed\r\n");
+    let mut text = match request.network() {
+        None => String::from("\r\nexecgate: approval needed\r\n"),
+        Some(target) => format!("\r\nexecgate: network access needed\r\n  network: {target}\r\n"),
+    };
     text.push_str(&format!("  command: {}\r\n", request.command()));
     text.push_str(&format!("  cwd:     {}\r\n", request.cwd()));
     if let Some(rule) = request.rule() {
@@ -36,7 +39,10 @@ pub fn render_prompt(request: &ApprovalRequest) -> String {
     if let Some(why) = request.description() {
         text.push_str(&format!("  agent:   {why}\r\n"));
     }
-    text.push_str("[y] run once  [s] allow this prefix for the session  ");
+    text.push_str(match request.network() {
+        None => "[y] run once  [s] allow this prefix for the session  ",
+        Some(_) => "[y] allow once  [s] allow this host for the session  ",
+    });
     if request.can_remember() {
         text.push_str("[a] always  ");
     }
@@ -149,5 +155,21 @@ mod tests {
         assert!(text.contains("rule:    /rules/default.rules:3\r\n"));
         assert!(text.contains("reason:  publishes commits\r\n"));
         assert!(text.contains("[a] always"));
+    }
+
+    #[test]
+    fn a_network_prompt_names_the_destination_and_whose_connection_it_is() {
+        let text = render_prompt(&ApprovalRequest::for_connection(
+            "/usr/bin/curl https://pypi.test/",
+            b"/work/repo",
+            "https://pypi.test:443",
+            None,
+            None,
+            true,
+        ));
+        assert_eq!(
+            text,
+            "\r\nexecgate: network access needed\r\n  network: https://pypi.test:443\r\n  command: /usr/bin/curl https://pypi.test/\r\n  cwd:     /work/repo\r\n[y] allow once  [s] allow this host for the session  [a] always  [n] deny  [x] deny and end the session: "
+        );
     }
 }

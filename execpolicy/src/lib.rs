@@ -44,5 +44,5 @@ pub use network::{
     NetworkEvaluation, MAX_HOST_NAME_LEN,
 };
 pub use policy::{CheckOptions, Evaluation, Policy, RuleMatch};
-pub use render::{render_prefix_rule, RenderError};
+pub use render::{render_network_rule, render_prefix_rule, RenderError};
 pub use rule::{NetworkProtocol, NetworkRule, PatternToken, PrefixRule, SourceLocation};

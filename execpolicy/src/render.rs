@@ -52,6 +52,23 @@ pub fn render_prefix_rule<T: AsRef<[u8]>>(
     Ok(rule)
 }
 
+/// Renders `network_rule(host="...", protocol="...", decision="...")` (one line, no
+/// newline) for `host` (canonical text, as [`crate::CanonicalHost::as_text`] gives it) and
+/// `protocol`: what an "always" answer about a connection appends to the approvals file.
+/// The host is quoted like any other text (it comes from the sandbox).
+pub fn render_network_rule(
+    host: &str,
+    protocol: crate::NetworkProtocol,
+    decision: Decision,
+) -> String {
+    format!(
+        "network_rule(host={}, protocol=\"{}\", decision=\"{}\")",
+        quote(host),
+        protocol.as_str(),
+        decision.as_str()
+    )
+}
+
 /// A Starlark string literal for `text`, written in printable ASCII only.
 ///
 /// The text of a rule often comes from the sandbox (an "always" answer, `policy suggest`), so
@@ -107,7 +124,24 @@ pub(crate) fn escaped(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::quote;
+    use super::{quote, render_network_rule};
+    use crate::{Decision, NetworkProtocol, Policy};
+
+    #[test]
+    fn a_rendered_network_rule_loads_back_as_itself() {
+        let text = render_network_rule("pypi.org", NetworkProtocol::Https, Decision::Allow);
+        assert_eq!(
+            text,
+            r#"network_rule(host="pypi.org", protocol="https", decision="allow")"#
+        );
+        let v6 = render_network_rule("2001:db8::1", NetworkProtocol::Socks5Tcp, Decision::Allow);
+        let policy = Policy::from_source("a.rules", &format!("{text}\n{v6}\n")).unwrap();
+        let rules = policy.network_rules();
+        assert_eq!(rules[0].host, "pypi.org");
+        assert_eq!(rules[0].protocol, NetworkProtocol::Https);
+        assert_eq!(rules[1].host, "2001:db8::1");
+        assert_eq!(rules[1].port, None);
+    }
 
     #[test]
     fn quoted_text_is_printable_ascii_on_one_line() {

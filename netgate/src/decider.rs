@@ -141,11 +141,13 @@ pub enum Scope {
     Session,
 }
 
-/// The exec a connection was attributed to, when the decider found one.
+/// Whose connection it is, as the decider attributed it: the exec that opened it, or (when
+/// no single exec owns it) the session's script.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExecRef {
-    /// The exec's id in the session's records.
-    pub id: u64,
+    /// The exec's id in the session's records; `None` when the connection is the session
+    /// script's as a whole.
+    pub id: Option<u64>,
     /// Its command line, as shown to hooks and people.
     pub command: String,
 }
@@ -171,7 +173,7 @@ pub struct NetworkVerdict {
     /// `interrupt: true`). The gate refuses the connection and reports it; ending the
     /// session is the integration's job.
     pub end_session: bool,
-    /// The exec the asking connection was attributed to.
+    /// Whose the asking connection was (`None`: the decider did not attribute it).
     pub exec: Option<ExecRef>,
 }
 

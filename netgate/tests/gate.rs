@@ -1396,7 +1396,7 @@ async fn a_verdict_that_ends_the_session_refuses_and_its_record_says_so_and_whos
     let mut verdict = user_verdict(Outcome::Deny, Scope::Session);
     verdict.end_session = true;
     verdict.exec = Some(execgate_netgate::ExecRef {
-        id: 7,
+        id: Some(7),
         command: "/usr/bin/curl https://ask.test/".to_owned(),
     });
     let h = Harness::start(ALLOW_HTTPS, Scripted::new().answer("ask.test", verdict)).await;
@@ -1419,7 +1419,7 @@ async fn a_verdict_that_ends_the_session_refuses_and_its_record_says_so_and_whos
     assert_eq!(record.owner.peer, peer);
     assert_eq!(
         record.exec.map(|e| (e.id, e.command)),
-        Some((7, "/usr/bin/curl https://ask.test/".to_owned()))
+        Some((Some(7), "/usr/bin/curl https://ask.test/".to_owned()))
     );
     // The owner reached the decider too.
     assert_eq!(h.scripted.questions.lock().unwrap()[0].owner.peer, peer);
