@@ -70,6 +70,7 @@ pub use decider::{
 pub use execgate_execpolicy::NetworkProtocol;
 pub use gate::Gate;
 pub use record::ConnectionRecord;
+pub use target::parse_host_port;
 
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 

@@ -5,10 +5,7 @@ use execgate_execpolicy::{canonical_host, CanonicalHost};
 
 /// Reads `host:port`, `[v6]:port`, or (with `default_port`) a bare `host` / `[v6]`. The
 /// host is canonical; anything else (bad port, empty, junk) is `None`.
-pub(crate) fn parse_host_port(
-    text: &str,
-    default_port: Option<u16>,
-) -> Option<(CanonicalHost, u16)> {
+pub fn parse_host_port(text: &str, default_port: Option<u16>) -> Option<(CanonicalHost, u16)> {
     let (host, port) = if text.starts_with('[') {
         let end = text.find(']')?;
         let (host, rest) = text.split_at(end + 1);

@@ -9,7 +9,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use execgate_execpolicy::{CheckOptions, ExampleOutcome, Policy, PolicyLoader};
+use execgate_execpolicy::{
+    CanonicalHost, CheckOptions, ExampleOutcome, NetworkProtocol, Policy, PolicyLoader,
+};
+use execgate_netgate::parse_host_port;
 use serde::Serialize;
 
 /// `execgate policy` subcommands.
@@ -49,10 +52,24 @@ pub struct CheckArgs {
     /// With --explain: print the Codex JSON with one more key, `explain`, instead of text.
     #[arg(long, requires = "explain")]
     json: bool,
+    /// Check a connection instead of a command: the network_rules naming HOST for the
+    /// protocol, as the network gate reads a CONNECT target (HOST:PORT, [V6]:PORT, or a
+    /// bare HOST on the protocol's usual port).
+    #[arg(long, value_name = "HOST[:PORT]", conflicts_with_all = ["explain", "resolve_host_executables", "command"])]
+    network: Option<String>,
+    /// With --network: the protocol the connection speaks (https, http, socks5_tcp,
+    /// socks5_udp).
+    #[arg(
+        long,
+        value_name = "PROTOCOL",
+        requires = "network",
+        default_value = "https"
+    )]
+    protocol: String,
     /// The command to check: program, then its arguments.
     #[arg(
         value_name = "CMD",
-        required = true,
+        required_unless_present = "network",
         trailing_var_arg = true,
         allow_hyphen_values = true
     )]
@@ -82,6 +99,11 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
 
 fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let policy = Policy::from_files(&args.rules)?;
+    if let Some(target) = &args.network {
+        let json = check_network(&policy, target, &args.protocol, args.pretty)?;
+        print_line(&json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let argv: Vec<&[u8]> = args
         .command
         .iter()
@@ -105,6 +127,88 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     .context("cannot render the evaluation as JSON")?;
     print_line(&output)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `policy check --network`: the destination as the gate reads it, every network_rule
+/// naming it for the protocol, the strictest decision (absent when no rule names it), and
+/// for a local or private address, why the gate refuses it unless a rule names it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NetworkCheck<'a> {
+    host: String,
+    port: u16,
+    protocol: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_public: Option<&'static str>,
+    matched_rules: Vec<NetworkRuleJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NetworkRuleJson<'a> {
+    network_rule_match: NetworkRuleMatch<'a>,
+}
+
+#[derive(Serialize)]
+struct NetworkRuleMatch<'a> {
+    host: &'a str,
+    protocol: &'static str,
+    decision: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    justification: Option<&'a str>,
+    rule: String,
+}
+
+fn check_network(
+    policy: &Policy,
+    target: &str,
+    protocol: &str,
+    pretty: bool,
+) -> anyhow::Result<String> {
+    let protocol =
+        NetworkProtocol::parse(protocol).map_err(|e| anyhow::anyhow!("--protocol: {e}"))?;
+    let default_port = match protocol {
+        NetworkProtocol::Http => 80,
+        _ => 443,
+    };
+    let (host, port) = parse_host_port(target, Some(default_port)).with_context(|| {
+        format!(
+            "--network {target:?} is not a host the gate would connect to; write HOST, HOST:PORT or [IPV6]:PORT (e.g. pypi.org:443)"
+        )
+    })?;
+    let evaluation = policy.check_network(&host, protocol);
+    let not_public = match &host {
+        CanonicalHost::Ip(ip) => execgate_execpolicy::non_public_reason(*ip),
+        CanonicalHost::Name(_) => None,
+    };
+    let report = NetworkCheck {
+        host: host.as_text(),
+        port,
+        protocol: protocol.as_str(),
+        not_public,
+        matched_rules: evaluation
+            .matched
+            .iter()
+            .map(|rule| NetworkRuleJson {
+                network_rule_match: NetworkRuleMatch {
+                    host: &rule.host,
+                    protocol: rule.protocol.as_str(),
+                    decision: rule.decision.as_str(),
+                    justification: rule.justification.as_deref(),
+                    rule: format!("{}:{}", rule.source.file, rule.source.line),
+                },
+            })
+            .collect(),
+        decision: evaluation.decision.map(|d| d.as_str()),
+    };
+    let json = if pretty {
+        serde_json::to_string_pretty(&report)
+    } else {
+        serde_json::to_string(&report)
+    };
+    json.context("cannot render the evaluation as JSON")
 }
 
 #[derive(Serialize)]

@@ -258,3 +258,107 @@ fn test_with_a_syntax_error_fails_with_one_located_line() {
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+#[test]
+fn check_network_prints_the_rules_naming_the_destination_and_the_strictest_decision() {
+    let dir = Scratch::new();
+    let rules = dir.write(
+        "net.rules",
+        "network_rule(host = \"pypi.org\", protocol = \"https\", decision = \"allow\")\n\
+         network_rule(host = \"PyPI.org.:443\", protocol = \"https\", decision = \"prompt\", justification = \"ask first\")\n\
+         network_rule(host = \"pypi.org\", protocol = \"http\", decision = \"deny\")\n",
+    );
+    let file = rules.display();
+    let (code, stdout, stderr) = run(execgate()
+        .args(["policy", "check", "--rules"])
+        .arg(&rules)
+        .args(["--network", "PYPI.ORG:8443"]));
+    assert_eq!((code, stderr.as_str()), (0, ""));
+    assert_eq!(
+        stdout,
+        format!("{{\"host\":\"pypi.org\",\"port\":8443,\"protocol\":\"https\",\"matchedRules\":[{{\"networkRuleMatch\":{{\"host\":\"pypi.org\",\"protocol\":\"https\",\"decision\":\"allow\",\"rule\":\"{file}:1\"}}}},{{\"networkRuleMatch\":{{\"host\":\"pypi.org\",\"protocol\":\"https\",\"decision\":\"prompt\",\"justification\":\"ask first\",\"rule\":\"{file}:2\"}}}}],\"decision\":\"prompt\"}}\n")
+    );
+    // The protocol is part of the match; a bare host takes the protocol's port.
+    let (code, stdout, _) = run(execgate()
+        .args(["policy", "check", "--rules"])
+        .arg(&rules)
+        .args(["--network", "pypi.org", "--protocol", "http"]));
+    assert_eq!(code, 0);
+    assert_eq!(
+        stdout,
+        format!("{{\"host\":\"pypi.org\",\"port\":80,\"protocol\":\"http\",\"matchedRules\":[{{\"networkRuleMatch\":{{\"host\":\"pypi.org\",\"protocol\":\"http\",\"decision\":\"forbidden\",\"rule\":\"{file}:3\"}}}}],\"decision\":\"forbidden\"}}\n")
+    );
+    let (code, stdout, _) = run(execgate()
+        .args(["policy", "check", "--rules"])
+        .arg(&rules)
+        .args(["--network", "pypi.org", "--protocol", "socks5_tcp"]));
+    assert_eq!(
+        (code, stdout.as_str()),
+        (
+            0,
+            "{\"host\":\"pypi.org\",\"port\":443,\"protocol\":\"socks5_tcp\",\"matchedRules\":[]}\n"
+        )
+    );
+}
+
+#[test]
+fn check_network_reads_addresses_as_the_gate_does_and_says_which_are_not_public() {
+    // The README's transcript.
+    let (code, stdout, _) = run(execgate()
+        .args(["policy", "check", "--rules"])
+        .arg(example_rules())
+        .args(["--network", "0x7f.1:8080", "--protocol", "http"]));
+    assert_eq!(
+        (code, stdout.as_str()),
+        (
+            0,
+            "{\"host\":\"127.0.0.1\",\"port\":8080,\"protocol\":\"http\",\"notPublic\":\"loopback (127.0.0.0/8)\",\"matchedRules\":[]}\n"
+        )
+    );
+    let (code, stdout, _) = run(execgate()
+        .args(["policy", "check", "--rules"])
+        .arg(example_rules())
+        .args(["--network", "2852039166:80", "--protocol", "http"]));
+    assert_eq!(
+        (code, stdout.as_str()),
+        (
+            0,
+            "{\"host\":\"169.254.169.254\",\"port\":80,\"protocol\":\"http\",\"notPublic\":\"the cloud metadata address\",\"matchedRules\":[]}\n"
+        )
+    );
+    let (code, stdout, _) = run(execgate()
+        .args(["policy", "check", "--rules"])
+        .arg(example_rules())
+        .args(["--network", "[::ffff:10.1.2.3]:443"]));
+    assert_eq!(
+        (code, stdout.as_str()),
+        (
+            0,
+            "{\"host\":\"10.1.2.3\",\"port\":443,\"protocol\":\"https\",\"notPublic\":\"private (10.0.0.0/8)\",\"matchedRules\":[]}\n"
+        )
+    );
+}
+
+#[test]
+fn check_network_refuses_what_is_not_a_destination() {
+    for target in ["user@host:443", "host:99999", "::1:443", ""] {
+        let (code, stdout, stderr) = run(execgate()
+            .args(["policy", "check", "--rules"])
+            .arg(example_rules())
+            .args(["--network", target]));
+        assert_eq!((code, stdout.as_str()), (2, ""), "{target:?}");
+        assert_eq!(
+            stderr,
+            format!("execgate: --network {target:?} is not a host the gate would connect to; write HOST, HOST:PORT or [IPV6]:PORT (e.g. pypi.org:443)\n")
+        );
+    }
+    let (code, _, stderr) = run(execgate()
+        .args(["policy", "check", "--rules"])
+        .arg(example_rules())
+        .args(["--network", "a.test", "--", "ls"]));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("'--network <HOST[:PORT]>' cannot be used with '[CMD]...'"),
+        "{stderr}"
+    );
+}
