@@ -6,6 +6,7 @@
 use execgate_decide::{decision_word, Note, Source};
 use execgate_escalate_server::Verdict;
 use execgate_execpolicy::Decision;
+use execgate_netgate::ConnectionRecord;
 use serde::{Serialize, Serializer};
 
 pub mod read;
@@ -177,6 +178,78 @@ pub struct RunReport {
     pub interrupted: bool,
     /// Every intercepted exec, in the order they were requested.
     pub execs: Vec<ExecRecord>,
+    /// Every connection the network gate decided, in the order they ended; absent unless
+    /// the session's network was `gated`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<Vec<NetworkRecord>>,
+}
+
+/// One connection the network gate decided (network mode `gated`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NetworkRecord {
+    /// The destination host, canonical (a name lowercased, or an address; IPv6 without
+    /// brackets).
+    pub host: String,
+    /// The destination port.
+    pub port: u16,
+    /// The protocol it was decided as: `http`, `https`, `socks5_tcp`.
+    pub protocol: &'static str,
+    /// What the `network_rule`s said (`unmatched` when none names the host).
+    #[serde(serialize_with = "serialize_decision")]
+    pub decision: Option<Decision>,
+    /// What the gate did: `connect` or `deny`.
+    pub verdict: &'static str,
+    /// Who settled it: policy, hook, user, approval-mode, or `gate` (a local or private
+    /// address no rule names, a malformed target, an address the sandbox's DNS never gave
+    /// out).
+    pub source: &'static str,
+    /// Where the deciding rule is written (`file:line`).
+    pub rule: Option<String>,
+    /// Why: the rule's justification, the hook's or the person's reason, the gate's
+    /// refusal.
+    pub reason: Option<String>,
+    /// The exec that opened the connection (its `id` in `execs`), when this connection's
+    /// question was asked and a single exec owned it.
+    pub exec_id: Option<u64>,
+    /// That exec's command line (or the session's script when no exec owned it); `null`
+    /// for connections that reused an earlier answer.
+    pub command: Option<String>,
+    /// Which door it came through: `http-proxy`, `socks5`, `capture`.
+    pub via: &'static str,
+    /// The address the gate connected to (the one it checked).
+    pub address: Option<String>,
+    /// Why an allowed connection could not be opened.
+    pub error: Option<String>,
+    /// Bytes from the sandbox to the destination.
+    pub bytes_up: u64,
+    /// Bytes from the destination to the sandbox.
+    pub bytes_down: u64,
+    /// From the request to the end of the connection.
+    pub duration_ms: u64,
+}
+
+impl NetworkRecord {
+    /// The record of one of the gate's connections.
+    pub fn from_gate(record: &ConnectionRecord) -> Self {
+        Self {
+            host: record.host.clone(),
+            port: record.port,
+            protocol: record.protocol.as_str(),
+            decision: record.decision,
+            verdict: record.verdict.as_str(),
+            source: record.source.as_str(),
+            rule: record.rule.clone(),
+            reason: record.reason.clone(),
+            exec_id: record.exec.as_ref().and_then(|e| e.id),
+            command: record.exec.as_ref().map(|e| e.command.clone()),
+            via: record.owner.via.as_str(),
+            address: record.address.map(|a| a.to_string()),
+            error: record.error.clone(),
+            bytes_up: record.bytes_up,
+            bytes_down: record.bytes_down,
+            duration_ms: u64::try_from(record.duration.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -299,6 +372,47 @@ mod tests {
                 "decision": "unmatched", "verdict": "deny", "source": "server",
                 "rule": null, "justification": "too many commands are waiting",
                 "exit_code": 126, "duration_ms": 0
+            })
+        );
+    }
+
+    #[test]
+    fn a_network_record_serializes_with_the_design_field_names() {
+        use execgate_netgate::{ConnectionOwner, ExecRef, NetworkProtocol, Outcome, Via};
+        let gate = ConnectionRecord {
+            host: "pypi.test".into(),
+            port: 443,
+            protocol: NetworkProtocol::Https,
+            decision: None,
+            verdict: Outcome::Connect,
+            source: execgate_netgate::Source::User,
+            rule: None,
+            reason: None,
+            end_session: false,
+            owner: ConnectionOwner {
+                peer: "127.0.0.1:40000".parse().unwrap(),
+                listener: "127.0.0.1:3128".parse().unwrap(),
+                via: Via::HttpProxy,
+            },
+            exec: Some(ExecRef {
+                id: Some(2),
+                command: "/usr/bin/curl https://pypi.test/".into(),
+            }),
+            asked: true,
+            address: Some("127.0.0.1:8443".parse().unwrap()),
+            error: None,
+            bytes_up: 10,
+            bytes_down: 20,
+            duration: std::time::Duration::from_millis(7),
+        };
+        assert_eq!(
+            serde_json::to_value(NetworkRecord::from_gate(&gate)).unwrap(),
+            serde_json::json!({
+                "host": "pypi.test", "port": 443, "protocol": "https", "decision": "unmatched",
+                "verdict": "connect", "source": "user", "rule": null, "reason": null,
+                "exec_id": 2, "command": "/usr/bin/curl https://pypi.test/", "via": "http-proxy",
+                "address": "127.0.0.1:8443", "error": null, "bytes_up": 10, "bytes_down": 20,
+                "duration_ms": 7
             })
         );
     }

@@ -518,8 +518,16 @@ impl Session {
         self.shared.kill_all(false);
     }
 
-    /// Why the session was ended by a policy's ruling ([`crate::Ruling::end_session`]),
-    /// if it was.
+    /// Ends the whole session for `reason`, as a ruling's [`crate::Ruling::end_session`]
+    /// does: kills the shell's group and every escalated group, refuses later escalations,
+    /// and [`Session::interrupted`] gives the reason (the first one given). For deciders
+    /// outside the exec protocol, such as the network gate's.
+    pub fn end(&self, reason: impl Into<String>) {
+        self.shared.interrupt(reason.into());
+    }
+
+    /// Why the session was ended by a policy's ruling ([`crate::Ruling::end_session`]) or
+    /// [`Session::end`], if it was.
     pub fn interrupted(&self) -> Option<String> {
         self.shared.interrupted()
     }

@@ -2,11 +2,11 @@
 //! overrides, the address pool of the DNS responder, and its limits.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
-use execgate_execpolicy::{canonical_host, CanonicalHost, Policy};
+use execgate_execpolicy::{canonical_host, CanonicalHost, NetworkProtocol, Policy};
 
 /// Everything a [`crate::Gate`] needs besides its decider.
 #[derive(Clone, Debug)]
@@ -24,18 +24,49 @@ pub struct GateConfig {
     pub limits: Limits,
     /// How tunnelled bytes are moved.
     pub relay: RelayMode,
+    /// Creates capture listeners for each pool address before the DNS responder hands it
+    /// out (one per [`GateConfig::capture_ports`] entry, bound to that address). Without
+    /// one, the integration serves capture listeners of its own (e.g. on a wildcard
+    /// address) and the responder hands addresses out at once.
+    pub binder: Option<CaptureBinder>,
+    /// The ports captured on each pool address and the protocol each speaks (default:
+    /// [`crate::capture_ports`] of the policy).
+    pub capture_ports: Vec<(u16, NetworkProtocol)>,
 }
 
 impl GateConfig {
-    /// A configuration with `policy`, no overrides, the default pool, limits and relay.
+    /// A configuration with `policy`, no overrides, the default pool, limits and relay, no
+    /// binder, and the policy's capture ports.
     pub fn new(policy: Arc<Policy>) -> Self {
+        let capture_ports = crate::capture_ports(&policy);
         Self {
             policy,
             resolve: ResolveOverrides::default(),
             pool: AddressPool::default(),
             limits: Limits::default(),
             relay: RelayMode::default(),
+            binder: None,
+            capture_ports,
         }
+    }
+}
+
+/// Makes the listening socket that captures one pool address and port, inside the
+/// sandbox's network namespace (bound to exactly that address, so the sandbox keeps every
+/// other address and port for itself).
+pub trait BindCapture: Send + Sync + 'static {
+    /// A listening TCP socket bound to `address`. May block (it may ask the sandbox's init
+    /// for a socket): the gate calls it on a blocking thread.
+    fn bind(&self, address: SocketAddrV4) -> std::io::Result<std::net::TcpListener>;
+}
+
+/// A shared [`BindCapture`].
+#[derive(Clone)]
+pub struct CaptureBinder(pub Arc<dyn BindCapture>);
+
+impl std::fmt::Debug for CaptureBinder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CaptureBinder")
     }
 }
 
@@ -57,6 +88,9 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Most header fields in one HTTP request head; more gets `431`.
     pub max_headers: usize,
+    /// With a [`CaptureBinder`]: most names whose addresses are captured (each costs a
+    /// listening socket per capture port); the next new name gets SERVFAIL.
+    pub max_captured_names: usize,
 }
 
 impl Default for Limits {
@@ -68,6 +102,7 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
             max_headers: 100,
+            max_captured_names: 1024,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! Malformed queries get FORMERR; nothing a client sends can stop the responder.
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use execgate_execpolicy::{canonical_host, CanonicalHost};
@@ -16,6 +17,7 @@ use hickory_proto::rr::rdata::{A, PTR};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
+use tokio::task::JoinSet;
 
 use crate::gate::Gate;
 
@@ -25,9 +27,51 @@ const TTL: u32 = 300;
 /// The largest UDP query read (a larger datagram is truncated and answered FORMERR).
 const MAX_UDP: usize = 4096;
 
+/// The pool address an A (or ANY) query for a name will be answered with, handed out now
+/// if it is the name's first query; `None` for any other message. The responder makes sure
+/// the address is captured ([`Gate::ensure_captured`]) before it answers.
+fn address_asked(gate: &Gate, query: &[u8]) -> Option<Ipv4Addr> {
+    let message = Message::from_vec(query).ok()?;
+    if message.metadata.message_type != MessageType::Query
+        || message.metadata.op_code != OpCode::Query
+        || message.queries.len() != 1
+    {
+        return None;
+    }
+    let query = &message.queries[0];
+    if query.query_class() != DNSClass::IN
+        || !matches!(query.query_type(), RecordType::A | RecordType::ANY)
+    {
+        return None;
+    }
+    let Some(CanonicalHost::Name(host)) = canonical_host(&name_text(query.name())?) else {
+        return None;
+    };
+    if host.ends_with(".in-addr.arpa") || host.ends_with(".ip6.arpa") {
+        return None;
+    }
+    gate.address_for(&host)
+}
+
+/// Answers one DNS message as the responder does on its sockets: a name's first A query
+/// waits until its pool address is captured, and is answered SERVFAIL if it cannot be.
+pub(crate) async fn answer_captured(gate: &Gate, query: &[u8]) -> Option<Vec<u8>> {
+    let captured = match address_asked(gate, query) {
+        Some(address) => gate.ensure_captured(address).await,
+        None => true,
+    };
+    answer_as(gate, query, captured)
+}
+
 /// Answers one DNS message (the bytes of a query); `None` when there is nothing to answer
 /// (fewer bytes than a header, or a response rather than a query).
 pub(crate) fn answer(gate: &Gate, query: &[u8]) -> Option<Vec<u8>> {
+    answer_as(gate, query, true)
+}
+
+/// [`answer`], with `captured` false when the name's address could not be captured (its
+/// A query then gets SERVFAIL: an address nothing listens on would only hang a client).
+fn answer_as(gate: &Gate, query: &[u8], captured: bool) -> Option<Vec<u8>> {
     let message = match Message::from_vec(query) {
         Ok(message) => message,
         Err(_) => return format_error(query),
@@ -56,6 +100,7 @@ pub(crate) fn answer(gate: &Gate, query: &[u8]) -> Option<Vec<u8>> {
             query.name(),
             query.query_type(),
             query.query_class(),
+            captured,
             &mut response,
         )
     };
@@ -69,6 +114,7 @@ fn respond(
     name: &Name,
     query_type: RecordType,
     class: DNSClass,
+    captured: bool,
     response: &mut Message,
 ) -> ResponseCode {
     if class != DNSClass::IN {
@@ -103,6 +149,9 @@ fn respond(
     let Some(address) = gate.address_for(&host) else {
         return ResponseCode::ServFail;
     };
+    if !captured && matches!(query_type, RecordType::A | RecordType::ANY) {
+        return ResponseCode::ServFail;
+    }
     if matches!(query_type, RecordType::A | RecordType::ANY) {
         response.add_answer(Record::from_rdata(name.clone(), TTL, RData::A(A(address))));
     }
@@ -156,16 +205,40 @@ fn format_error(query: &[u8]) -> Option<Vec<u8>> {
     Some(reply)
 }
 
-/// Answers queries on a UDP socket forever.
+/// Most first queries waiting for their names' capture listeners at once; more are
+/// dropped (the client asks again).
+const MAX_WAITING: usize = 256;
+
+/// Answers queries on a UDP socket until dropped.
 pub(crate) async fn serve_udp(gate: Gate, socket: UdpSocket) -> std::io::Result<()> {
+    let socket = Arc::new(socket);
     let mut buf = vec![0u8; MAX_UDP];
+    let mut waiting = JoinSet::new();
     loop {
-        let (n, peer) = match socket.recv_from(&mut buf).await {
+        let received = tokio::select! {
+            received = socket.recv_from(&mut buf) => received,
+            Some(_) = waiting.join_next(), if !waiting.is_empty() => continue,
+        };
+        let (n, peer) = match received {
             Ok(received) => received,
             Err(e) if is_fatal(&e) => return Err(e),
             Err(_) => continue,
         };
-        if let Some(reply) = answer(&gate, &buf[..n]) {
+        let query = &buf[..n];
+        if address_asked(&gate, query).is_some_and(|a| !gate.is_captured(a)) {
+            // A name's first query waits for its capture listeners, in a task of its own so
+            // other names are answered meanwhile.
+            if waiting.len() < MAX_WAITING {
+                let (gate, socket, query) = (gate.clone(), Arc::clone(&socket), query.to_vec());
+                waiting.spawn(async move {
+                    if let Some(reply) = answer_captured(&gate, &query).await {
+                        let _ = socket.send_to(&reply, peer).await;
+                    }
+                });
+            }
+            continue;
+        }
+        if let Some(reply) = answer(&gate, query) {
             // A client that cannot take the reply simply does not get one.
             let _ = socket.send_to(&reply, peer).await;
         }
@@ -187,7 +260,7 @@ pub(crate) async fn serve_tcp_connection(gate: Gate, mut stream: TcpStream) {
         let Ok(Ok(message)) = message else {
             return;
         };
-        let Some(reply) = answer(&gate, &message) else {
+        let Some(reply) = answer_captured(&gate, &message).await else {
             return;
         };
         let Ok(len) = u16::try_from(reply.len()) else {

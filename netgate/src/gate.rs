@@ -8,7 +8,7 @@
 //! to, and connects to those addresses and no others. It never opens a connection that was
 //! not decided.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -55,6 +55,13 @@ pub(crate) struct Inner {
     permits: Arc<Semaphore>,
     /// Decider calls in flight; aborted when the gate goes away.
     questions: Mutex<JoinSet<()>>,
+    /// Pool addresses whose capture listeners exist (with a binder).
+    captured: Mutex<HashSet<Ipv4Addr>>,
+    /// Held while capture listeners are being made, so each address is bound once.
+    binding: tokio::sync::Mutex<()>,
+    /// New capture listeners, for [`Gate::serve_bound_captures`].
+    bound: mpsc::UnboundedSender<(TcpListener, NetworkProtocol)>,
+    bound_receiver: Mutex<Option<mpsc::UnboundedReceiver<(TcpListener, NetworkProtocol)>>>,
 }
 
 /// Why no upstream stream was opened.
@@ -111,6 +118,7 @@ impl Gate {
         let (events, receiver) = mpsc::unbounded_channel();
         let permits = Arc::new(Semaphore::new(config.limits.max_connections));
         let names = Mutex::new(Names::new(config.pool));
+        let (bound, bound_receiver) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             config,
             decider,
@@ -119,6 +127,10 @@ impl Gate {
             events,
             permits,
             questions: Mutex::new(JoinSet::new()),
+            captured: Mutex::new(HashSet::new()),
+            binding: tokio::sync::Mutex::new(()),
+            bound,
+            bound_receiver: Mutex::new(Some(bound_receiver)),
         });
         (Self { inner }, receiver)
     }
@@ -127,6 +139,90 @@ impl Gate {
     /// first time; `None` once the pool is used up.
     pub fn address_for(&self, name: &str) -> Option<Ipv4Addr> {
         lock(&self.inner.names).address_for(name)
+    }
+
+    /// Whether `address` can be handed out: there is no binder, or its capture listeners
+    /// exist.
+    pub(crate) fn is_captured(&self, address: Ipv4Addr) -> bool {
+        self.inner.config.binder.is_none() || lock(&self.inner.captured).contains(&address)
+    }
+
+    /// Makes the capture listeners for `address` (one per capture port) with the binder,
+    /// once; false when they cannot be made (or the session's cap on captured names is
+    /// reached), and the address must not be handed out.
+    pub(crate) async fn ensure_captured(&self, address: Ipv4Addr) -> bool {
+        let Some(binder) = self.inner.config.binder.clone() else {
+            return true;
+        };
+        let _one_at_a_time = self.inner.binding.lock().await;
+        {
+            let captured = lock(&self.inner.captured);
+            if captured.contains(&address) {
+                return true;
+            }
+            if captured.len() >= self.inner.config.limits.max_captured_names {
+                tracing::warn!(%address, "network gate: too many names captured in this session");
+                return false;
+            }
+        }
+        let ports = self.inner.config.capture_ports.clone();
+        let made = tokio::task::spawn_blocking(move || {
+            ports
+                .iter()
+                .map(|&(port, protocol)| {
+                    let listener = binder.0.bind(std::net::SocketAddrV4::new(address, port))?;
+                    listener.set_nonblocking(true)?;
+                    Ok((listener, protocol))
+                })
+                .collect::<io::Result<Vec<_>>>()
+        })
+        .await;
+        let listeners = match made {
+            Ok(Ok(listeners)) => listeners,
+            Ok(Err(e)) => {
+                tracing::warn!(%address, "network gate: cannot capture a pool address: {e}");
+                return false;
+            }
+            Err(_) => return false,
+        };
+        for (listener, protocol) in listeners {
+            match TcpListener::from_std(listener) {
+                Ok(listener) => {
+                    // Nobody serving them (the session is ending) only leaves them unserved.
+                    let _ = self.inner.bound.send((listener, protocol));
+                }
+                Err(e) => {
+                    tracing::warn!(%address, "network gate: cannot serve a capture listener: {e}");
+                    return false;
+                }
+            }
+        }
+        lock(&self.inner.captured).insert(address);
+        true
+    }
+
+    /// Serves every capture listener the binder makes, until dropped (dropping it closes
+    /// them all). Call it once per gate, alongside the other doors; a second call returns
+    /// at once.
+    pub async fn serve_bound_captures(&self) -> io::Result<()> {
+        let Some(mut receiver) = lock(&self.inner.bound_receiver).take() else {
+            return Ok(());
+        };
+        let mut serving = JoinSet::new();
+        loop {
+            tokio::select! {
+                Some((listener, protocol)) = receiver.recv() => {
+                    let gate = self.clone();
+                    serving.spawn(async move {
+                        if let Err(e) = gate.serve_captured(listener, protocol).await {
+                            tracing::warn!("network gate: a capture listener failed: {e}");
+                        }
+                    });
+                }
+                Some(_) = serving.join_next(), if !serving.is_empty() => {}
+                else => return Ok(()),
+            }
+        }
     }
 
     /// The name a pool address was handed out for.

@@ -61,7 +61,8 @@ use std::os::fd::OwnedFd;
 
 pub use capture::capture_ports;
 pub use config::{
-    AddressPool, GateConfig, Limits, PoolError, RelayMode, ResolveEntryError, ResolveOverrides,
+    AddressPool, BindCapture, CaptureBinder, GateConfig, Limits, PoolError, RelayMode,
+    ResolveEntryError, ResolveOverrides,
 };
 pub use decider::{
     target_text, BoxFuture, ConnectionOwner, DenyAll, ExecRef, NetworkDecider, NetworkRequest,

@@ -1060,6 +1060,34 @@ impl Sandboxed {
         }
     }
 
+    /// A sandbox whose capture listeners the gate makes itself, one per name and port,
+    /// bound to the name's pool address (as the integration does), instead of wildcard
+    /// listeners made up front.
+    async fn start_bound(rules: &str, scripted: Scripted) -> Self {
+        let up = Upstreams::start().await;
+        let mut sandbox = Sandbox::start(&[]);
+        let binder = sandbox.binder();
+        let ports = vec![
+            (up.https.port(), NetworkProtocol::Https),
+            (up.http.port(), NetworkProtocol::Http),
+        ];
+        let h = Harness::start_with(rules, scripted, move |config| {
+            config.binder = Some(binder);
+            config.capture_ports = ports;
+        })
+        .await;
+        let mut tasks = tokio::task::JoinSet::new();
+        serve_sandbox(&h.gate, &mut sandbox, &[], &mut tasks);
+        let gate = h.gate.clone();
+        tasks.spawn(async move { gate.serve_bound_captures().await.unwrap() });
+        Self {
+            h,
+            up,
+            sandbox: Arc::new(std::sync::Mutex::new(sandbox)),
+            _tasks: tasks,
+        }
+    }
+
     /// Runs `argv` inside the sandbox.
     async fn run(&self, argv: &[&str], env: &[(&str, &str)]) -> Ran {
         let sandbox = Arc::clone(&self.sandbox);
@@ -1236,6 +1264,79 @@ async fn a_captured_name_no_rule_covers_works_only_after_approval() {
     );
     // The owner is the sandbox socket as /proc/net/tcp inside the sandbox lists it.
     assert_eq!(questions[1].owner.listener.ip().to_string(), "198.18.0.2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bound_capture_takes_only_pool_addresses_and_leaves_loopback_to_the_sandbox() {
+    let s = Sandboxed::start_bound(ALLOW_HTTPS, Scripted::new()).await;
+    let ran = s.tls_get("allowed.test", "allowed.test", "/bound").await;
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        ("198.18.0.1\nGET allowed.test /bound 0\n", "")
+    );
+    assert_eq!(s.h.record().await.owner.via, Via::Capture);
+    // The sandbox's own server on 127.0.0.1 at a captured port: its own, not the gate's;
+    // an unused pool address is refused at once (nothing listens there).
+    let port = s.up.https.port();
+    let code = format!(
+        r#"
+import socket
+own = socket.socket()
+own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+own.bind(("127.0.0.1", {port}))
+own.listen()
+c = socket.create_connection(("127.0.0.1", {port}))
+a, _ = own.accept()
+c.sendall(b"mine")
+print(a.recv(4).decode())
+try:
+    socket.create_connection(("198.18.7.7", {port}), timeout=5)
+except Exception as e:
+    print(type(e).__name__)
+"#
+    );
+    let ran = s.python(&code).await;
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        ("mine\nConnectionRefusedError\n", "")
+    );
+    assert_eq!(s.h.pending_records().await, vec![]);
+    assert_eq!(s.up.https_accepts.count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_cap_on_captured_names_a_new_name_gets_servfail() {
+    let up = Upstreams::start().await;
+    let mut sandbox = Sandbox::start(&[]);
+    let binder = sandbox.binder();
+    let port = up.https.port();
+    let h = Harness::start_with("", Scripted::new(), move |config| {
+        config.binder = Some(binder);
+        config.capture_ports = vec![(port, NetworkProtocol::Https)];
+        config.limits.max_captured_names = 2;
+    })
+    .await;
+    let mut tasks = tokio::task::JoinSet::new();
+    serve_sandbox(&h.gate, &mut sandbox, &[], &mut tasks);
+    let gate = h.gate.clone();
+    tasks.spawn(async move { gate.serve_bound_captures().await.unwrap() });
+    let sandbox = Arc::new(std::sync::Mutex::new(sandbox));
+    let ran = tokio::task::spawn_blocking(move || {
+        sandbox.lock().unwrap().run(
+            &[
+                "python3",
+                "-c",
+                "import socket\nfor n in ['a.test', 'b.test', 'a.test', 'c.test']:\n    try:\n        print(socket.gethostbyname(n))\n    except Exception as e:\n        print(type(e).__name__)",
+            ],
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        ("198.18.0.1\n198.18.0.2\n198.18.0.1\ngaierror\n", "")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

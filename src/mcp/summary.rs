@@ -251,6 +251,7 @@ mod tests {
             timed_out: false,
             interrupted: false,
             execs,
+            network: None,
         }
     }
 

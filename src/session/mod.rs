@@ -309,6 +309,7 @@ fn report(
             timed_out: ended.timed_out,
             interrupted: ended.interrupted,
             execs,
+            network: None,
         },
         combined: captured.combined,
         duration: started.elapsed(),

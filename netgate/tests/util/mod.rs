@@ -477,6 +477,8 @@ pub async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
 /// runs the programs tests ask it to.
 pub struct Sandbox {
     control: UnixStream,
+    /// Asks the sandbox for a TCP socket of its network namespace (one byte, one fd back).
+    pub sockets: Arc<Mutex<UnixStream>>,
     child: std::process::Child,
     pub fds: HashMap<String, OwnedFd>,
     _dir: tempfile::TempDir,
@@ -485,8 +487,16 @@ pub struct Sandbox {
 /// The program run inside the sandbox: makes the listeners, sends them, then runs
 /// commands (one JSON line each) and answers with their results.
 const SANDBOX_PY: &str = r#"
-import array, json, socket, subprocess, sys
+import array, json, socket, subprocess, sys, threading
 control = socket.socket(fileno=3)
+sockets = socket.socket(fileno=4)
+def make_sockets():
+    # One TCP socket of this network namespace per byte received (the binder's requests).
+    while sockets.recv(1):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        socket.send_fds(sockets, [b"s"], [s.fileno()])
+        s.close()
+threading.Thread(target=make_sockets, daemon=True).start()
 names, socks = [], []
 def listen(name, family, kind, addr):
     s = socket.socket(family, kind)
@@ -537,6 +547,8 @@ impl Sandbox {
         std::fs::write(&script, SANDBOX_PY).unwrap();
         let (control, child_end) = UnixStream::pair().unwrap();
         let child_fd = child_end.as_raw_fd();
+        let (sockets, sockets_child) = UnixStream::pair().unwrap();
+        let sockets_fd = sockets_child.as_raw_fd();
         let setup = format!(
             "ip link set lo up && ip route add local 198.18.0.0/16 dev lo && mount --bind {} /etc/resolv.conf && exec python3 {} \"$@\"",
             resolv.display(),
@@ -557,11 +569,18 @@ impl Sandbox {
             ])
             .args(capture_ports.iter().map(|p| p.to_string()))
             .stdin(std::process::Stdio::null());
-        // SAFETY: dup2 is async-signal-safe; it puts the control socket on fd 3.
+        // SAFETY: fcntl and dup2 are async-signal-safe. Both fds are first copied out of
+        // the way, so putting one on 3 cannot overwrite the other before it is placed on 4.
         unsafe {
             use std::os::unix::process::CommandExt;
             command.pre_exec(move || {
-                if libc::dup2(child_fd, 3) < 0 {
+                let control = libc::fcntl(child_fd, libc::F_DUPFD, 100);
+                let sockets = libc::fcntl(sockets_fd, libc::F_DUPFD, 100);
+                if control < 0
+                    || sockets < 0
+                    || libc::dup2(control, 3) < 0
+                    || libc::dup2(sockets, 4) < 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -569,13 +588,21 @@ impl Sandbox {
         }
         let child = command.spawn().expect("unshare runs");
         drop(child_end);
+        drop(sockets_child);
         let fds = receive_fds(&control);
         Self {
             control,
+            sockets: Arc::new(Mutex::new(sockets)),
             child,
             fds,
             _dir: dir,
         }
+    }
+
+    /// A capture binder that asks the sandbox for each socket, as the integration asks the
+    /// sandbox's init.
+    pub fn binder(&self) -> execgate_netgate::CaptureBinder {
+        execgate_netgate::CaptureBinder(Arc::new(SandboxBinder(Arc::clone(&self.sockets))))
     }
 
     /// Takes the listener `name` ("proxy", "socks", "dns-tcp", "capture:PORT") as a tokio
@@ -625,6 +652,47 @@ impl Drop for Sandbox {
         let _ = self.control.shutdown(std::net::Shutdown::Both);
         let _ = self.child.wait();
     }
+}
+
+struct SandboxBinder(Arc<Mutex<UnixStream>>);
+
+impl execgate_netgate::BindCapture for SandboxBinder {
+    fn bind(&self, address: std::net::SocketAddrV4) -> std::io::Result<std::net::TcpListener> {
+        use nix::sys::socket::{bind, listen, setsockopt, sockopt, Backlog, SockaddrIn};
+        let stream = self.0.lock().unwrap();
+        (&*stream).write_all(b"s")?;
+        let fd = receive_fds_raw(&stream).pop().expect("one socket");
+        setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+        bind(fd.as_raw_fd(), &SockaddrIn::from(address))?;
+        listen(&fd, Backlog::new(128).unwrap())?;
+        Ok(std::net::TcpListener::from(fd))
+    }
+}
+
+fn receive_fds_raw(control: &UnixStream) -> Vec<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut buf = [0u8; 16];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let message = recvmsg::<()>(
+        control.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .expect("the sandbox sends a socket");
+    let mut fds = Vec::new();
+    for cmsg in message.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(received) = cmsg {
+            // SAFETY: the fds were just received and belong to nobody else.
+            fds.extend(
+                received
+                    .into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    fds
 }
 
 fn receive_fds(control: &UnixStream) -> HashMap<String, OwnedFd> {
