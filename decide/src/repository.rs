@@ -155,6 +155,7 @@ mod tests {
             invoked: None,
             cwd: Arc::new(CwdDir::new(cwd)),
             direct: None,
+            pid: None,
         }
     }
 

@@ -65,6 +65,7 @@ fn exec(program: &str, argv: &[&str]) -> ExecContext {
         invoked: None,
         cwd: Arc::new(CwdDir::new(b"/work".to_vec())),
         direct: None,
+        pid: None,
     }
 }
 

@@ -242,6 +242,9 @@ async fn decide_direct<N: Send + 'static>(
         invoked,
         cwd: Arc::new(CwdDir::new(request.cwd.clone())),
         direct: Some(caller.clone()),
+        // The trapped process is not a client of the session socket; attribution finds
+        // its connections through the nearest ancestor that asked.
+        pid: None,
     };
     let decision = Bounded {
         decision: Some(server.policy.decide(&ctx)),

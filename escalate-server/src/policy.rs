@@ -122,6 +122,11 @@ pub struct ExecContext {
     /// executed it) cannot carry out an escalation, so a policy must not ask anyone about
     /// it, and the server denies a ruling that would escalate it.
     pub direct: Option<PathBuf>,
+    /// The pid of the process that asked (the one that becomes the program on a Run
+    /// verdict), in the server's PID namespace; only when the session asked for it
+    /// ([`crate::SessionBuilder::client_pids`]). Sandboxed code chooses which process asks
+    /// about which command, so it names a process, not a proof of what the process runs.
+    pub pid: Option<i32>,
 }
 
 /// Tells which paths sandboxed code can write; the sandbox knows. The server trusts the

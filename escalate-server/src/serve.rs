@@ -78,6 +78,8 @@ pub(crate) struct Server<N> {
     pub(crate) waiting_decisions: Arc<Budget>,
     /// Run verdicts whose trapped exec has not been seen yet (see `direct`).
     pub(crate) run_memory: Arc<crate::direct::RunMemory>,
+    /// Read each client's pid for the policy ([`ExecContext::pid`]).
+    pub(crate) client_pids: bool,
 }
 
 impl<N> Server<N> {
@@ -337,6 +339,11 @@ async fn converse<N: Send + 'static>(
         invoked,
         cwd: Arc::clone(&cwd),
         direct: None,
+        pid: if server.client_pids {
+            stream.peer_pid()
+        } else {
+            None
+        },
     };
     let decision = Bounded {
         decision: Some(server.policy.decide(&ctx)),

@@ -147,6 +147,7 @@ pub struct SessionBuilder<N = ()> {
     pass_env: Vec<OsString>,
     writable: Option<Arc<dyn WritablePaths>>,
     terminal: Option<OwnedFd>,
+    client_pids: bool,
 }
 
 impl<N: Send + 'static> SessionBuilder<N> {
@@ -164,6 +165,7 @@ impl<N: Send + 'static> SessionBuilder<N> {
             escalation_env: env,
             pass_env: Vec::new(),
             writable: None,
+            client_pids: false,
             interception,
             launcher: Arc::new(DirectLauncher),
             stdin: None,
@@ -285,6 +287,15 @@ impl<N: Send + 'static> SessionBuilder<N> {
         self
     }
 
+    /// Gives the policy the pid of the process that sent each request
+    /// ([`crate::ExecContext::pid`]), for a policy that attributes what a process does
+    /// later (the network gate names the exec that opened a connection). Off by default: it
+    /// costs one `getsockopt` per exec.
+    pub fn client_pids(mut self, on: bool) -> Self {
+        self.client_pids = on;
+        self
+    }
+
     /// Tells the server which paths sandboxed code can write, so it can trust the name a
     /// program was invoked by ([`crate::ExecContext::invoked`]). Without it every path
     /// counts as writable: no invoked name is trusted, and escalated programs get their
@@ -342,6 +353,7 @@ impl<N: Send + 'static> SessionBuilder<N> {
             waiting_fds: Budget::new(MAX_WAITING_STREAMS),
             waiting_decisions: Budget::new(MAX_WAITING_DECISIONS),
             run_memory: Arc::default(),
+            client_pids: self.client_pids,
         });
         let wrapper = match &self.interception {
             Interception::PatchedShell { wrapper } | Interception::Preload { wrapper, .. } => {

@@ -450,3 +450,51 @@ fn the_exec_that_ends_the_session_is_reported_before_the_session_is_gone() {
         );
     }
 }
+
+/// Answers Run, and denies unless the request's second argument is the pid the server
+/// gave the policy (or "none" when it gave none).
+struct PidCheck;
+
+#[async_trait]
+impl EscalationPolicy for PidCheck {
+    type Note = ();
+
+    async fn decide(&self, exec: &ExecContext) -> Ruling {
+        let said = exec.pid.map_or("none".to_owned(), |pid| pid.to_string());
+        if exec.request.argv.get(1).map(Vec::as_slice) == Some(said.as_bytes()) {
+            Verdict::Run.into()
+        } else {
+            Verdict::Deny {
+                reason: format!("the policy was told {said}").into_bytes(),
+            }
+            .into()
+        }
+    }
+}
+
+#[test]
+fn the_policy_learns_the_asking_process_only_when_the_session_asks_for_it() {
+    if in_client() {
+        let expected = std::env::var("EXPECT_PID").unwrap();
+        let expected = if expected == "self" {
+            std::process::id().to_string()
+        } else {
+            expected
+        };
+        let mut buf = [0u8; 4096];
+        assert_eq!(next(&ask(&expected), &mut buf).unwrap(), run_verdict());
+        return;
+    }
+    let name = "the_policy_learns_the_asking_process_only_when_the_session_asks_for_it";
+    for (on, expect) in [(true, "self"), (false, "none")] {
+        let status = runtime().block_on(async {
+            let mut session = builder(name)
+                .env("EXPECT_PID", expect)
+                .client_pids(on)
+                .spawn(Arc::new(PidCheck))
+                .unwrap();
+            session.wait().await.unwrap()
+        });
+        assert!(status.success(), "client_pids({on}): {status}");
+    }
+}
