@@ -6,6 +6,7 @@
 //! audit log, the progress channel and the final [`RunReport`].
 
 mod audit;
+mod owners;
 mod clock;
 mod hooks;
 mod record;
