@@ -19,6 +19,25 @@ use std::process::Command;
 /// a directory the sandbox could write is not picked up by a later session.
 const SYSTEM_LOCATIONS: [&str; 3] = ["/usr/bin/bwrap", "/usr/local/bin/bwrap", "/bin/bwrap"];
 
+/// The resolver configuration a gated sandbox replaces.
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// An fd that reads `bytes` from offset 0 (a sealed memfd), for `--ro-bind-data`.
+pub(crate) fn data_fd(bytes: &[u8]) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::io::{Seek, Write};
+    use std::os::fd::FromRawFd;
+    // SAFETY: memfd_create with a valid C string returns a new fd or -1.
+    let fd = unsafe { libc::memfd_create(c"execgate-resolv.conf".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd we own.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.write_all(bytes)?;
+    file.rewind()?;
+    Ok(file.into())
+}
+
 /// A ready bwrap invocation.
 #[derive(Debug, Clone)]
 pub(crate) struct BwrapPlan {
@@ -102,15 +121,25 @@ impl BwrapPlan {
     }
 
     /// A command that runs `init control_fd program args` inside the sandbox.
+    /// With `resolv_fd` (a file to read, at offset 0), `/etc/resolv.conf` inside is a
+    /// read-only copy of it (a gated network's).
     pub fn command(
         &self,
         init: &Path,
         control_fd: i32,
+        resolv_fd: Option<i32>,
         program: &Path,
         args: &[OsString],
     ) -> Command {
         let mut cmd = Command::new(&self.bwrap);
         cmd.args(&self.args);
+        if let Some(fd) = resolv_fd {
+            // Where the name leads when it is a link (e.g. to systemd-resolved's stub file):
+            // the root is bound as it is, so the same path inside.
+            let target = std::fs::canonicalize(RESOLV_CONF)
+                .unwrap_or_else(|_| PathBuf::from(RESOLV_CONF));
+            cmd.arg("--ro-bind-data").arg(fd.to_string()).arg(target);
+        }
         cmd.arg("--")
             .arg(init)
             .arg(control_fd.to_string())

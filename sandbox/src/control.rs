@@ -22,7 +22,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 /// Version of the config record; bump on any change to the messages below.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 /// Largest record either side sends (the config, with its filters and paths, is the
 /// largest by far).
 pub(crate) const MAX_RECORD: usize = 256 * 1024;
@@ -34,6 +34,7 @@ mod tag {
     pub const SIGNAL: u8 = 2;
     pub const TERMINATE: u8 = 3;
     pub const OPEN_SOCKET: u8 = 4;
+    pub const START: u8 = 5;
     pub const READY: u8 = 0x10;
     pub const LISTENER: u8 = 0x11;
     pub const EXITED_CODE: u8 = 0x12;
@@ -83,6 +84,12 @@ pub(crate) struct InitConfig {
     pub notify: Vec<u8>,
     /// The Landlock domain, if any.
     pub landlock: Option<LandlockSpec>,
+    /// Wait for [`ToInit::Start`] before starting the shell (answering `OpenSocket`
+    /// meanwhile): a gated sandbox's shell starts only once the gate listens.
+    pub hold_shell: bool,
+    /// In the init's own mount namespace, `/etc/resolv.conf` becomes a read-only file with
+    /// these bytes (a gated sandbox under Landlock; bubblewrap binds it itself).
+    pub resolv_conf: Option<Vec<u8>>,
 }
 
 /// How the session's shell ended, as its init saw it.
@@ -102,6 +109,8 @@ pub(crate) enum ToInit {
     Signal(i32),
     /// Kill every process of the session, reap them, report `Exited` and exit.
     Terminate,
+    /// Start the held shell (see [`InitConfig::hold_shell`]).
+    Start,
     /// Create `socket(domain, ty, protocol)` inside the sandbox's namespaces and send it.
     OpenSocket {
         id: u32,
@@ -237,12 +246,21 @@ impl ToInit {
                         w.paths(&l.devices);
                     }
                 }
+                w.u8(u8::from(c.hold_shell));
+                match &c.resolv_conf {
+                    None => w.u8(0),
+                    Some(text) => {
+                        w.u8(1);
+                        w.bytes(text);
+                    }
+                }
             }
             ToInit::Signal(n) => {
                 w.u8(tag::SIGNAL);
                 w.i32(*n);
             }
             ToInit::Terminate => w.u8(tag::TERMINATE),
+            ToInit::Start => w.u8(tag::START),
             ToInit::OpenSocket {
                 id,
                 domain,
@@ -297,15 +315,24 @@ impl ToInit {
                     }),
                     _ => return Err(bad()),
                 };
+                let hold_shell = r.u8()? != 0;
+                let resolv_conf = match r.u8()? {
+                    0 => None,
+                    1 => Some(r.bytes()?),
+                    _ => return Err(bad()),
+                };
                 ToInit::Config(InitConfig {
                     namespaces,
                     filters,
                     notify,
                     landlock,
+                    hold_shell,
+                    resolv_conf,
                 })
             }
             tag::SIGNAL => ToInit::Signal(r.i32()?),
             tag::TERMINATE => ToInit::Terminate,
+            tag::START => ToInit::Start,
             tag::OPEN_SOCKET => ToInit::OpenSocket {
                 id: r.u32()?,
                 domain: r.i32()?,
@@ -497,14 +524,18 @@ mod tests {
                 write: vec!["/tmp/a b".into()],
                 devices: vec!["/dev/null".into()],
             }),
+            hold_shell: true,
+            resolv_conf: Some(b"nameserver 127.0.0.1\n".to_vec()),
         };
         let (a, b) = pair().unwrap();
         send_to_init(a.as_fd(), &ToInit::Config(config.clone())).unwrap();
+        send_to_init(a.as_fd(), &ToInit::Start).unwrap();
         send_to_init(a.as_fd(), &ToInit::Signal(15)).unwrap();
         assert_eq!(
             recv_from_server(b.as_fd()).unwrap(),
             Some(ToInit::Config(config))
         );
+        assert_eq!(recv_from_server(b.as_fd()).unwrap(), Some(ToInit::Start));
         assert_eq!(
             recv_from_server(b.as_fd()).unwrap(),
             Some(ToInit::Signal(15))

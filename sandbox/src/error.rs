@@ -9,6 +9,10 @@ use std::path::PathBuf;
 /// A reason the sandbox cannot be prepared; each message names what failed and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
+    /// `--network gated` on a backend that cannot give the sandbox a network namespace.
+    #[error("--network gated needs a network namespace of the sandbox's own, which the Landlock backend can make only as root: install bubblewrap (with user namespaces), run as root, or pass --network on or --network off")]
+    GatedNeedsNamespace,
+
     /// A `--sandbox` value that is not one of the three modes.
     #[error(
         "invalid sandbox mode {0:?}: expected read-only, workspace-write or danger-full-access"

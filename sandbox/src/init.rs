@@ -99,6 +99,11 @@ fn setup_and_supervise(
     };
     if config.namespaces != Namespaces::None {
         enter_namespaces(config.namespaces)?;
+        if let Some(text) = &config.resolv_conf {
+            bind_resolv_conf(text)?;
+        }
+    } else if config.resolv_conf.is_some() {
+        return Err("a gated network needs the init's own mount namespace".to_owned());
     }
     let pid1 = std::process::id() == 1;
     if !pid1 {
@@ -122,6 +127,9 @@ fn setup_and_supervise(
     )
     .map_err(|e| fail("cannot reach the server", e))?;
     drop(diag);
+    if config.hold_shell {
+        wait_for_start(control)?;
+    }
 
     let (signals, old_mask) = block_signals().map_err(|e| fail("cannot block signals", e))?;
     // SAFETY: the init is single-threaded, so the child may do anything after fork.
@@ -526,13 +534,67 @@ fn supervise(shell: libc::pid_t, signals: &OwnedFd, control: &OwnedFd) -> ShellS
                     ty,
                     protocol,
                 })) => open_socket(control, id, domain, ty, protocol),
-                Ok(Some(ToInit::Config(_))) => {}
+                Ok(Some(ToInit::Config(_))) | Ok(Some(ToInit::Start)) => {}
                 Ok(Some(ToInit::Terminate)) | Ok(None) | Err(_) => {
                     return reap_shell_after_teardown(shell);
                 }
             }
         }
     }
+}
+
+/// Answers the server's socket requests until it says `Start` (a gated network: the gate
+/// listens before anything runs). Fails when the server ends the session first.
+fn wait_for_start(control: &OwnedFd) -> Result<(), String> {
+    loop {
+        match control::recv_from_server(control.as_fd()) {
+            Ok(Some(ToInit::Start)) => return Ok(()),
+            Ok(Some(ToInit::OpenSocket {
+                id,
+                domain,
+                ty,
+                protocol,
+            })) => open_socket(control, id, domain, ty, protocol),
+            Ok(Some(ToInit::Signal(_))) | Ok(Some(ToInit::Config(_))) => {}
+            Ok(Some(ToInit::Terminate)) | Ok(None) => {
+                return Err("the server ended the session before the shell started".to_owned())
+            }
+            Err(e) => return Err(fail("cannot read the server's requests", e)),
+        }
+    }
+}
+
+/// Makes `/etc/resolv.conf` (or the file it links to) a read-only file holding `text`, in
+/// the init's own mount namespace: a sealed memfd bound over it.
+fn bind_resolv_conf(text: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let what = "cannot give the sandbox its /etc/resolv.conf";
+    // SAFETY: memfd_create with a valid C string returns a new fd or -1.
+    let fd = unsafe { libc::memfd_create(c"execgate-resolv.conf".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(fail(what, io::Error::last_os_error()));
+    }
+    // SAFETY: a fresh fd we own.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.write_all(text).map_err(|e| fail(what, e))?;
+    let target = std::fs::canonicalize("/etc/resolv.conf")
+        .unwrap_or_else(|_| std::path::PathBuf::from("/etc/resolv.conf"));
+    let target = CString::new(target.as_os_str().as_bytes()).map_err(|e| fail(what, e))?;
+    let source = CString::new(format!("/proc/self/fd/{fd}")).map_err(|e| fail(what, e))?;
+    // SAFETY: mount with valid C strings.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(fail(what, io::Error::last_os_error()));
+    }
+    set_mount_attr(&target, 0, libc::MOUNT_ATTR_RDONLY).map_err(|e| fail(what, e))
 }
 
 /// The server asked to end (or went away): the shell's status is what teardown leaves.

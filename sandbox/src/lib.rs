@@ -40,7 +40,7 @@ pub use error::SandboxError;
 pub use exec::{exec_handlers, ExecCall, ExecGate, ExecRead, FileKey, MAX_BYTES, MAX_ENTRIES};
 pub use notify::{Handler, Handlers, Notification, Response};
 pub use paths::{HomeEntry, HOME_FILES, PROTECTED_NAMES};
-pub use policy::{Backend, BackendChoice, SandboxMode, SandboxPolicy};
+pub use policy::{Backend, BackendChoice, GatedNetwork, SandboxMode, SandboxPolicy};
 pub use seccomp::Notified;
 pub use supervisor::Supervisor;
 
@@ -52,7 +52,7 @@ use crate::supervisor::SocketSetup;
 use crate::unix_socket::FileId;
 use std::ffi::OsString;
 use std::io::{self, BufRead};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -145,7 +145,7 @@ impl Sandbox {
         let base = Sandbox {
             backend: Backend::None,
             plan: Plan::None,
-            filters: seccomp::build(resolved.network)?
+            filters: seccomp::build(resolved.network || resolved.gated.is_some())?
                 .iter()
                 .map(seccomp::Program::to_bytes)
                 .collect(),
@@ -284,11 +284,18 @@ impl Sandbox {
         };
         let mut calls = sockets.notified();
         calls.extend(extra.notified());
+        let gated = self.resolved.gated.as_ref();
         let config = InitConfig {
             namespaces,
             filters: self.filters.clone(),
             notify: seccomp::notify_program(&calls).to_bytes(),
             landlock,
+            hold_shell: gated.is_some(),
+            // bubblewrap binds it itself; the Landlock init in its own mount namespace.
+            resolv_conf: match &self.plan {
+                Plan::Landlock(..) => gated.map(|g| g.resolv_conf.clone()),
+                _ => None,
+            },
         };
         let supervisor =
             Supervisor::new(&config, sockets, extra, pid_namespace).map_err(|source| {
@@ -298,8 +305,24 @@ impl Sandbox {
                 }
             })?;
         let fd = supervisor.init_fd();
+        let resolv = match (&self.plan, gated) {
+            (Plan::Bubblewrap(_), Some(gated)) => Some(
+                bwrap::data_fd(&gated.resolv_conf).map_err(|source| SandboxError::Io {
+                    what: "cannot hand the sandbox its /etc/resolv.conf",
+                    source,
+                })?,
+            ),
+            _ => None,
+        };
         let mut cmd = match &self.plan {
-            Plan::Bubblewrap(plan) => plan.command(&self.init, fd, program, args),
+            Plan::Bubblewrap(plan) => {
+                let resolv_fd = resolv.as_ref().map(AsRawFd::as_raw_fd);
+                let mut cmd = plan.command(&self.init, fd, resolv_fd, program, args);
+                if let Some(resolv_fd) = resolv_fd {
+                    pass_fd(&mut cmd, resolv_fd);
+                }
+                cmd
+            }
             _ => {
                 let mut cmd = Command::new(&self.init);
                 cmd.arg(fd.to_string()).arg(program).args(args);
@@ -320,6 +343,9 @@ impl Sandbox {
                 });
             }
         }
+        let mut supervisor = supervisor;
+        // bwrap reads it while it sets the sandbox up; the supervisor lives longer.
+        supervisor.keep_fd(resolv);
         Ok(SandboxCommand {
             command: cmd,
             supervisor: Some(supervisor),
@@ -375,7 +401,9 @@ impl Sandbox {
             ));
         }
         let net_ns = matches!(self.plan, Plan::Bubblewrap(_));
-        if r.network {
+        if r.gated.is_some() {
+            line("network: gated (own network namespace with only loopback; every connection goes through execgate's network gate, which decides each new host; /etc/resolv.conf names the gate's DNS)".to_owned());
+        } else if r.network {
             line("network: allowed".to_owned());
         } else if net_ns {
             line("network: off (own network namespace; socket() for any family but AF_UNIX fails with EAFNOSUPPORT)".to_owned());
@@ -443,8 +471,12 @@ pub fn pass_fd(cmd: &mut Command, fd: RawFd) {
     }
 }
 
-/// Set once bubblewrap was shown to start a process, without and with network access.
-static BWRAP_PROBED: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
+/// Set once bubblewrap was shown to start a process, with network off, on and gated.
+static BWRAP_PROBED: [AtomicBool; 3] = [
+    AtomicBool::new(false),
+    AtomicBool::new(false),
+    AtomicBool::new(false),
+];
 
 fn prepare_bwrap(mut sandbox: Sandbox) -> Result<Sandbox, SandboxError> {
     let bwrap = bwrap::locate()?;
@@ -453,7 +485,11 @@ fn prepare_bwrap(mut sandbox: Sandbox) -> Result<Sandbox, SandboxError> {
     // Whether bubblewrap can create its namespaces here does not change while this process
     // lives, so one successful probe per network setting is enough (the MCP server prepares
     // a sandbox per call). A later failure still fails closed: the shell's spawn reports it.
-    let probed = &BWRAP_PROBED[usize::from(sandbox.resolved.network)];
+    let setting = match (&sandbox.resolved.gated, sandbox.resolved.network) {
+        (Some(_), _) => 2,
+        (None, network) => usize::from(network),
+    };
+    let probed = &BWRAP_PROBED[setting];
     if probed.load(Ordering::Relaxed) {
         return Ok(sandbox);
     }
@@ -493,14 +529,23 @@ fn prepare_landlock(
     // been the backend if user namespaces worked), else a subreaper.
     // SAFETY: geteuid has no arguments.
     let mut choices = Vec::new();
-    if unsafe { libc::geteuid() } == 0 {
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
         choices.push(if resolved.network {
             Namespaces::PidMount
         } else {
             Namespaces::PidMountNet
         });
     }
-    choices.push(Namespaces::None);
+    if resolved.gated.is_some() {
+        // A gated network is a network namespace of the sandbox's own, or nothing: never
+        // the host's (which would be `--network on` without anyone saying so).
+        if !root {
+            return Err(SandboxError::GatedNeedsNamespace);
+        }
+    } else {
+        choices.push(Namespaces::None);
+    }
     let mut last = None;
     for ns in choices {
         let plan = LandlockPlan::new(&sandbox.resolved, ns != Namespaces::None)?;
@@ -550,6 +595,11 @@ fn probe(sandbox: &Sandbox) -> Result<(), Probe> {
     supervisor
         .start()
         .map_err(|e| Probe::Other(format!("cannot start the supervisor: {e}")))?;
+    if sandbox.resolved.gated.is_some() {
+        supervisor
+            .release_shell()
+            .map_err(|e| Probe::Other(format!("cannot release the probe's shell: {e}")))?;
+    }
     let output = child
         .wait_with_output()
         .map_err(|e| Probe::Other(e.to_string()))?;

@@ -88,6 +88,8 @@ pub(crate) struct Resolved {
     pub scan_cut: Vec<PathBuf>,
     /// Whether IP networking is allowed.
     pub network: bool,
+    /// Network through the gate (see [`crate::SandboxPolicy::gated`]).
+    pub gated: Option<crate::GatedNetwork>,
 }
 
 /// Resolves the policy's paths; fails when the working directory or a writable root does
@@ -185,6 +187,11 @@ pub(crate) fn resolve(policy: &SandboxPolicy) -> Result<Resolved, SandboxError> 
         pinned,
         scan_cut,
         network: policy.network,
+        gated: if policy.network {
+            None
+        } else {
+            policy.gated.clone()
+        },
     })
 }
 

@@ -46,6 +46,13 @@ impl FromStr for SandboxMode {
     }
 }
 
+/// What a gated network needs from the sandbox besides its own network namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatedNetwork {
+    /// The content of `/etc/resolv.conf` inside the sandbox (naming the gate's DNS).
+    pub resolv_conf: Vec<u8>,
+}
+
 /// The sandbox a session asks for. Paths need not be canonical; [`crate::Sandbox::prepare`]
 /// resolves them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +63,13 @@ pub struct SandboxPolicy {
     pub writable_roots: Vec<PathBuf>,
     /// Whether IP networking is allowed (`--network`).
     pub network: bool,
+    /// Network through execgate's gate (`--network gated`; `network` stays false): the
+    /// sandbox keeps its own network namespace with only loopback, where IP sockets may be
+    /// opened, `/etc/resolv.conf` names `resolv_conf`'s content, and the shell waits until
+    /// the server opened the gate's sockets in that namespace
+    /// ([`crate::Supervisor::release_shell`]). Needs a network namespace: bubblewrap, or
+    /// Landlock as root.
+    pub gated: Option<GatedNetwork>,
     /// Files and directories that stay read-only even inside writable roots: every rules
     /// and hooks file the session loaded, trusted repositories. What `crate::paths`
     /// protects by itself (git metadata, policy and agent folders, a writable home) is
@@ -89,6 +103,7 @@ impl SandboxPolicy {
             mode,
             writable_roots: Vec::new(),
             network: false,
+            gated: None,
             protected_paths: Vec::new(),
             cwd: cwd.into(),
             tmpdir: Some(std::env::temp_dir()),

@@ -77,6 +77,8 @@ pub struct Supervisor {
     thread: Option<std::thread::JoinHandle<()>>,
     pending: Option<(SocketSetup, Handlers)>,
     pid_namespace: bool,
+    /// An fd the launched command reads while it starts (kept open as long as this lives).
+    kept: Option<OwnedFd>,
 }
 
 impl Supervisor {
@@ -103,6 +105,7 @@ impl Supervisor {
             thread: None,
             pending: Some((sockets, extra)),
             pid_namespace,
+            kept: None,
         })
     }
 
@@ -213,6 +216,19 @@ impl Supervisor {
                 "the sandbox's init did not answer",
             ))
         })
+    }
+
+    /// Keeps `fd` open for the session's life (a file the launched command reads while it
+    /// starts).
+    pub(crate) fn keep_fd(&mut self, fd: Option<OwnedFd>) {
+        self.kept = fd;
+    }
+
+    /// Lets a held shell start (a gated sandbox holds it until the server opened the
+    /// gate's sockets in the sandbox's network namespace; see
+    /// [`crate::SandboxPolicy::gated`]). Without a hold it is not needed, and harmless.
+    pub fn release_shell(&self) -> io::Result<()> {
+        control::send_to_init(self.control.as_fd(), &ToInit::Start)
     }
 
     /// Asks the init to kill every process of the session and exit.
