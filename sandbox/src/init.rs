@@ -565,36 +565,91 @@ fn wait_for_start(control: &OwnedFd) -> Result<(), String> {
 }
 
 /// Makes `/etc/resolv.conf` (or the file it links to) a read-only file holding `text`, in
-/// the init's own mount namespace: a sealed memfd bound over it.
+/// the init's own mount namespace: a file on a detached tmpfs of its own (the new mount API:
+/// `fsopen`, `fsmount`, `open_tree`, `move_mount`) moved over it. A memfd cannot be the
+/// source of a bind mount (the kernel refuses its internal mount with EINVAL), and no
+/// file the sandbox can reach by a path holds the content.
 fn bind_resolv_conf(text: &[u8]) -> Result<(), String> {
     use std::io::Write;
     let what = "cannot give the sandbox its /etc/resolv.conf";
-    // SAFETY: memfd_create with a valid C string returns a new fd or -1.
-    let fd = unsafe { libc::memfd_create(c"execgate-resolv.conf".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(fail(what, io::Error::last_os_error()));
-    }
+    let check = |rc: libc::c_long| -> Result<libc::c_int, String> {
+        if rc < 0 {
+            Err(fail(what, io::Error::last_os_error()))
+        } else {
+            Ok(rc as libc::c_int)
+        }
+    };
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+    // SAFETY: each syscall gets valid C strings and fds; every fd returned is owned below.
+    let fs =
+        check(unsafe { libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), 1 as libc::c_uint) })?;
     // SAFETY: a fresh fd we own.
-    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
-    file.write_all(text).map_err(|e| fail(what, e))?;
-    let target = std::fs::canonicalize("/etc/resolv.conf")
-        .unwrap_or_else(|_| std::path::PathBuf::from("/etc/resolv.conf"));
-    let target = CString::new(target.as_os_str().as_bytes()).map_err(|e| fail(what, e))?;
-    let source = CString::new(format!("/proc/self/fd/{fd}")).map_err(|e| fail(what, e))?;
-    // SAFETY: mount with valid C strings.
-    let rc = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            std::ptr::null(),
-            libc::MS_BIND,
-            std::ptr::null(),
+    let fs = unsafe { OwnedFd::from_raw_fd(fs) };
+    // SAFETY: as above.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    })?;
+    // SAFETY: as above.
+    let mnt = check(unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            FSMOUNT_CLOEXEC,
+            0 as libc::c_uint,
+        )
+    })?;
+    // SAFETY: a fresh fd we own.
+    let mnt = unsafe { OwnedFd::from_raw_fd(mnt) };
+    // SAFETY: openat relative to our mount fd with a valid C string.
+    let file = unsafe {
+        libc::openat(
+            mnt.as_raw_fd(),
+            c"resolv.conf".as_ptr(),
+            libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+            0o644,
         )
     };
-    if rc != 0 {
-        return Err(fail(what, io::Error::last_os_error()));
-    }
-    set_mount_attr(&target, 0, libc::MOUNT_ATTR_RDONLY).map_err(|e| fail(what, e))
+    let file = check(file as libc::c_long)?;
+    // SAFETY: a fresh fd we own.
+    let mut file = unsafe { std::fs::File::from_raw_fd(file) };
+    file.write_all(text).map_err(|e| fail(what, e))?;
+    drop(file);
+    // SAFETY: as above.
+    let tree = check(unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            mnt.as_raw_fd(),
+            c"resolv.conf".as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    })?;
+    // SAFETY: a fresh fd we own.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree) };
+    let target = std::fs::canonicalize("/etc/resolv.conf")
+        .unwrap_or_else(|_| std::path::PathBuf::from("/etc/resolv.conf"));
+    let target_c = CString::new(target.as_os_str().as_bytes()).map_err(|e| fail(what, e))?;
+    // SAFETY: as above.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target_c.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })?;
+    set_mount_attr(&target_c, 0, libc::MOUNT_ATTR_RDONLY).map_err(|e| fail(what, e))
 }
 
 /// The server asked to end (or went away): the shell's status is what teardown leaves.

@@ -186,6 +186,13 @@ impl Sandbox {
         self.resolved.mode
     }
 
+    /// Whether the network is gated ([`SandboxPolicy::gated`]): the shell is held until
+    /// [`Supervisor::release_shell`], and the server opens the gate's sockets in the
+    /// sandbox's network namespace first.
+    pub fn is_gated(&self) -> bool {
+        self.backend != Backend::None && self.resolved.gated.is_some()
+    }
+
     /// The canonical working directory the shell starts in.
     pub fn cwd(&self) -> &Path {
         &self.resolved.cwd
@@ -596,9 +603,9 @@ fn probe(sandbox: &Sandbox) -> Result<(), Probe> {
         .start()
         .map_err(|e| Probe::Other(format!("cannot start the supervisor: {e}")))?;
     if sandbox.resolved.gated.is_some() {
-        supervisor
-            .release_shell()
-            .map_err(|e| Probe::Other(format!("cannot release the probe's shell: {e}")))?;
+        // An init that failed is gone (the pipe is broken); what it said, read below, is
+        // the reason worth reporting.
+        let _ = supervisor.release_shell();
     }
     let output = child
         .wait_with_output()
