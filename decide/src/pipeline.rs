@@ -164,6 +164,11 @@ impl Pipeline {
         &self.identity.session_id
     }
 
+    /// The session's rules.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
     /// The decider of the session's connections (network mode `gated`): the same rules,
     /// hooks, approval mode, person, approvals file and session approvals as the execs.
     /// A connection no exec owns is attributed to `script`; hooks run in `cwd`.

@@ -136,8 +136,8 @@ impl BwrapPlan {
         if let Some(fd) = resolv_fd {
             // Where the name leads when it is a link (e.g. to systemd-resolved's stub file):
             // the root is bound as it is, so the same path inside.
-            let target = std::fs::canonicalize(RESOLV_CONF)
-                .unwrap_or_else(|_| PathBuf::from(RESOLV_CONF));
+            let target =
+                std::fs::canonicalize(RESOLV_CONF).unwrap_or_else(|_| PathBuf::from(RESOLV_CONF));
             cmd.arg("--ro-bind-data").arg(fd.to_string()).arg(target);
         }
         cmd.arg("--")

@@ -1,9 +1,11 @@
 //! The flags `execgate run` and `execgate mcp` share: how a session is set up.
 
+pub use crate::session::network::NetworkMode;
 use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::{Args, ValueEnum};
 use execgate_decide::ApprovalMode;
 use execgate_escalate_server::{check_pass_env, PassEnvError};
+use execgate_netgate::ResolveOverrides;
 use execgate_sandbox::SandboxMode;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -30,9 +32,9 @@ pub struct SessionFlags {
     /// An extra writable folder in workspace-write mode (repeatable).
     #[arg(long = "writable-root", value_name = "DIR")]
     pub writable_roots: Vec<PathBuf>,
-    /// Allow network access inside the sandbox.
-    #[arg(long)]
-    pub network: bool,
+    /// Network access from the sandbox.
+    #[command(flatten)]
+    pub network: NetworkFlags,
     /// Accept that the Landlock fallback cannot keep .git, .execgate and loaded policy files
     /// read-only inside writable roots.
     #[arg(long)]
@@ -54,6 +56,68 @@ pub struct SessionFlags {
     /// Append one JSON line per intercepted exec to FILE.
     #[arg(long, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
+}
+
+/// `--network` and `--network-resolve`: what the sandbox may reach (shared by `run`, `mcp`
+/// and `sandbox check`).
+#[derive(Debug, Args)]
+pub struct NetworkFlags {
+    /// off: no network; gated: every new host a program connects to is decided by the
+    /// network_rules, hooks and a person (the default with a sandbox); on: unrestricted
+    /// (the default, and the only choice, in danger-full-access).
+    #[arg(long = "network", value_name = "off|gated|on", num_args = 0..=1,
+          default_missing_value = "", value_parser = parse_network)]
+    pub mode: Option<NetworkMode>,
+    /// Resolve NAME to ADDR in the network gate instead of asking the system resolver, like
+    /// curl's --resolve (repeatable; a testing and air-gapped aid). Local and private
+    /// addresses are allowed for the names given this way.
+    #[arg(long = "network-resolve", value_name = "NAME:ADDR", value_parser = parse_resolve)]
+    pub resolve: Vec<String>,
+}
+
+fn parse_network(value: &str) -> Result<NetworkMode, String> {
+    match value {
+        "off" => Ok(NetworkMode::Off),
+        "gated" => Ok(NetworkMode::Gated),
+        "on" => Ok(NetworkMode::On),
+        "" => Err("--network needs a value: write --network on for the old bare --network (or off, or gated)".to_owned()),
+        other => Err(format!(
+            "--network takes off, gated or on, not {other:?} (a bare --network would take the next word: write --network on)"
+        )),
+    }
+}
+
+fn parse_resolve(value: &str) -> Result<String, String> {
+    ResolveOverrides::default()
+        .add_entry(value)
+        .map_err(|e| e.to_string())?;
+    Ok(value.to_owned())
+}
+
+impl NetworkFlags {
+    /// The mode for a session in `sandbox`: as given, else `gated` with a sandbox and `on`
+    /// without. Refuses `off` and `gated` without a sandbox (nothing could enforce them).
+    pub fn mode_for(&self, sandbox: SandboxMode) -> anyhow::Result<NetworkMode> {
+        match (sandbox, self.mode) {
+            (SandboxMode::DangerFullAccess, None | Some(NetworkMode::On)) => Ok(NetworkMode::On),
+            (SandboxMode::DangerFullAccess, Some(mode)) => anyhow::bail!(
+                "--network {} needs a sandbox, and --sandbox danger-full-access has none: pass --sandbox workspace-write or --network on",
+                mode.as_str()
+            ),
+            (_, Some(mode)) => Ok(mode),
+            (_, None) => Ok(NetworkMode::Gated),
+        }
+    }
+
+    /// The `--network-resolve` entries.
+    pub fn overrides(&self) -> ResolveOverrides {
+        let mut overrides = ResolveOverrides::default();
+        for entry in &self.resolve {
+            // Checked when parsed.
+            let _ = overrides.add_entry(entry);
+        }
+        overrides
+    }
 }
 
 /// A `--pass-env` value: a name escalated commands may be given (checked before any

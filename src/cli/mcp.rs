@@ -88,7 +88,7 @@ pub fn run(args: McpArgs) -> anyhow::Result<ExitCode> {
         sandbox: SandboxDefaults {
             mode: flags.sandbox_mode(),
             writable_roots: flags.writable_roots.clone(),
-            network: flags.network,
+            network: flags.network.mode_for(flags.sandbox_mode())?,
             allow_unprotected_landlock: flags.allow_unprotected_landlock,
             allow_unix_sockets: flags.allow_unix_sockets.clone(),
             init,
@@ -101,6 +101,7 @@ pub fn run(args: McpArgs) -> anyhow::Result<ExitCode> {
         loaded,
         pass_env: args.session.pass_env,
         max_output_bytes: args.max_output_bytes.max(64),
+        network_resolve: args.session.network.overrides(),
     };
 
     // Nothing a call starts (shells, escalated commands, hooks) may open the terminal

@@ -79,7 +79,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut sandbox_policy = SandboxPolicy::new(flags.sandbox_mode(), &cwd);
     sandbox_policy.init = init.to_path_buf();
     sandbox_policy.writable_roots = flags.writable_roots.clone();
-    sandbox_policy.network = flags.network;
+    let network = flags.network.mode_for(flags.sandbox_mode())?;
+    network.apply(&mut sandbox_policy);
     sandbox_policy.allow_unprotected_landlock = flags.allow_unprotected_landlock;
     sandbox_policy.allow_unix_sockets = flags.allow_unix_sockets.clone();
     let repositories = loaded.repositories();
@@ -136,6 +137,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         OutputMode::Inherit
     };
     let session_id = uuid::Uuid::new_v4().to_string();
+    let network_resolve = flags.network.overrides();
     let config = RunConfig {
         script: args.script,
         login: args.login,
@@ -151,6 +153,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         pass_env: args.session.pass_env,
         audit_log: loaded.audit_log.clone(),
         progress: None,
+        network_resolve,
     };
     // A termination signal ends the session (by dropping its future: everything it started
     // is killed and the user's terminal modes are restored) before execgate dies of it.

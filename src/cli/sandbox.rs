@@ -2,6 +2,7 @@
 //! enforces. It prepares the sandbox exactly as a session would (including starting a
 //! trivial process in it), so a refusal here is the refusal `execgate run` would give.
 
+use super::flags::NetworkFlags;
 use crate::install::{session_writable, Install};
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -26,9 +27,9 @@ pub struct CheckArgs {
     /// Extra writable root for workspace-write (repeatable).
     #[arg(long = "writable-root", value_name = "DIR")]
     writable_roots: Vec<PathBuf>,
-    /// Allow network access inside the sandbox.
-    #[arg(long)]
-    network: bool,
+    /// Network access from the sandbox.
+    #[command(flatten)]
+    network: NetworkFlags,
     /// Working directory of the session (default: the current directory).
     #[arg(long, value_name = "DIR")]
     cwd: Option<PathBuf>,
@@ -62,7 +63,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut policy = SandboxPolicy::new(args.sandbox, cwd);
     policy.init = install.check_init(args.sandbox)?.to_path_buf();
     policy.writable_roots = args.writable_roots;
-    policy.network = args.network;
+    args.network.mode_for(args.sandbox)?.apply(&mut policy);
     policy.allow_unprotected_landlock = args.allow_unprotected_landlock;
     policy.allow_unix_sockets = args.allow_unix_sockets;
     policy.protected_paths = Install::protected_paths();

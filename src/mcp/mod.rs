@@ -60,6 +60,8 @@ pub struct ServerSetup {
     pub pass_env: Vec<OsString>,
     /// Cap on the output returned per stream, and on the structured result as a whole.
     pub max_output_bytes: usize,
+    /// `--network-resolve`, for gated calls.
+    pub network_resolve: execgate_netgate::ResolveOverrides,
 }
 
 /// The MCP server.
@@ -180,6 +182,7 @@ impl ShellServer {
             null_stdin: true,
             pass_env: self.setup.pass_env.clone(),
             audit_log: self.setup.loaded.audit_log.clone(),
+            network_resolve: self.setup.network_resolve.clone(),
             progress: progress.is_some().then_some(progress_tx),
         };
         // Dropping the session future (cancellation, client gone) kills the shell and every

@@ -8,6 +8,7 @@
 //! more access than the client asked for.
 
 use super::sandbox_state::ClientSandbox;
+use crate::session::network::NetworkMode;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::ffi::OsString;
@@ -131,7 +132,10 @@ fn parse(state: &Value) -> Result<ClientSandbox, Unusable> {
         Profile::Managed {
             file_system,
             network,
-        } => (file_system, network == Network::Enabled),
+        } => (
+            file_system,
+            NetworkMode::from_access(network == Network::Enabled),
+        ),
     };
     let entries = match file_system {
         FileSystem::Unrestricted => {
@@ -317,10 +321,15 @@ mod tests {
     }
 
     #[test]
-    fn codex_read_only_is_read_only_without_network() {
+    fn codex_read_only_is_read_only_with_the_network_gated() {
         assert_eq!(
             read(managed(vec![root_read()], "restricted")),
-            FromMeta::Sandbox(ClientSandbox::strictest())
+            FromMeta::Sandbox(ClientSandbox::Restricted {
+                writable: Vec::new(),
+                read_only: Vec::new(),
+                network: NetworkMode::Gated,
+                workdir_writable: false,
+            })
         );
     }
 
@@ -360,7 +369,7 @@ mod tests {
                 read_only: ["/w s/.git", "/w s/.agents", "/w s/.codex", "/w s/.aws"]
                     .map(PathBuf::from)
                     .to_vec(),
-                network: true,
+                network: NetworkMode::On,
                 workdir_writable: false,
             })
         );
@@ -500,7 +509,7 @@ mod tests {
             FromMeta::Sandbox(ClientSandbox::Restricted {
                 writable: vec![PathBuf::from("/")],
                 read_only: Vec::new(),
-                network: false,
+                network: NetworkMode::Gated,
                 workdir_writable: true,
             })
         );

@@ -6,6 +6,7 @@
 //! are parsed here. Either replaces the `--sandbox`, `--writable-root` and `--network`
 //! flags; the loaded rules and hooks stay read-only whatever the client asks.
 
+use crate::session::network::NetworkMode;
 use execgate_sandbox::{SandboxMode, SandboxPolicy};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -22,8 +23,8 @@ pub struct SandboxDefaults {
     pub mode: SandboxMode,
     /// `--writable-root`.
     pub writable_roots: Vec<PathBuf>,
-    /// `--network`.
-    pub network: bool,
+    /// `--network` (as the flags' sandbox mode makes it).
+    pub network: NetworkMode,
     /// `--allow-unprotected-landlock`.
     pub allow_unprotected_landlock: bool,
     /// `--allow-unix-socket`.
@@ -72,8 +73,9 @@ pub enum ClientSandbox {
         writable: Vec<PathBuf>,
         /// Paths kept read-only even inside `writable`.
         read_only: Vec<PathBuf>,
-        /// Whether IP networking is on.
-        network: bool,
+        /// The network: Codex's `restricted` (or `network_access: false`) is `gated`,
+        /// `enabled` is `on`; a state execgate cannot read gets `off`.
+        network: NetworkMode,
         /// Whether the call's workdir is writable whether or not `writable` covers it (the
         /// older update request's workspace-write; the per-call state lists its folders).
         workdir_writable: bool,
@@ -86,7 +88,7 @@ impl ClientSandbox {
         ClientSandbox::Restricted {
             writable: Vec::new(),
             read_only: Vec::new(),
-            network: false,
+            network: NetworkMode::Off,
             workdir_writable: false,
         }
     }
@@ -115,7 +117,7 @@ impl ClientSandbox {
                 let mut policy = SandboxPolicy::new(mode, workdir);
                 policy.tmpdir = None;
                 policy.writable_roots = writable;
-                policy.network = *network;
+                network.apply(&mut policy);
                 policy.protected_paths = read_only.clone();
                 // Workspace-write always lets the shell write its cwd; when the client did
                 // not grant the workdir, keep it read-only instead.
@@ -147,7 +149,7 @@ impl SandboxState {
             CodexSandboxPolicy::ReadOnly { network_access } => ClientSandbox::Restricted {
                 writable: Vec::new(),
                 read_only: Vec::new(),
-                network: *network_access,
+                network: NetworkMode::from_access(*network_access),
                 workdir_writable: false,
             },
             CodexSandboxPolicy::DangerFullAccess {} => ClientSandbox::FullAccess,
@@ -168,7 +170,7 @@ impl SandboxState {
                 ClientSandbox::Restricted {
                     writable,
                     read_only: Vec::new(),
-                    network: *network_access,
+                    network: NetworkMode::from_access(*network_access),
                     workdir_writable: true,
                 }
             }
@@ -190,7 +192,7 @@ pub fn sandbox_policy(
         None => {
             let mut policy = SandboxPolicy::new(defaults.mode, workdir);
             policy.writable_roots = defaults.writable_roots.clone();
-            policy.network = defaults.network;
+            defaults.network.apply(&mut policy);
             policy
         }
     };
@@ -255,7 +257,7 @@ mod tests {
         let defaults = SandboxDefaults {
             mode: SandboxMode::DangerFullAccess,
             writable_roots: Vec::new(),
-            network: true,
+            network: NetworkMode::On,
             allow_unprotected_landlock: false,
             allow_unix_sockets: Vec::new(),
             init: PathBuf::from("/nonexistent/execgate-init"),
@@ -269,13 +271,14 @@ mod tests {
         );
         assert_eq!(policy.mode, SandboxMode::ReadOnly);
         assert!(!policy.network);
+        assert_eq!(policy.gated, None);
         assert_eq!(policy.protected_paths, std::slice::from_ref(&rules));
         let other = work.join("other");
         std::fs::create_dir(&other).unwrap();
         let granted_elsewhere = ClientSandbox::Restricted {
             writable: vec![other.clone()],
             read_only: Vec::new(),
-            network: false,
+            network: NetworkMode::Off,
             workdir_writable: false,
         };
         let policy = sandbox_policy(&defaults, Some(&granted_elsewhere), &work, &[]);

@@ -1,6 +1,6 @@
 //! The audit log (`--audit-log FILE`): one JSON line per moment of an exec's life.
 
-use crate::report::ExecRecord;
+use crate::report::{ExecRecord, NetworkRecord};
 use anyhow::Context;
 use serde::Serialize;
 use std::io::Write;
@@ -15,6 +15,16 @@ struct AuditLine<'a> {
     event: &'static str,
     #[serde(flatten)]
     record: &'a ExecRecord,
+}
+
+/// One audit-log line of a connection the network gate decided.
+#[derive(Serialize)]
+struct NetworkLine<'a> {
+    session: &'a str,
+    /// Always `network`.
+    event: &'static str,
+    #[serde(flatten)]
+    record: &'a NetworkRecord,
 }
 
 /// Appends complete JSON lines (one `write` each, to a file opened for appending, so a
@@ -35,6 +45,16 @@ impl AuditLog {
         Ok(Self { file, session })
     }
 
+    /// Appends the line of one decided connection (when it ended; a refused one at once).
+    pub fn write_network(&mut self, record: &NetworkRecord) {
+        let line = NetworkLine {
+            session: &self.session,
+            event: "network",
+            record,
+        };
+        append(&mut self.file, &line);
+    }
+
     /// Appends the line for `record` at moment `event`. A failed write is logged, not
     /// fatal: the session goes on.
     pub fn write(&mut self, event: &'static str, record: &ExecRecord) {
@@ -43,11 +63,16 @@ impl AuditLog {
             event,
             record,
         };
-        if let Ok(mut text) = serde_json::to_vec(&line) {
-            text.push(b'\n');
-            if let Err(err) = self.file.write_all(&text) {
-                tracing::warn!("cannot write the audit log: {err}");
-            }
+        append(&mut self.file, &line);
+    }
+}
+
+/// Appends one line (one `write`).
+fn append(file: &mut std::fs::File, line: &impl Serialize) {
+    if let Ok(mut text) = serde_json::to_vec(line) {
+        text.push(b'\n');
+        if let Err(err) = file.write_all(&text) {
+            tracing::warn!("cannot write the audit log: {err}");
         }
     }
 }

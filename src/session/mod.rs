@@ -6,9 +6,10 @@
 //! audit log, the progress channel and the final [`RunReport`].
 
 mod audit;
-mod owners;
 mod clock;
 mod hooks;
+pub mod network;
+mod owners;
 mod record;
 mod relay;
 mod sandbox;
@@ -17,16 +18,19 @@ pub use hooks::HookSetup;
 pub use relay::OutputMode;
 
 use crate::install::ShellSetup;
-use crate::report::{ExecRecord, RunReport};
+use crate::report::{ExecRecord, NetworkRecord, RunReport};
 use anyhow::Context;
 use audit::AuditLog;
 use clock::PromptClock;
 use execgate_decide::{Note, Pipeline, RepositoryGuard};
 use execgate_escalate_server::{ExecEvent, Session, SessionBuilder};
+use execgate_netgate::{ConnectionRecord, ResolveOverrides};
 use execgate_sandbox::{Backend, Sandbox};
 use execgate_terminal::Terminal;
 use execgate_trust::TrustedRepositories;
 use hooks::SessionHooks;
+use network::{GateStarter, RunningGate};
+use owners::{ExecRegistry, Noting};
 use record::Recorder;
 use relay::{Captured, Relay};
 use std::ffi::OsString;
@@ -76,6 +80,8 @@ pub struct RunConfig {
     pub audit_log: Option<PathBuf>,
     /// Receives each record as it is completed.
     pub progress: Option<mpsc::UnboundedSender<ExecRecord>>,
+    /// `--network-resolve`, for a gated sandbox's network gate.
+    pub network_resolve: ResolveOverrides,
 }
 
 /// The report plus what the MCP tool needs beyond it.
@@ -120,25 +126,81 @@ pub async fn run_session(config: RunConfig) -> anyhow::Result<RunOutcome> {
     let mut recorder = Recorder::new(audit, config.progress.clone());
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let (output, timeout) = (config.output, config.timeout);
-    let (mut session, terminal) = spawn(config, &clock, events_tx)?;
+    let script = config.script.clone();
+    let (mut session, terminal, mut gate) = spawn(config, &clock, events_tx)?;
     let relay = Relay::start(&mut session, output);
-    let ended = wait(
-        &mut session,
-        &mut events,
-        &mut recorder,
-        &clock,
-        timeout,
-        started,
-    )
-    .await;
+    let gated = gate.is_some();
+    if gated {
+        recorder.gated();
+    }
+    let mut watch = Watch {
+        events: &mut events,
+        recorder: &mut recorder,
+        gate: gate.as_mut(),
+        relay: &relay,
+        script: &script,
+    };
+    let ended = wait(&mut session, &mut watch, &clock, timeout, started).await;
     // The shell is gone: end whatever it left behind, then collect the rest.
     drop(session);
+    if let Some(gate) = watch.gate.take() {
+        // Closing the doors ends every relayed connection, whose records follow.
+        gate.tasks.shutdown().await;
+        while let Ok(record) = gate.records.try_recv() {
+            watch.network(record, None);
+        }
+    }
+    drop(watch);
     let captured = relay.finish().await;
     if let Some(terminal) = terminal {
         terminal.finish().await;
     }
     recorder.drain(&mut events);
-    Ok(report(ended, captured, recorder.into_records(), started))
+    let (execs, network) = recorder.into_records();
+    Ok(report(
+        ended,
+        captured,
+        execs,
+        gated.then_some(network),
+        started,
+    ))
+}
+
+/// What the wait loop collects from a running session.
+struct Watch<'a> {
+    events: &'a mut mpsc::UnboundedReceiver<ExecEvent<Note>>,
+    recorder: &'a mut Recorder,
+    gate: Option<&'a mut RunningGate>,
+    relay: &'a Relay,
+    script: &'a str,
+}
+
+impl Watch<'_> {
+    /// Records one of the gate's connections: the denial line in the session's stderr,
+    /// the record, and the session's end when the verdict asked for it.
+    fn network(&mut self, record: ConnectionRecord, session: Option<&Session>) {
+        if let Some(line) = network::denial_line(&record, self.script) {
+            self.relay.note_stderr(&line);
+        }
+        if record.end_session {
+            if let Some(session) = session {
+                let reason = record
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "a network decision ended the session".to_owned());
+                session.end(reason);
+            }
+        }
+        self.recorder.network(NetworkRecord::from_gate(&record));
+    }
+}
+
+/// The next record of the gate, if the session has one (never, otherwise).
+async fn next_connection(gate: &mut Option<&mut RunningGate>) -> Option<ConnectionRecord> {
+    match gate {
+        Some(gate) => gate.records.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Builds the session (the shell in its sandbox, asking the pipeline) and starts it; gives
@@ -151,7 +213,7 @@ fn spawn(
     mut config: RunConfig,
     clock: &Arc<PromptClock>,
     events: mpsc::UnboundedSender<ExecEvent<Note>>,
-) -> anyhow::Result<(Session, Option<Terminal>)> {
+) -> anyhow::Result<(Session, Option<Terminal>, Option<RunningGate>)> {
     // One writability test for both: the pipeline judges a program under the name it was
     // invoked by only when the server trusts that name, which it does by the same test.
     let writable = sandbox::writable(&config.sandbox);
@@ -205,12 +267,44 @@ fn spawn(
     for name in &config.pass_env {
         builder = builder.pass_env(name);
     }
+    // A gated network: the gate starts once the sandbox exists, before the shell runs.
+    let registry = Arc::new(ExecRegistry::default());
+    let gate = if config.sandbox.is_gated() {
+        if let Some(name) = config
+            .pass_env
+            .iter()
+            .find(|name| name.to_str().is_some_and(network::is_proxy_var))
+        {
+            anyhow::bail!(
+                "--pass-env {}: with --network gated this names the sandbox's proxy, which escalated commands (outside the sandbox) cannot use; leave it out",
+                name.to_string_lossy()
+            );
+        }
+        network::raise_nofile();
+        for (name, value) in network::proxy_env() {
+            builder = builder.env(name, value);
+        }
+        builder = builder.client_pids(true);
+        Some(Arc::new(GateStarter {
+            policy: Arc::clone(pipeline.policy()),
+            decider: std::sync::Mutex::new(Some(
+                pipeline.network(config.script.clone(), config.sandbox.cwd()),
+            )),
+            registry: Arc::clone(&registry),
+            resolve: config.network_resolve.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            running: std::sync::Mutex::new(None),
+        }))
+    } else {
+        None
+    };
     builder = builder
         .args([OsString::from(flag), OsString::from(&config.script)])
         .cwd(config.sandbox.cwd())
-        .launcher(Arc::new(sandbox::SandboxLauncher(Arc::clone(
-            &config.sandbox,
-        ))))
+        .launcher(Arc::new(sandbox::SandboxLauncher(
+            Arc::clone(&config.sandbox),
+            gate.clone(),
+        )))
         .stdin(stdin)
         .stdout(stdout)
         .stderr(stderr)
@@ -223,14 +317,25 @@ fn spawn(
                 .context("cannot open the session's terminal")?,
         );
     }
-    let session = builder
-        .spawn(Arc::new(pipeline))
-        .context("cannot start the session")?;
+    let session = match &gate {
+        Some(_) => builder.spawn(Arc::new(Noting {
+            policy: pipeline,
+            registry,
+        })),
+        None => builder.spawn(Arc::new(pipeline)),
+    }
+    .context("cannot start the session")?;
+    let running = gate.and_then(|gate| {
+        gate.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    });
     let mut terminal = config.terminal.take();
     if let Some(terminal) = &mut terminal {
         terminal.close_session_tty();
     }
-    Ok((session, terminal))
+    Ok((session, terminal, running))
 }
 
 /// Waits for the shell, recording events every [`EVENT_DRAIN`] and enforcing `timeout`
@@ -241,8 +346,7 @@ fn spawn(
 /// the rest of a Run verdict.
 async fn wait(
     session: &mut Session,
-    events: &mut mpsc::UnboundedReceiver<ExecEvent<Note>>,
-    recorder: &mut Recorder,
+    watch: &mut Watch<'_>,
     clock: &PromptClock,
     timeout: Option<Duration>,
     started: Instant,
@@ -269,7 +373,8 @@ async fn wait(
         };
         tokio::select! {
             status = session.wait() => break status.ok(),
-            _ = drain.tick() => recorder.drain(events),
+            _ = drain.tick() => watch.recorder.drain(watch.events),
+            Some(record) = next_connection(&mut watch.gate) => watch.network(record, Some(session)),
             () = tokio::time::sleep(sleep_for) => {}
         }
     };
@@ -286,6 +391,7 @@ fn report(
     ended: Ended,
     captured: Captured,
     execs: Vec<ExecRecord>,
+    network: Option<Vec<NetworkRecord>>,
     started: Instant,
 ) -> RunOutcome {
     let (mut exit_code, signal) = match ended.status {
@@ -310,7 +416,7 @@ fn report(
             timed_out: ended.timed_out,
             interrupted: ended.interrupted,
             execs,
-            network: None,
+            network,
         },
         combined: captured.combined,
         duration: started.elapsed(),

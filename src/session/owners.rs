@@ -81,7 +81,13 @@ impl ExecRegistry {
     fn exec_of(&self, pid: i32) -> Option<ExecRef> {
         let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let asked = map.get(&pid)?;
-        let args: Vec<&[u8]> = asked.request.argv.iter().skip(1).map(Vec::as_slice).collect();
+        let args: Vec<&[u8]> = asked
+            .request
+            .argv
+            .iter()
+            .skip(1)
+            .map(Vec::as_slice)
+            .collect();
         Some(ExecRef {
             id: Some(asked.id),
             command: shell_quote_command(asked.program.as_os_str().as_bytes(), &args),
@@ -197,7 +203,10 @@ fn netns_name(socket: &OwnedFd) -> Option<String> {
     let ns = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     let file = std::fs::File::from(ns);
     let meta = file.metadata().ok()?;
-    Some(format!("net:[{}]", std::os::unix::fs::MetadataExt::ino(&meta)))
+    Some(format!(
+        "net:[{}]",
+        std::os::unix::fs::MetadataExt::ino(&meta)
+    ))
 }
 
 fn process_netns(pid: i32) -> Option<String> {
@@ -220,7 +229,11 @@ fn holders(inode: u64, netns: Option<&str>) -> Option<HashSet<i32>> {
     let mut found = HashSet::new();
     let mut scanned = 0usize;
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
             continue;
         };
         if let Some(netns) = netns {
@@ -236,7 +249,9 @@ fn holders(inode: u64, netns: Option<&str>) -> Option<HashSet<i32>> {
             if scanned > MAX_FDS_SCANNED {
                 return None;
             }
-            if std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == wanted.as_str()) {
+            if std::fs::read_link(fd.path())
+                .is_ok_and(|target| target.as_os_str() == wanted.as_str())
+            {
                 found.insert(pid);
             }
         }

@@ -4,7 +4,7 @@
 //! the event alone.
 
 use super::audit::AuditLog;
-use crate::report::ExecRecord;
+use crate::report::{ExecRecord, NetworkRecord};
 use execgate_decide::Note;
 use execgate_escalate_server::{ExecEvent, ExitStatus, Verdict};
 use execgate_protocol::display;
@@ -18,6 +18,11 @@ pub struct Recorder {
     audit: Option<AuditLog>,
     progress: Option<mpsc::UnboundedSender<ExecRecord>>,
     records: Vec<ExecRecord>,
+    network: Vec<NetworkRecord>,
+    /// Leave the network gate's proxy variables out of `env_dropped` (a gated session sets
+    /// them in the sandbox; escalated commands never get them, so listing them on every
+    /// escalation says nothing).
+    gated: bool,
     /// Index in `records` and decision time, by exec id, for the exit that follows.
     index: HashMap<u64, (usize, Instant)>,
 }
@@ -33,6 +38,8 @@ impl Recorder {
             audit,
             progress,
             records: Vec::new(),
+            network: Vec::new(),
+            gated: false,
             index: HashMap::new(),
         }
     }
@@ -44,9 +51,23 @@ impl Recorder {
         }
     }
 
-    /// The records, in request order.
-    pub fn into_records(self) -> Vec<ExecRecord> {
-        self.records
+    /// Marks the session as gated (see the `gated` field).
+    pub fn gated(&mut self) {
+        self.gated = true;
+    }
+
+    /// Records one connection the network gate decided.
+    pub fn network(&mut self, record: NetworkRecord) {
+        if let Some(audit) = &mut self.audit {
+            audit.write_network(&record);
+        }
+        self.network.push(record);
+    }
+
+    /// The exec records, in request order, and the network records, in the order the
+    /// connections ended.
+    pub fn into_records(self) -> (Vec<ExecRecord>, Vec<NetworkRecord>) {
+        (self.records, self.network)
     }
 
     fn handle(&mut self, event: ExecEvent<Note>) {
@@ -88,8 +109,20 @@ impl Recorder {
             ExecEvent::Started {
                 id, env_dropped, ..
             } => {
+                let gated = self.gated;
                 if let Some(record) = self.record_mut(id) {
-                    record.set_env_dropped(&env_dropped);
+                    if gated {
+                        let shown: Vec<Vec<u8>> = env_dropped
+                            .iter()
+                            .filter(|name| {
+                                !std::str::from_utf8(name).is_ok_and(super::network::is_proxy_var)
+                            })
+                            .cloned()
+                            .collect();
+                        record.set_env_dropped(&shown);
+                    } else {
+                        record.set_env_dropped(&env_dropped);
+                    }
                 }
             }
             ExecEvent::SpawnFailed { id, message, errno } => {

@@ -44,6 +44,7 @@ pub struct Captured {
 pub struct Relay {
     pumps: Vec<JoinHandle<()>>,
     captured: Arc<Mutex<Captured>>,
+    mode: OutputMode,
 }
 
 impl Relay {
@@ -57,7 +58,31 @@ impl Relay {
         if let Some(err) = session.take_stderr() {
             pumps.push(tokio::spawn(pump(err, true, mode, Arc::clone(&captured))));
         }
-        Self { pumps, captured }
+        Self {
+            pumps,
+            captured,
+            mode,
+        }
+    }
+
+    /// Adds a line of execgate's own to the session's stderr (the network gate's denials):
+    /// into the captured stderr, or onto execgate's stderr (with `\r\n` on a terminal, which
+    /// may be in raw mode while the session's terminal is relayed).
+    pub fn note_stderr(&self, line: &str) {
+        if self.mode == OutputMode::Capture {
+            let mut c = self.captured.lock().unwrap_or_else(PoisonError::into_inner);
+            c.stderr.extend_from_slice(line.as_bytes());
+            c.combined.extend_from_slice(line.as_bytes());
+            return;
+        }
+        use std::io::Write;
+        // SAFETY: isatty only looks at the fd.
+        let text = if unsafe { libc::isatty(2) } == 1 {
+            line.replace('\n', "\r\n")
+        } else {
+            line.to_owned()
+        };
+        let _ = std::io::stderr().write_all(text.as_bytes());
     }
 
     /// Waits (2 s at most per stream) for the writers to be gone, and returns what was

@@ -2,6 +2,7 @@
 //! shell is started) and the writability question the pipeline (design invariant 3) and
 //! the server (which invoked names it trusts, invariant 2) both ask.
 
+use super::network::GateStarter;
 use execgate_decide::SandboxWritable;
 use execgate_escalate_server::FileId;
 use execgate_escalate_server::{DirectAnswer, DirectExecs, ExecRequest, Launch, Launcher, Monitor};
@@ -16,8 +17,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-/// Starts the shell inside the sandbox.
-pub struct SandboxLauncher(pub Arc<Sandbox>);
+/// Starts the shell inside the sandbox (and, for a gated network, the gate before the
+/// shell is released).
+pub struct SandboxLauncher(pub Arc<Sandbox>, pub Option<Arc<GateStarter>>);
 
 impl Launcher for SandboxLauncher {
     fn command(&self, program: &Path, args: &[OsString]) -> std::io::Result<std::process::Command> {
@@ -59,11 +61,17 @@ impl SandboxLauncher {
             .0
             .command_with(program, args, handlers)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
+        if self.1.is_some() && launch.supervisor.is_none() {
+            return Err(std::io::Error::other(
+                "a gated network needs the sandbox's init, and this sandbox has none",
+            ));
+        }
         Ok(Launch {
             command: launch.command,
-            monitor: launch
-                .supervisor
-                .map(|s| Box::new(SupervisorMonitor(Mutex::new(s))) as Box<dyn Monitor>),
+            monitor: launch.supervisor.map(|s| {
+                Box::new(SupervisorMonitor(Arc::new(Mutex::new(s)), self.1.clone()))
+                    as Box<dyn Monitor>
+            }),
         })
     }
 }
@@ -176,7 +184,7 @@ fn denial_line(program: &[u8], args: &[Vec<u8>], reason: &[u8]) -> Vec<u8> {
 }
 
 /// The sandbox's supervisor as the server's monitor of the shell.
-struct SupervisorMonitor(Mutex<Supervisor>);
+struct SupervisorMonitor(Arc<Mutex<Supervisor>>, Option<Arc<GateStarter>>);
 
 impl SupervisorMonitor {
     fn lock(&self) -> MutexGuard<'_, Supervisor> {
@@ -186,7 +194,11 @@ impl SupervisorMonitor {
 
 impl Monitor for SupervisorMonitor {
     fn spawned(&self) -> std::io::Result<()> {
-        self.lock().start()
+        self.lock().start()?;
+        match &self.1 {
+            Some(gate) => gate.start(&self.0),
+            None => Ok(()),
+        }
     }
 
     fn terminate(&self) {

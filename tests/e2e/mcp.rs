@@ -1093,11 +1093,15 @@ async fn per_call_codex_full_access_state_writes_outside_the_workspace() {
 async fn unknown_per_call_state_runs_read_only_without_network_and_warns_once() {
     let env = Env::new();
     let log = env.ws.home.join("server.stderr");
-    let (transport, _) =
-        TokioChildProcess::builder(env.command(&["--sandbox", "danger-full-access", "--network"]))
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+    let (transport, _) = TokioChildProcess::builder(env.command(&[
+        "--sandbox",
+        "danger-full-access",
+        "--network",
+        "on",
+    ]))
+    .stderr(std::fs::File::create(&log).unwrap())
+    .spawn()
+    .unwrap();
     let client = TestClient::new(Answer::NotCapable)
         .serve(transport)
         .await

@@ -241,7 +241,11 @@ fn host_stream_socket_inside_a_writable_root_is_refused_also_through_links() {
             let server = host_stream_server(UnixListener::bind(&path).unwrap());
             std::fs::hard_link(&path, env.work.join("hard.sock")).unwrap();
             std::os::unix::fs::symlink(&path, env.work.join("sym.sock")).unwrap();
-            let flags: &[&str] = if network { &["--network"] } else { &[] };
+            let flags: &[&str] = if network {
+                &["--network", "on"]
+            } else {
+                &["--network", "off"]
+            };
             let results = env.helper(
                 backend,
                 flags,
@@ -305,7 +309,11 @@ fn host_abstract_socket_is_unreachable_with_and_without_network() {
             let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
             let listener = UnixListener::bind_addr(&addr).unwrap();
             listener.set_nonblocking(true).unwrap();
-            let flags: &[&str] = if network { &["--network"] } else { &[] };
+            let flags: &[&str] = if network {
+                &["--network", "on"]
+            } else {
+                &["--network", "off"]
+            };
             let results = env.helper(backend, flags, &[format!("connect=@{name}")]);
             assert!(
                 results == ["ECONNREFUSED"] || results == ["EPERM"],
@@ -328,7 +336,11 @@ fn no_unix_datagram_socket_reaches_a_host_datagram_socket() {
             let path = env.work.join("journal.sock");
             let host = UnixDatagram::bind(&path).unwrap();
             host.set_nonblocking(true).unwrap();
-            let flags: &[&str] = if network { &["--network"] } else { &[] };
+            let flags: &[&str] = if network {
+                &["--network", "on"]
+            } else {
+                &["--network", "off"]
+            };
             let results = env.helper(
                 backend,
                 flags,
@@ -395,7 +407,11 @@ fn sockets_the_sandbox_binds_stay_reachable_from_the_sandbox() {
     for backend in BACKENDS {
         for network in [false, true] {
             let env = Env::new();
-            let flags: &[&str] = if network { &["--network"] } else { &[] };
+            let flags: &[&str] = if network {
+                &["--network", "on"]
+            } else {
+                &["--network", "off"]
+            };
             let abstract_name = format!("@execgate-own-{}-{backend}-{network}", std::process::id());
             let results = env.helper(
                 backend,
@@ -617,9 +633,7 @@ fn sandbox_check_states_sockets_capabilities_reaping_and_terminal_per_backend() 
             .current_dir(&env.work)
             .env("EXECGATE_SANDBOX_BACKEND", backend);
         bins::with_helpers(&mut cmd);
-        if network {
-            cmd.arg("--network");
-        }
+        cmd.args(["--network", if network { "on" } else { "off" }]);
         let out = cmd.output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{backend}: {out:?}");
         let text = String::from_utf8(out.stdout).unwrap();
@@ -717,10 +731,10 @@ fn a_sandbox_inside_a_supervised_sandbox_refuses_to_start() {
     // create one (EBUSY), and the inner execgate refuses instead of running unsupervised.
     let env = Env::new();
     let inner = format!(
-        "EXECGATE_SANDBOX_BACKEND=landlock {} sandbox check; echo \"status $?\"",
+        "EXECGATE_SANDBOX_BACKEND=landlock {} sandbox check --network off; echo \"status $?\"",
         env!("CARGO_BIN_EXE_execgate")
     );
-    let (report, out) = env.run_json("bubblewrap", &["--network", &inner]);
+    let (report, out) = env.run_json("bubblewrap", &["--network", "on", &inner]);
     assert_eq!(out.status.code(), Some(0), "{report}");
     assert_eq!(report["stdout"], "status 2\n", "{report}");
     assert_eq!(
