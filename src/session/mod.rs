@@ -150,7 +150,6 @@ pub async fn run_session(config: RunConfig) -> anyhow::Result<RunOutcome> {
             watch.network(record, None);
         }
     }
-    drop(watch);
     let captured = relay.finish().await;
     if let Some(terminal) = terminal {
         terminal.finish().await;

@@ -10,6 +10,7 @@ mod hooks;
 mod install;
 mod mcp;
 mod mcp_clients;
+mod network;
 mod patched_shells;
 mod policy;
 mod policy_authoring;
