@@ -229,6 +229,15 @@ pub struct NetworkRecord {
 }
 
 impl NetworkRecord {
+    /// The destination as `protocol://host:port` (IPv6 in brackets).
+    pub fn target(&self) -> String {
+        if self.host.contains(':') {
+            format!("{}://[{}]:{}", self.protocol, self.host, self.port)
+        } else {
+            format!("{}://{}:{}", self.protocol, self.host, self.port)
+        }
+    }
+
     /// The record of one of the gate's connections.
     pub fn from_gate(record: &ConnectionRecord) -> Self {
         Self {

@@ -35,11 +35,15 @@ pub struct ElicitationApprover {
 
 /// The text shown to the person: command, cwd, rule and justification.
 pub fn message(request: &ApprovalRequest) -> String {
-    let mut text = format!(
-        "execgate: approval needed\ncommand: {}\ncwd: {}",
+    let mut text = match request.network() {
+        None => "execgate: approval needed".to_owned(),
+        Some(target) => format!("execgate: network access needed\nnetwork: {target}"),
+    };
+    text.push_str(&format!(
+        "\ncommand: {}\ncwd: {}",
         request.command(),
         request.cwd()
-    );
+    ));
     if let Some(rule) = request.rule() {
         text.push_str(&format!("\nrule: {rule}"));
     }

@@ -79,6 +79,25 @@ pub struct Summary {
     pub escalated: Vec<Listed>,
     /// Denied and escalated execs left out of the lists.
     pub not_listed: usize,
+    /// The network gate's connections (a gated call only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkCounts>,
+}
+
+/// A gated call's connections, counted.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct NetworkCounts {
+    /// Connections the gate decided.
+    pub connections: usize,
+    /// Those that were opened.
+    pub connect: usize,
+    /// Those that were refused.
+    pub deny: usize,
+    /// Questions the client was asked (elicitations), one per destination decided by the
+    /// person.
+    pub elicitations: usize,
+    /// Refused destinations (`protocol://host:port`, each once), as many as fit.
+    pub denied: Vec<String>,
 }
 
 fn listed(record: &ExecRecord) -> Listed {
@@ -133,9 +152,34 @@ pub fn summarize(report: &RunReport, max: usize) -> Value {
         denied: Vec::new(),
         escalated: Vec::new(),
         not_listed: 0,
+        network: None,
     };
     let list_budget = max / 4;
     let mut list_bytes = 0;
+    if let Some(records) = &report.network {
+        let mut counts = NetworkCounts {
+            connections: records.len(),
+            ..NetworkCounts::default()
+        };
+        for record in records {
+            if record.verdict == "connect" {
+                counts.connect += 1;
+            } else {
+                counts.deny += 1;
+                let target = output::cap(&record.target(), FIELD_BYTES);
+                let bytes = target.len() + 3;
+                if !counts.denied.contains(&target) && list_bytes + bytes <= list_budget {
+                    list_bytes += bytes;
+                    counts.denied.push(target);
+                }
+            }
+            // Only the connection whose question was answered names its command.
+            if record.source == "user" && record.command.is_some() {
+                counts.elicitations += 1;
+            }
+        }
+        summary.network = Some(counts);
+    }
     for record in &report.execs {
         let list = match record.verdict {
             Verdict::Run => {

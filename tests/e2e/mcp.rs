@@ -1336,3 +1336,52 @@ async fn progress_only_for_the_calls_token_all_before_its_response_none_on_our_r
     drop(stdin);
     child.wait().await.unwrap();
 }
+
+#[tokio::test]
+async fn codex_restricted_network_is_gated_asks_by_elicitation_and_the_summary_counts_connections()
+{
+    let env = Env::new();
+    let port = crate::network::http_upstream();
+    let net = env.ws.root().join("net.rules");
+    std::fs::write(
+        &net,
+        r#"network_rule(host="good.test", protocol="http", decision="allow")
+network_rule(host="bad.test", protocol="http", decision="deny", justification="not this one")
+"#,
+    )
+    .unwrap();
+    let mut args = vec!["--rules".to_owned(), net.display().to_string()];
+    for name in ["good.test", "bad.test", "ask.test"] {
+        args.extend(["--network-resolve".to_owned(), format!("{name}:127.0.0.1")]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let client = connect(&env, Answer::Accept("once"), &args).await;
+    let script = format!(
+        "curl -sS http://good.test:{port}/a; curl -sf http://bad.test:{port}/ || echo failed; \
+         curl -sS http://ask.test:{port}/c"
+    );
+    let params = with_sandbox_state(
+        shell_params(&script, &env.ws.work),
+        codex_read_only(&env.ws.work),
+    );
+    let result = client.call_tool(params).await.unwrap();
+    let report = result.structured_content.as_ref().unwrap();
+    assert_eq!(
+        report["stdout"], "upstream: GET /a HTTP/1.1\nfailed\nupstream: GET /c HTTP/1.1\n",
+        "{report}"
+    );
+    assert_eq!(
+        report["network"],
+        json!({"connections": 3, "connect": 2, "deny": 1, "elicitations": 1,
+               "denied": [format!("http://bad.test:{port}")]}),
+        "{report}"
+    );
+    assert_eq!(
+        report["stderr"],
+        format!(
+            "execgate: network denied: /usr/bin/curl -sf http://bad.test:{port}/: http://bad.test:{port}: not this one (rule {}:2)\n",
+            net.display()
+        )
+    );
+    client.cancel().await.unwrap();
+}

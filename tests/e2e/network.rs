@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 
 /// An HTTP/1.1 server on the host's loopback answering every request with
 /// `upstream: <request line>` (and closing), on its own thread for the test's life.
-fn http_upstream() -> u16 {
+pub(crate) fn http_upstream() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
