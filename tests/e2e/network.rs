@@ -686,3 +686,82 @@ fn malformed_proxy_requests_get_errors_and_the_gate_keeps_serving() {
         .iter()
         .all(|r| r["host"] != "bad.test"));
 }
+
+#[test]
+fn the_readme_rules_and_hook_let_the_mirror_through_and_refuse_telemetry() {
+    use crate::support::readme;
+    let port = http_upstream();
+    let env = workspace();
+    let file = rules(
+        &env,
+        &readme::block("**Network rules for a build that fetches from a mirror.**"),
+    );
+    let hook = env.home_file(
+        "mirror-hook.sh",
+        &readme::block("**A hook that tells connections from commands.**"),
+        0o755,
+    );
+    let hooks = env.home_file(
+        "hooks.json",
+        &format!(
+            r#"{{"hooks":{{"PermissionRequest":[{{"matcher":"Bash","hooks":[{{"type":"command","command":"{}"}}]}}]}}}}"#,
+            hook.display()
+        ),
+        0o644,
+    );
+    let mut args = vec![
+        "run".to_owned(),
+        "--json".to_owned(),
+        "--rules".to_owned(),
+        file.display().to_string(),
+        "--hooks".to_owned(),
+        hooks.display().to_string(),
+    ];
+    for name in ["mirror.test", "telemetry.test"] {
+        args.extend(["--network-resolve".to_owned(), format!("{name}:127.0.0.1")]);
+    }
+    args.push(format!(
+        "curl -sS http://mirror.test:{port}/pkg; curl -sf http://telemetry.test:{port}/ping || echo refused"
+    ));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = without_terminal(&mut env.execgate_session(&args))
+        .output()
+        .unwrap();
+    let report = report_of(&out);
+    assert_eq!(
+        report["stdout"], "upstream: GET /pkg HTTP/1.1\nrefused\n",
+        "{report}"
+    );
+    assert_eq!(
+        report["stderr"],
+        format!(
+            "execgate: network denied: /usr/bin/curl -sf http://telemetry.test:{port}/ping: http://telemetry.test:{port}: no telemetry from builds (rule {}:2)\n",
+            file.display()
+        )
+    );
+    let mut got = connections(&report);
+    got.sort_by_key(|c| c[0].as_str().unwrap().to_owned());
+    assert_eq!(
+        got,
+        vec![
+            json!([
+                "mirror.test",
+                port,
+                "http",
+                "prompt",
+                "connect",
+                "hook",
+                format!("/usr/bin/curl -sS http://mirror.test:{port}/pkg")
+            ]),
+            json!([
+                "telemetry.test",
+                port,
+                "http",
+                "forbidden",
+                "deny",
+                "policy",
+                format!("/usr/bin/curl -sf http://telemetry.test:{port}/ping")
+            ]),
+        ]
+    );
+}
