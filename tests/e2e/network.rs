@@ -709,6 +709,7 @@ fn the_readme_rules_and_hook_let_the_mirror_through_and_refuse_telemetry() {
         ),
         0o644,
     );
+    let audit = env.home.join("audit.jsonl");
     let mut args = vec![
         "run".to_owned(),
         "--json".to_owned(),
@@ -716,6 +717,8 @@ fn the_readme_rules_and_hook_let_the_mirror_through_and_refuse_telemetry() {
         file.display().to_string(),
         "--hooks".to_owned(),
         hooks.display().to_string(),
+        "--audit-log".to_owned(),
+        audit.display().to_string(),
     ];
     for name in ["mirror.test", "telemetry.test"] {
         args.extend(["--network-resolve".to_owned(), format!("{name}:127.0.0.1")]);
@@ -764,4 +767,19 @@ fn the_readme_rules_and_hook_let_the_mirror_through_and_refuse_telemetry() {
             ]),
         ]
     );
+    // policy suggest learns the hook's approval from the audit log (the refusal by a rule
+    // is nobody's approval).
+    let out = env
+        .execgate(&["policy", "suggest", "--from-audit", audit.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "# \"http://mirror.test\" (port {port}): approved once by a hook\n\
+             network_rule(host = \"mirror.test\", protocol = \"http\", decision = \"allow\")"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("telemetry.test"), "{text}");
 }
