@@ -82,7 +82,8 @@ fn gated_command(env: &Workspace, backend: &str, rules: &Path, extra: &[&str]) -
     cmd
 }
 
-const NAMES: [&str; 7] = [
+const NAMES: [&str; 8] = [
+    "pypi.test:127.0.0.1",
     "good.test:127.0.0.1",
     "bad.test:127.0.0.1",
     "ask.test:127.0.0.1",
@@ -782,4 +783,122 @@ fn the_readme_rules_and_hook_let_the_mirror_through_and_refuse_telemetry() {
         "{text}"
     );
     assert!(!text.contains("telemetry.test"), "{text}");
+}
+
+/// An HTTP/1.1 server on the host's loopback serving `files` (path to body) and 404 for
+/// anything else.
+fn static_upstream(files: Vec<(String, Vec<u8>)>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let files = std::sync::Arc::new(files);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let files = std::sync::Arc::clone(&files);
+            std::thread::spawn(move || serve_files(stream, &files));
+        }
+    });
+    port
+}
+
+fn serve_files(stream: TcpStream, files: &[(String, Vec<u8>)]) {
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut first = String::new();
+        match reader.read_line(&mut first) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) if line == "\r\n" => break,
+                Ok(_) => {}
+            }
+        }
+        // "GET /path HTTP/1.1" or, through a proxy that forwards it, "GET http://h/path".
+        let target = first.split(' ').nth(1).unwrap_or("");
+        let path = match target.strip_prefix("http://") {
+            Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
+            None => target,
+        };
+        let path = path.split('?').next().unwrap_or(path);
+        let stream = reader.get_mut();
+        let written = match files.iter().find(|(p, _)| p == path) {
+            Some((p, body)) => write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
+                if p.ends_with('/') {
+                    "text/html"
+                } else {
+                    "application/octet-stream"
+                },
+                body.len()
+            )
+            .and_then(|()| stream.write_all(body)),
+            None => write!(
+                stream,
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+            ),
+        };
+        if written.is_err() {
+            return;
+        }
+    }
+}
+
+/// A minimal wheel (`demo-0.1-py3-none-any.whl`), made with python's zipfile.
+fn demo_wheel(dir: &Path) -> Vec<u8> {
+    let path = dir.join("demo-0.1-py3-none-any.whl");
+    let script = format!(
+        "import zipfile\n\
+         with zipfile.ZipFile({:?}, 'w') as z:\n\
+         \x20   z.writestr('demo/__init__.py', '')\n\
+         \x20   z.writestr('demo-0.1.dist-info/METADATA', 'Metadata-Version: 2.1\\nName: demo\\nVersion: 0.1\\n')\n\
+         \x20   z.writestr('demo-0.1.dist-info/WHEEL', 'Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n')\n\
+         \x20   z.writestr('demo-0.1.dist-info/RECORD', '')\n",
+        path.display().to_string()
+    );
+    let status = Command::new("/usr/bin/python3")
+        .args(["-c", &script])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read(path).unwrap()
+}
+
+#[test]
+fn pip_download_from_a_local_index_through_the_gate() {
+    let env = workspace();
+    let wheel = demo_wheel(&env.home);
+    let index = b"<html><body><a href=\"/files/demo-0.1-py3-none-any.whl\">demo-0.1-py3-none-any.whl</a></body></html>\n".to_vec();
+    let port = static_upstream(vec![
+        ("/simple/demo/".to_owned(), index),
+        ("/files/demo-0.1-py3-none-any.whl".to_owned(), wheel.clone()),
+    ]);
+    let file = rules(
+        &env,
+        r#"network_rule(host="pypi.test", protocol="http", decision="allow")"#,
+    );
+    let script = format!(
+        "/usr/bin/python3 -m pip download --no-deps --disable-pip-version-check --no-cache-dir \
+         --index-url http://pypi.test:{port}/simple/ --trusted-host pypi.test -d dl demo -q && ls dl"
+    );
+    let report = run_gated(&env, "bubblewrap", &file, &[&script]);
+    assert_eq!(report["stdout"], "demo-0.1-py3-none-any.whl\n", "{report}");
+    assert_eq!(
+        std::fs::read(env.work.join("dl/demo-0.1-py3-none-any.whl")).unwrap(),
+        wheel
+    );
+    let hosts: Vec<Value> = connections(&report)
+        .into_iter()
+        .map(|c| json!([c[0], c[2], c[4], c[5]]))
+        .collect();
+    assert!(!hosts.is_empty(), "{report}");
+    assert!(
+        hosts
+            .iter()
+            .all(|h| *h == json!(["pypi.test", "http", "connect", "policy"])),
+        "{report}"
+    );
 }
