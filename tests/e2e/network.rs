@@ -902,3 +902,188 @@ fn pip_download_from_a_local_index_through_the_gate() {
         "{report}"
     );
 }
+
+/// A child process killed (and reaped) when dropped.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `openssl ARGS` in `dir`, which must succeed.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {out:?}");
+}
+
+/// A test CA (`ca.pem`) and a certificate it signed for `name` (`srv.pem`, `srv.key`) in
+/// `dir`.
+fn test_ca(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=execgate test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=keyCertSign",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+    std::fs::write(dir.join("ext"), format!("subjectAltName=DNS:{name}\n")).unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "srv.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+        ],
+    );
+}
+
+/// An HTTPS file server for `root` on the host's loopback (python's, with `dir`'s
+/// certificate); its port.
+fn https_files(dir: &Path, root: &Path) -> (Reaped, u16) {
+    let script = "import http.server, ssl, functools, sys\n\
+        h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])\n\
+        s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), h)\n\
+        c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
+        c.load_cert_chain(sys.argv[2], sys.argv[3])\n\
+        s.socket = c.wrap_socket(s.socket, server_side=True)\n\
+        print(s.server_address[1], flush=True)\n\
+        s.serve_forever()\n";
+    let mut child = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .arg(root)
+        .arg(dir.join("srv.pem"))
+        .arg(dir.join("srv.key"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().parse().unwrap();
+    (Reaped(child), port)
+}
+
+#[test]
+fn git_clones_over_https_with_a_test_ca_through_the_gate() {
+    let env = workspace();
+    let tls = env.home.join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    test_ca(&tls, "git.test");
+    // A bare repository served as static files (git's dumb HTTP protocol).
+    let git = |dir: &Path, args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", &env.home)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    let served = env.home.join("served");
+    std::fs::create_dir(&served).unwrap();
+    git(&env.home, &["init", "-q", "src"]);
+    git(
+        &env.home.join("src"),
+        &[
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "user.name=t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "over the gate",
+        ],
+    );
+    git(
+        &env.home,
+        &["clone", "-q", "--bare", "src", "served/repo.git"],
+    );
+    git(&served.join("repo.git"), &["update-server-info"]);
+    let (_server, port) = https_files(&tls, &served);
+    let file = rules(
+        &env,
+        r#"network_rule(host="git.test", protocol="https", decision="allow")"#,
+    );
+    let script = format!(
+        "GIT_SSL_CAINFO={} git clone -q https://git.test:{port}/repo.git c && git -C c log --format=%s",
+        tls.join("ca.pem").display()
+    );
+    let mut cmd = gated_command(
+        &env,
+        "bubblewrap",
+        &file,
+        &["--network-resolve", "git.test:127.0.0.1", &script],
+    );
+    let report = report_of(&without_terminal(&mut cmd).output().unwrap());
+    assert_eq!(report["stdout"], "over the gate\n", "{report}");
+    let records = report["network"].as_array().unwrap();
+    assert!(!records.is_empty());
+    for record in records {
+        assert_eq!(
+            json!([
+                record["host"],
+                record["port"],
+                record["protocol"],
+                record["verdict"],
+                record["via"]
+            ]),
+            json!(["git.test", port, "https", "connect", "http-proxy"]),
+            "{report}"
+        );
+    }
+}
