@@ -1087,3 +1087,37 @@ fn git_clones_over_https_with_a_test_ca_through_the_gate() {
         );
     }
 }
+
+#[test]
+fn escalated_commands_get_no_proxy_variables_and_pass_env_refuses_them() {
+    let env = workspace();
+    let file = rules(
+        &env,
+        r#"prefix_rule(pattern = ["printenv"], decision = "allow")"#,
+    );
+    let report = run_gated(
+        &env,
+        "bubblewrap",
+        &file,
+        &["printenv HTTP_PROXY ALL_PROXY || echo none; /usr/bin/env | grep -c -i proxy="],
+    );
+    // printenv ran outside the sandbox without them; env inside has all 15.
+    assert_eq!(report["stdout"], "none\n15\n", "{report}");
+    assert_eq!(report["execs"][0]["verdict"], "escalate");
+    // The gate's own variables are not listed as dropped (they always are).
+    let dropped = report["execs"][0]["env_dropped"].to_string().to_lowercase();
+    assert!(!dropped.contains("proxy"), "{report}");
+    let out = without_terminal(&mut gated_command(
+        &env,
+        "bubblewrap",
+        &file,
+        &["--pass-env", "HTTPS_PROXY", "true"],
+    ))
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "execgate: --pass-env HTTPS_PROXY: with --network gated this names the sandbox's proxy, which escalated commands (outside the sandbox) cannot use; leave it out\n"
+    );
+}
