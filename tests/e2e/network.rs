@@ -1121,3 +1121,67 @@ fn escalated_commands_get_no_proxy_variables_and_pass_env_refuses_them() {
         "execgate: --pass-env HTTPS_PROXY: with --network gated this names the sandbox's proxy, which escalated commands (outside the sandbox) cannot use; leave it out\n"
     );
 }
+
+#[test]
+fn a_keep_alive_connection_whose_second_request_names_another_host_gets_that_hosts_decision() {
+    let port = static_upstream(vec![("/one".to_owned(), b"one\n".to_vec())]);
+    let env = workspace();
+    let file = rules(
+        &env,
+        r#"network_rule(host="good.test", protocol="http", decision="allow")
+network_rule(host="bad.test", protocol="http", decision="deny", justification="not this one")
+"#,
+    );
+    let py = format!(
+        "import socket\n\
+         s = socket.create_connection(('127.0.0.1', 3128), timeout=20)\n\
+         f = s.makefile('rb')\n\
+         def get(host, path):\n\
+         \x20   s.sendall(f'GET http://{{host}}:{port}{{path}} HTTP/1.1\\r\\nHost: {{host}}:{port}\\r\\n\\r\\n'.encode())\n\
+         \x20   status = f.readline().decode().strip()\n\
+         \x20   length = 0\n\
+         \x20   while True:\n\
+         \x20       line = f.readline().decode().strip()\n\
+         \x20       if not line:\n\
+         \x20           break\n\
+         \x20       if line.lower().startswith('content-length:'):\n\
+         \x20           length = int(line.split(':')[1])\n\
+         \x20   print(status, f.read(length).decode().strip())\n\
+         get('good.test', '/one')\n\
+         get('bad.test', '/two')\n"
+    );
+    env.write("keepalive.py", &py);
+    let report = run_gated(
+        &env,
+        "bubblewrap",
+        &file,
+        &["/usr/bin/python3 keepalive.py"],
+    );
+    let rule = format!("{}:2", file.display());
+    assert_eq!(
+        report["stdout"],
+        format!(
+            "HTTP/1.1 200 OK one\nHTTP/1.1 403 Forbidden execgate: network denied: http://bad.test:{port}: not this one (rule {rule})\n"
+        ),
+        "{report}"
+    );
+    let mut got: Vec<(String, String)> = report["network"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["host"].as_str().unwrap().to_owned(),
+                r["verdict"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("bad.test".into(), "deny".into()),
+            ("good.test".into(), "connect".into())
+        ]
+    );
+}
