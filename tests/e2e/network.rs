@@ -1185,3 +1185,27 @@ network_rule(host="bad.test", protocol="http", decision="deny", justification="n
         ]
     );
 }
+
+#[test]
+fn landlock_without_root_refuses_a_gated_network_and_never_falls_back_to_the_hosts() {
+    // As an unprivileged user (nobody), the Landlock backend cannot make a network
+    // namespace: gated refuses to start, in one line; off still works.
+    let check = |network: &str| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(crate::support::bins::execgate())
+            .args(["sandbox", "check", "--network", network])
+            .current_dir("/tmp")
+            .env("EXECGATE_SANDBOX_BACKEND", "landlock")
+            .output()
+            .unwrap()
+    };
+    let gated = check("gated");
+    assert_eq!(gated.status.code(), Some(2), "{gated:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&gated.stderr),
+        "execgate: --network gated needs a network namespace of the sandbox's own, which the Landlock backend can make only as root: install bubblewrap (with user namespaces), run as root, or pass --network on or --network off\n"
+    );
+    let off = check("off");
+    assert_eq!(off.status.code(), Some(0), "{off:?}");
+}
