@@ -1209,3 +1209,77 @@ fn landlock_without_root_refuses_a_gated_network_and_never_falls_back_to_the_hos
     let off = check("off");
     assert_eq!(off.status.code(), Some(0), "{off:?}");
 }
+
+#[test]
+fn the_person_allows_a_host_for_the_session_and_is_not_asked_again() {
+    let port = http_upstream();
+    let env = workspace();
+    let file = rules(&env, "");
+    let script =
+        format!("curl -sS http://ask.test:{port}/one; curl -sS http://ask.test:{port}/two");
+    // A second question would never be answered: `timeout` ends the run, and the test
+    // fails on its output instead of hanging.
+    let mut cmd = Command::new("timeout");
+    let inner = gated_command(&env, "bubblewrap", &file, &[&script]);
+    cmd.args(["--foreground", "60"])
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .current_dir(&env.work)
+        .envs(inner.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+    let mut run = PtyRun::start(cmd);
+    run.expect(PROMPT_END);
+    run.answer("s\n");
+    let (report, _) = run.finish();
+    assert_eq!(
+        report["stdout"], "upstream: GET /one HTTP/1.1\nupstream: GET /two HTTP/1.1\n",
+        "{report}"
+    );
+    let sources: Vec<&Value> = report["network"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["source"])
+        .collect();
+    assert_eq!(sources, [&json!("user"), &json!("user")], "{report}");
+    // Only the first connection asked, so only it names its command.
+    assert_eq!(
+        report["network"][0]["command"],
+        format!("/usr/bin/curl -sS http://ask.test:{port}/one")
+    );
+    assert_eq!(report["network"][1]["command"], Value::Null);
+}
+
+#[test]
+fn curl_through_the_socks5_proxy_is_decided_as_socks5_tcp() {
+    let port = http_upstream();
+    let env = workspace();
+    let file = rules(
+        &env,
+        r#"network_rule(host="good.test", protocol="socks5_tcp", decision="allow")
+network_rule(host="bad.test", protocol="http", decision="allow")
+"#,
+    );
+    // ALL_PROXY is socks5h://: curl hands the name to the gate. An http rule does not open
+    // SOCKS (reply 2: connection not allowed by ruleset; curl exit 97).
+    let script = format!(
+        "curl -sS --proxy \"$ALL_PROXY\" http://good.test:{port}/s; \
+         curl -s --proxy \"$ALL_PROXY\" http://bad.test:{port}/s || echo failed=$?"
+    );
+    let report = run_gated(&env, "bubblewrap", &file, &[&script]);
+    assert_eq!(
+        report["stdout"], "upstream: GET /s HTTP/1.1\nfailed=97\n",
+        "{report}"
+    );
+    let got: Vec<Value> = connections(&report)
+        .into_iter()
+        .map(|c| json!([c[0], c[2], c[3], c[4], c[5]]))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            json!(["good.test", "socks5_tcp", "allow", "connect", "policy"]),
+            json!(["bad.test", "socks5_tcp", "unmatched", "deny", "user"]),
+        ],
+        "{report}"
+    );
+}
