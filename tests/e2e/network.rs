@@ -1283,3 +1283,26 @@ network_rule(host="bad.test", protocol="http", decision="allow")
         "{report}"
     );
 }
+
+#[test]
+fn a_raw_address_outside_the_pool_is_refused_at_once() {
+    let env = workspace();
+    let file = rules(&env, "");
+    let py = "import socket, errno\n\
+              for addr in (('203.0.113.5', 443), ('198.18.200.1', 443)):\n\
+              \x20   try:\n\
+              \x20       socket.create_connection(addr, timeout=20)\n\
+              \x20       print('connected')\n\
+              \x20   except OSError as e:\n\
+              \x20       print(errno.errorcode.get(e.errno, e.errno))\n";
+    env.write("rawip.py", py);
+    for backend in BACKENDS {
+        let report = run_gated(&env, backend, &file, &["/usr/bin/python3 rawip.py"]);
+        // No route out of the sandbox's namespace; an unused pool address is reset.
+        assert_eq!(
+            report["stdout"], "ENETUNREACH\nECONNREFUSED\n",
+            "{backend}: {report}"
+        );
+        assert_eq!(report["network"], json!([]), "{backend}: {report}");
+    }
+}
