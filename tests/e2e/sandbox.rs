@@ -719,7 +719,11 @@ fn proc_is_read_only_so_root_without_capabilities_cannot_change_the_host_kernel(
             &[&format!("python3 proc_writes.py {}", paths.join(" "))],
         );
         assert_eq!(out.status.code(), Some(0), "{backend}: {report}");
-        let errno = if backend == "bubblewrap" { "EROFS" } else { "EACCES" };
+        let errno = if backend == "bubblewrap" {
+            "EROFS"
+        } else {
+            "EACCES"
+        };
         let expected: String = paths.iter().map(|p| format!("{p}: {errno}\n")).collect();
         assert_eq!(report["stdout"], expected, "{backend}: {report}");
     }
