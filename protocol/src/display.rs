@@ -31,6 +31,19 @@
 //! - Free text ([`text`]: a folder, a rule location, a justification, a reason) is written
 //!   as it is when everything in it is shown and it does not itself start with `$'`, and in
 //!   the escaped form otherwise.
+//!
+//! # Long text and blank runs
+//!
+//! A run of [`SPACE_RUN`] or more spaces is invisible and pushes what follows to where the
+//! sandbox wants it (a forged line of a prompt). Text holding one is written in the escaped
+//! form with each such run counted, `\x20{N}` for N spaces (not bash syntax: a space is
+//! otherwise always written as itself, so the form stays unambiguous). The braille blank
+//! U+2800 is escaped like an invisible character.
+//!
+//! What a person is shown is also bounded ([`quote_command_within`], [`text_within`]): text
+//! longer than the limit keeps its first two thirds and its last third, with
+//! ` ... N more bytes ... ` between them, so a long argument can neither push the rest of a
+//! prompt off the screen nor fill it.
 
 use crate::shown::SHOWN;
 use crate::Sink;
@@ -39,11 +52,24 @@ use alloc::vec::Vec;
 
 pub use crate::shown::UNICODE_VERSION;
 
+/// Runs of this many spaces or more are written counted (see the module documentation).
+pub const SPACE_RUN: usize = 4;
+
+/// How many bytes of a command a prompt or a denial line shows at most (plus the marker).
+pub const COMMAND_LIMIT: usize = 320;
+
+/// How many bytes of free text (a folder, a rule, a reason) a prompt shows at most.
+pub const TEXT_LIMIT: usize = 160;
+
 /// Whether `c` is shown as it is (see the module documentation).
 pub fn is_shown(c: char) -> bool {
     let cp = c as u32;
     if cp < 0x80 {
         return (0x20..0x7f).contains(&cp);
+    }
+    // The braille blank is a symbol that draws nothing.
+    if cp == 0x2800 {
+        return false;
     }
     SHOWN
         .binary_search_by(|&(lo, hi)| {
@@ -77,7 +103,8 @@ where
 }
 
 /// Writes the text of a denial line, `execgate: denied: <command>: <reason>` (no newline):
-/// the command as [`quote_command`] shows it, the reason as [`text`] shows it.
+/// the command as [`quote_command_within`] shows it ([`COMMAND_LIMIT`]), the reason as
+/// [`text_within`] shows it (twice [`TEXT_LIMIT`]).
 pub fn denial<'a, S, A>(
     program: &[u8],
     args: A,
@@ -87,11 +114,183 @@ pub fn denial<'a, S, A>(
 where
     S: Sink,
     A: IntoIterator<Item = &'a [u8]>,
+    A::IntoIter: Clone,
 {
     sink.put(b"execgate: denied: ")?;
-    quote_command(program, args, sink)?;
+    quote_command_within(program, args, COMMAND_LIMIT, sink)?;
     sink.put(b": ")?;
-    text(reason, sink)
+    text_within(reason, 2 * TEXT_LIMIT, sink)
+}
+
+/// [`quote_command`], bounded: at most `limit` bytes of it (cut at characters) plus the
+/// ` ... N more bytes ... ` marker (see the module documentation).
+pub fn quote_command_within<'a, S, A>(
+    program: &[u8],
+    args: A,
+    limit: usize,
+    sink: &mut S,
+) -> Result<(), S::Error>
+where
+    S: Sink,
+    A: IntoIterator<Item = &'a [u8]>,
+    A::IntoIter: Clone,
+{
+    within(
+        &Command {
+            program,
+            args: args.into_iter(),
+        },
+        limit,
+        sink,
+    )
+}
+
+/// [`text`], bounded like [`quote_command_within`].
+pub fn text_within<S: Sink>(bytes: &[u8], limit: usize, sink: &mut S) -> Result<(), S::Error> {
+    within(&Text(bytes), limit, sink)
+}
+
+/// [`quote_command_within`] into a new string.
+pub fn command_string_within<'a, A>(program: &[u8], args: A, limit: usize) -> String
+where
+    A: IntoIterator<Item = &'a [u8]>,
+    A::IntoIter: Clone,
+{
+    let mut out = Vec::new();
+    let Ok(()) = quote_command_within(program, args, limit, &mut out);
+    into_string(out)
+}
+
+/// [`text_within`] into a new string.
+pub fn text_string_within(bytes: &[u8], limit: usize) -> String {
+    let mut out = Vec::new();
+    let Ok(()) = text_within(bytes, limit, &mut out);
+    into_string(out)
+}
+
+/// Something shown that can be written more than once (to measure it, then to write it).
+trait Render {
+    fn render<S: Sink>(&self, sink: &mut S) -> Result<(), S::Error>;
+}
+
+struct Command<'p, A> {
+    program: &'p [u8],
+    args: A,
+}
+
+impl<'a, A: Iterator<Item = &'a [u8]> + Clone> Render for Command<'_, A> {
+    fn render<S: Sink>(&self, sink: &mut S) -> Result<(), S::Error> {
+        quote_command(self.program, self.args.clone(), sink)
+    }
+}
+
+struct Text<'t>(&'t [u8]);
+
+impl Render for Text<'_> {
+    fn render<S: Sink>(&self, sink: &mut S) -> Result<(), S::Error> {
+        text(self.0, sink)
+    }
+}
+
+/// Counts what is written and finds the first character that starts at or after `mark`.
+struct Measure {
+    len: usize,
+    mark: usize,
+    found: Option<usize>,
+}
+
+impl Sink for Measure {
+    type Error = core::convert::Infallible;
+    fn put(&mut self, bytes: &[u8]) -> Result<(), Self::Error> {
+        if self.found.is_none() {
+            for (i, &b) in bytes.iter().enumerate() {
+                let at = self.len + i;
+                if at >= self.mark && !is_continuation(b) {
+                    self.found = Some(at);
+                    break;
+                }
+            }
+        }
+        self.len += bytes.len();
+        Ok(())
+    }
+}
+
+fn is_continuation(b: u8) -> bool {
+    b & 0xc0 == 0x80
+}
+
+/// Passes on the bytes before `head` and from `tail` on, and the marker between them.
+struct Window<'s, S> {
+    inner: &'s mut S,
+    at: usize,
+    head: usize,
+    tail: usize,
+}
+
+impl<S: Sink> Sink for Window<'_, S> {
+    type Error = S::Error;
+    fn put(&mut self, bytes: &[u8]) -> Result<(), Self::Error> {
+        let start = self.at;
+        self.at += bytes.len();
+        for (lo, hi) in [(0, self.head), (self.tail, usize::MAX)] {
+            let from = lo.max(start);
+            let to = hi.min(self.at);
+            if from < to {
+                self.inner.put(&bytes[from - start..to - start])?;
+            }
+            if lo == 0 && start < self.head && self.at >= self.head {
+                let omitted = self.tail - self.head;
+                self.inner.put(b" ... ")?;
+                decimal(omitted, self.inner)?;
+                self.inner.put(b" more bytes ... ")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes `what`, or when it is longer than `limit`, its first two thirds and last third
+/// (cut at characters) with the marker between them.
+fn within<R: Render, S: Sink>(what: &R, limit: usize, sink: &mut S) -> Result<(), S::Error> {
+    let mut head = Measure {
+        len: 0,
+        mark: limit - limit / 3,
+        found: None,
+    };
+    let Ok(()) = what.render(&mut head);
+    let total = head.len;
+    if total <= limit {
+        return what.render(sink);
+    }
+    let head = head.found.unwrap_or(total);
+    let mut tail = Measure {
+        len: 0,
+        mark: total - limit / 3,
+        found: None,
+    };
+    let Ok(()) = what.render(&mut tail);
+    let tail = tail.found.unwrap_or(total).max(head);
+    what.render(&mut Window {
+        inner: sink,
+        at: 0,
+        head,
+        tail,
+    })
+}
+
+fn decimal<S: Sink>(mut value: usize, sink: &mut S) -> Result<(), S::Error> {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    sink.put(&digits[i..])
 }
 
 /// Writes the start of a line saying a command could not be run, `execgate: cannot run
@@ -110,7 +309,7 @@ pub fn quote_word<S: Sink>(word: &[u8], sink: &mut S) -> Result<(), S::Error> {
     if word.iter().all(|&b| is_plain(b)) {
         return sink.put(word);
     }
-    if !all_shown(word) {
+    if !all_shown(word) || has_space_run(word) {
         return escaped(word, sink);
     }
     sink.put(b"'")?;
@@ -127,7 +326,7 @@ pub fn quote_word<S: Sink>(word: &[u8], sink: &mut S) -> Result<(), S::Error> {
 /// Writes free text: as it is when every character is shown (and it does not start with
 /// `$'`), else in the escaped form.
 pub fn text<S: Sink>(text: &[u8], sink: &mut S) -> Result<(), S::Error> {
-    if all_shown(text) && !text.starts_with(b"$'") {
+    if all_shown(text) && !text.starts_with(b"$'") && !has_space_run(text) {
         sink.put(text)
     } else {
         escaped(text, sink)
@@ -168,6 +367,13 @@ fn all_shown(bytes: &[u8]) -> bool {
     }
 }
 
+/// True when `bytes` holds [`SPACE_RUN`] spaces in a row.
+fn has_space_run(bytes: &[u8]) -> bool {
+    bytes
+        .split(|&b| b != b' ')
+        .any(|run| run.len() >= SPACE_RUN)
+}
+
 /// Writes `bytes` in the escaped form, `$'...'`.
 fn escaped<S: Sink>(bytes: &[u8], sink: &mut S) -> Result<(), S::Error> {
     sink.put(b"$'")?;
@@ -182,9 +388,17 @@ fn escaped<S: Sink>(bytes: &[u8], sink: &mut S) -> Result<(), S::Error> {
         };
         let (valid, tail) = rest.split_at(valid_len);
         if let Ok(valid) = core::str::from_utf8(valid) {
+            let mut spaces = 0usize;
             for ch in valid.chars() {
+                if ch == ' ' {
+                    spaces += 1;
+                    continue;
+                }
+                space_run(spaces, sink)?;
+                spaces = 0;
                 escaped_char(ch, sink)?;
             }
+            space_run(spaces, sink)?;
         }
         let (bad, tail) = tail.split_at(bad_len);
         for &b in bad {
@@ -193,6 +407,19 @@ fn escaped<S: Sink>(bytes: &[u8], sink: &mut S) -> Result<(), S::Error> {
         rest = tail;
     }
     sink.put(b"'")
+}
+
+/// Writes `n` spaces: as they are when fewer than [`SPACE_RUN`], else counted, `\x20{N}`.
+fn space_run<S: Sink>(n: usize, sink: &mut S) -> Result<(), S::Error> {
+    if n >= SPACE_RUN {
+        sink.put(b"\\x20{")?;
+        decimal(n, sink)?;
+        return sink.put(b"}");
+    }
+    for _ in 0..n {
+        sink.put(b" ")?;
+    }
+    Ok(())
 }
 
 fn escaped_char<S: Sink>(ch: char, sink: &mut S) -> Result<(), S::Error> {
@@ -231,6 +458,7 @@ fn hex<S: Sink>(prefix: &[u8], value: u32, digits: u32, sink: &mut S) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::format;
     use std::string::String;
     use std::vec::Vec;
 
@@ -258,6 +486,68 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "execgate: denied: /bin/x: $'line\\r\\nexecgate: ok'"
+        );
+    }
+
+    #[test]
+    fn runs_of_spaces_are_counted_and_blanks_escaped() {
+        assert_eq!(shown(b"/bin/echo", &[b"a   b"]), "/bin/echo 'a   b'");
+        assert_eq!(
+            shown(b"/bin/echo", &[b"a    b", b"     "]),
+            "/bin/echo $'a\\x20{4}b' $'\\x20{5}'"
+        );
+        assert_eq!(text_string(b"/w/x      y"), "$'/w/x\\x20{6}y'");
+        assert_eq!(
+            text_string("a\u{2800}\u{2800}b".as_bytes()),
+            "$'a\\u2800\\u2800b'"
+        );
+    }
+
+    #[test]
+    fn long_text_keeps_its_head_and_tail() {
+        // Within the limit: unchanged.
+        assert_eq!(text_string_within(b"0123456789", 10), "0123456789");
+        // 30 bytes at a limit of 9: the first 6 and the last 3, 21 bytes left out.
+        assert_eq!(
+            text_string_within(b"abcdefghijklmnopqrstuvwxyz0123", 9),
+            "abcdef ... 21 more bytes ... 123"
+        );
+        // Cut at characters, never inside one (each é is two bytes).
+        assert_eq!(
+            text_string_within("ééééééééé".as_bytes(), 9),
+            "ééé ... 10 more bytes ... é"
+        );
+        let args: [&[u8]; 2] = [b"x", &[b'y'; 100]];
+        assert_eq!(
+            command_string_within(b"/bin/p", args, 30),
+            format!(
+                "/bin/p x {} ... 79 more bytes ... {}",
+                "y".repeat(11),
+                "y".repeat(10)
+            )
+        );
+    }
+
+    #[test]
+    fn denial_lines_are_bounded() {
+        let long = [b'a'; 5000];
+        let mut out = Vec::new();
+        let Ok(()) = denial(b"/bin/x", [&long[..]], &[b'r'; 1000], &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let head = COMMAND_LIMIT - COMMAND_LIMIT / 3 - "/bin/x ".len();
+        let tail = COMMAND_LIMIT / 3;
+        let reason = 2 * TEXT_LIMIT;
+        assert_eq!(
+            text,
+            format!(
+                "execgate: denied: /bin/x {} ... {} more bytes ... {}: {} ... {} more bytes ... {}",
+                "a".repeat(head),
+                5007 - COMMAND_LIMIT,
+                "a".repeat(tail),
+                "r".repeat(reason - reason / 3),
+                1000 - reason,
+                "r".repeat(reason / 3)
+            )
         );
     }
 
