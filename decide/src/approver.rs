@@ -12,13 +12,23 @@ use std::pin::Pin;
 /// A boxed, sendable future (the approver trait is used as a trait object).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// How many bytes of the command [`ApprovalRequest::first_words`] keeps.
+const FIRST_WORDS: usize = 40;
+
+/// How many bytes of a prefix [`ApprovalRequest::prefix`] keeps.
+const PREFIX_LIMIT: usize = 32;
+
 /// What the person is shown. Every field is display text, escaped with
 /// [`execgate_protocol::display`] when the request is made, so an approver can show it as
 /// it is: no control, bidi or invisible character chosen inside the sandbox survives into
-/// it (design invariant 7).
+/// it, and every field is bounded, so nothing can push the rest off a screen (design
+/// invariant 7).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalRequest {
     command: String,
+    first_words: String,
+    arguments: usize,
+    prefix: Option<String>,
     cwd: String,
     rule: Option<String>,
     justification: Option<String>,
@@ -30,20 +40,35 @@ pub struct ApprovalRequest {
 impl ApprovalRequest {
     /// The request for running `program` with `args` (argv[1..]) in `cwd`, asked by the
     /// rule at `rule` (`file:line`) with its `justification`; `can_remember` offers
-    /// "always". Everything is escaped here.
-    pub fn new<'a>(
+    /// "always". Everything is escaped and bounded here.
+    pub fn new<'a, A>(
         program: &[u8],
-        args: impl IntoIterator<Item = &'a [u8]>,
+        args: A,
         cwd: &[u8],
         rule: Option<&str>,
         justification: Option<&str>,
         can_remember: bool,
-    ) -> Self {
+    ) -> Self
+    where
+        A: IntoIterator<Item = &'a [u8]>,
+        A::IntoIter: Clone,
+    {
+        let args = args.into_iter();
+        let full = display::command_string(program, args.clone());
+        let first_words = if full.len() > FIRST_WORDS {
+            format!("{} ...", &full[..floor_char(&full, FIRST_WORDS)])
+        } else {
+            full
+        };
         Self {
-            command: display::command_string(program, args),
-            cwd: display::text_string(cwd),
-            rule: rule.map(|r| display::text_string(r.as_bytes())),
-            justification: justification.map(|j| display::text_string(j.as_bytes())),
+            command: display::command_string_within(program, args.clone(), display::COMMAND_LIMIT),
+            first_words,
+            arguments: args.count(),
+            prefix: None,
+            cwd: display::text_string_within(cwd, display::TEXT_LIMIT),
+            rule: rule.map(|r| display::text_string_within(r.as_bytes(), display::TEXT_LIMIT)),
+            justification: justification
+                .map(|j| display::text_string_within(j.as_bytes(), display::TEXT_LIMIT)),
             description: None,
             can_remember,
             network: None,
@@ -63,27 +88,64 @@ impl ApprovalRequest {
         justification: Option<&str>,
         can_remember: bool,
     ) -> Self {
+        let command = display::text_string_within(command.as_bytes(), display::COMMAND_LIMIT);
         Self {
-            command: display::text_string(command.as_bytes()),
-            cwd: display::text_string(cwd),
-            rule: rule.map(|r| display::text_string(r.as_bytes())),
-            justification: justification.map(|j| display::text_string(j.as_bytes())),
+            first_words: command.clone(),
+            command,
+            arguments: 0,
+            prefix: None,
+            cwd: display::text_string_within(cwd, display::TEXT_LIMIT),
+            rule: rule.map(|r| display::text_string_within(r.as_bytes(), display::TEXT_LIMIT)),
+            justification: justification
+                .map(|j| display::text_string_within(j.as_bytes(), display::TEXT_LIMIT)),
             description: None,
             can_remember,
-            network: Some(display::text_string(target.as_bytes())),
+            network: Some(display::text_string_within(
+                target.as_bytes(),
+                display::TEXT_LIMIT,
+            )),
         }
     }
 
     /// The same request with the agent's `description` of why it runs the command (the MCP
     /// tool's `justification`), escaped: the model wrote it.
     pub fn with_description(mut self, description: Option<&str>) -> Self {
-        self.description = description.map(|d| display::text_string(d.as_bytes()));
+        self.description =
+            description.map(|d| display::text_string_within(d.as_bytes(), display::TEXT_LIMIT));
         self
     }
 
-    /// The command: absolute program path and argv[1..], each word shell-quoted, escaped.
+    /// The same request naming the `prefix` that "session" and "always" allow (empty:
+    /// nothing is remembered), each word quoted as argv is, bounded.
+    pub fn with_prefix(mut self, prefix: &[String]) -> Self {
+        self.prefix = (!prefix.is_empty()).then(|| {
+            let mut words = prefix.iter().map(|w| w.as_bytes());
+            let first = words.next().unwrap_or_default();
+            display::command_string_within(first, words, PREFIX_LIMIT)
+        });
+        self
+    }
+
+    /// The command: absolute program path and argv[1..], each word shell-quoted, escaped,
+    /// at most [`display::COMMAND_LIMIT`] bytes of it.
     pub fn command(&self) -> &str {
         &self.command
+    }
+
+    /// The start of the command (program and first words, escaped), short enough for one
+    /// line, with ` ...` when cut.
+    pub fn first_words(&self) -> &str {
+        &self.first_words
+    }
+
+    /// How many arguments (argv[1..]) the command has.
+    pub fn arguments(&self) -> usize {
+        self.arguments
+    }
+
+    /// The prefix "session" and "always" allow, quoted; `None` when nothing is remembered.
+    pub fn prefix(&self) -> Option<&str> {
+        self.prefix.as_deref()
     }
 
     /// The working directory it would run in, escaped.
@@ -119,6 +181,14 @@ impl ApprovalRequest {
     pub fn network(&self) -> Option<&str> {
         self.network.as_deref()
     }
+}
+
+/// The largest character boundary of `text` at or before `at`.
+fn floor_char(text: &str, mut at: usize) -> usize {
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
 }
 
 /// The person's answer.

@@ -349,7 +349,8 @@ impl Pipeline {
             note.justification.as_deref(),
             !prefix.is_empty() && self.approvals_file.is_some(),
         )
-        .with_description(self.description.as_deref());
+        .with_description(self.description.as_deref())
+        .with_prefix(&prefix);
         match self.approver.ask(&ask).await {
             Ok(Choice::Once) => escalate(note, Source::User),
             Ok(Choice::Session) => {

@@ -517,8 +517,10 @@ fn the_person_and_the_hooks_see_the_command_cwd_rule_mode_and_description() {
             Some("j-prompt"),
             true,
         )
-        .with_description(Some("ship\nit"))]
+        .with_description(Some("ship\nit"))
+        .with_prefix(&["tool".to_owned(), "x".to_owned()])]
     );
+    assert_eq!(person.asked.lock().unwrap()[0].prefix(), Some("tool x"));
     let asked = hooks.asked.lock().unwrap();
     let mut want =
         PermissionRequest::new(PathBuf::from("/work"), r#"/usr/bin/tool x "it's""#.into());

@@ -22,7 +22,9 @@ impl TerminalApprover {
     }
 }
 
-/// The prompt text shown for `request`.
+/// The prompt text shown for `request`. Every field is bounded, so on an 80x24 terminal the
+/// whole prompt stays on screen; the line above the answer repeats the program and the first
+/// words with the number of arguments, and the choices name the prefix they allow.
 pub fn render_prompt(request: &ApprovalRequest) -> String {
     let mut text = match request.network() {
         None => String::from("\r\nexecgate: approval needed\r\n"),
@@ -39,12 +41,34 @@ pub fn render_prompt(request: &ApprovalRequest) -> String {
     if let Some(why) = request.description() {
         text.push_str(&format!("  agent:   {why}\r\n"));
     }
-    text.push_str(match request.network() {
-        None => "[y] run once  [s] allow this prefix for the session  ",
-        Some(_) => "[y] allow once  [s] allow this host for the session  ",
-    });
-    if request.can_remember() {
-        text.push_str("[a] always  ");
+    match request.network() {
+        Some(_) => {
+            text.push_str("[y] allow once  [s] allow this host for the session  ");
+            if request.can_remember() {
+                text.push_str("[a] always  ");
+            }
+        }
+        None => {
+            let arguments = match request.arguments() {
+                1 => "1 argument".to_owned(),
+                n => format!("{n} arguments"),
+            };
+            text.push_str(&format!(
+                "  runs:    {} ({arguments})\r\n",
+                request.first_words()
+            ));
+            match request.prefix() {
+                Some(prefix) => {
+                    text.push_str(&format!(
+                        "[y] run once  [s] allow \"{prefix}\" for this session  "
+                    ));
+                    if request.can_remember() {
+                        text.push_str(&format!("[a] always allow \"{prefix}\" (writes a rule)  "));
+                    }
+                }
+                None => text.push_str("[y] run once  [s] run once (nothing to remember)  "),
+            }
+        }
     }
     text.push_str("[n] deny  [x] deny and end the session: ");
     text
@@ -147,14 +171,65 @@ mod tests {
                 Some("publishes commits"),
                 true,
             )
-            .with_description(Some("ship it\u{1b}[2J")),
+            .with_description(Some("ship it\u{1b}[2J"))
+            .with_prefix(&["git".to_owned(), "push".to_owned()]),
         );
         assert!(text.contains("  agent:   $'ship it\\e[2J'\r\n"), "{text}");
         assert!(text.contains("command: /usr/bin/git push origin\r\n"));
         assert!(text.contains("cwd:     /work/repo\r\n"));
         assert!(text.contains("rule:    /rules/default.rules:3\r\n"));
         assert!(text.contains("reason:  publishes commits\r\n"));
-        assert!(text.contains("[a] always"));
+        assert!(text.contains("  runs:    /usr/bin/git push origin (2 arguments)\r\n"));
+        assert!(text.ends_with(
+            "[y] run once  [s] allow \"git push\" for this session  \
+             [a] always allow \"git push\" (writes a rule)  [n] deny  [x] deny and end the session: "
+        ), "{text}");
+    }
+
+    #[test]
+    fn the_longest_prompt_fits_on_an_80x24_terminal() {
+        // Every field as long as it can be shown; a line's bytes bound its columns (a
+        // character two columns wide takes three bytes or more).
+        let long = "x\u{1b}".repeat(2_000);
+        let mut words: Vec<&[u8]> = vec![long.as_bytes()];
+        words.resize(100_000, b"x");
+        let prefix: Vec<String> = (0..10).map(|_| long.clone()).collect();
+        let text = render_prompt(
+            &ApprovalRequest::new(
+                long.as_bytes(),
+                words.iter().copied(),
+                long.as_bytes(),
+                Some(&long),
+                Some(&long),
+                true,
+            )
+            .with_description(Some(&long))
+            .with_prefix(&prefix),
+        );
+        let rows: usize = text
+            .split("\r\n")
+            .map(|line| line.len().div_ceil(80).max(1))
+            .sum();
+        assert!(rows <= 24, "{rows} rows:\n{text}");
+    }
+
+    #[test]
+    fn without_a_prefix_session_says_it_remembers_nothing() {
+        let text = render_prompt(&ApprovalRequest::new(
+            b"/usr/bin/git",
+            [&b"push"[..]],
+            b"/w",
+            None,
+            None,
+            false,
+        ));
+        assert!(
+            text.ends_with(
+                "  runs:    /usr/bin/git push (1 argument)\r\n[y] run once  \
+             [s] run once (nothing to remember)  [n] deny  [x] deny and end the session: "
+            ),
+            "{text}"
+        );
     }
 
     #[test]

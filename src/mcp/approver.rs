@@ -33,7 +33,8 @@ pub struct ElicitationApprover {
     pub one_at_a_time: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// The text shown to the person: command, cwd, rule and justification.
+/// The text shown to the person: command, cwd, rule and justification, and the prefix the
+/// session choice allows (each bounded by the request).
 pub fn message(request: &ApprovalRequest) -> String {
     let mut text = match request.network() {
         None => "execgate: approval needed".to_owned(),
@@ -52,6 +53,9 @@ pub fn message(request: &ApprovalRequest) -> String {
     }
     if let Some(why) = request.description() {
         text.push_str(&format!("\njustification: {why}"));
+    }
+    if let Some(prefix) = request.prefix() {
+        text.push_str(&format!("\nsession allows: \"{prefix}\""));
     }
     text
 }
@@ -182,17 +186,20 @@ mod tests {
 
     #[test]
     fn message_names_command_cwd_rule_and_reason() {
-        let text = message(&ApprovalRequest::new(
-            b"/usr/bin/git",
-            [&b"push"[..]],
-            b"/w",
-            Some("/r/a.rules:2"),
-            Some("publishes"),
-            false,
-        ));
+        let text = message(
+            &ApprovalRequest::new(
+                b"/usr/bin/git",
+                [&b"push"[..]],
+                b"/w",
+                Some("/r/a.rules:2"),
+                Some("publishes"),
+                false,
+            )
+            .with_prefix(&["git".to_owned(), "push".to_owned()]),
+        );
         assert_eq!(
             text,
-            "execgate: approval needed\ncommand: /usr/bin/git push\ncwd: /w\nrule: /r/a.rules:2\nreason: publishes"
+            "execgate: approval needed\ncommand: /usr/bin/git push\ncwd: /w\nrule: /r/a.rules:2\nreason: publishes\nsession allows: \"git push\""
         );
     }
 }

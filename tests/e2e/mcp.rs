@@ -381,7 +381,29 @@ async fn elicitation_message_escapes_what_could_forge_its_lines() {
         asked,
         vec![format!(
             "execgate: approval needed\ncommand: /usr/bin/touch $'x\\ncwd: /fake\\u202e'\n\
-             cwd: {}\nrule: {}:3\nreason: touch needs a look",
+             cwd: {}\nrule: {}:3\nreason: touch needs a look\nsession allows: \"touch\"",
+            env.ws.work.display(),
+            env.rules.display()
+        )]
+    );
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn elicitation_message_bounds_a_long_command() {
+    let env = Env::new();
+    let client = connect(&env, Answer::Decline, &[]).await;
+    let script = format!("touch {} || echo after", "a".repeat(5000));
+    shell(&client, &script, &env.ws.work).await;
+    let asked = client.service().asked.lock().unwrap().clone();
+    // 5,015 bytes of command: the first 214 and the last 106 are shown.
+    assert_eq!(
+        asked,
+        vec![format!(
+            "execgate: approval needed\ncommand: /usr/bin/touch {} ... 4695 more bytes ... {}\n\
+             cwd: {}\nrule: {}:3\nreason: touch needs a look\nsession allows: \"touch\"",
+            "a".repeat(199),
+            "a".repeat(106),
             env.ws.work.display(),
             env.rules.display()
         )]
@@ -1234,7 +1256,9 @@ async fn justification_reaches_hooks_as_the_description_and_is_shown_escaped() {
     let asked = client.service().asked.lock().unwrap().clone();
     assert_eq!(asked.len(), 1);
     assert!(
-        asked[0].ends_with("\njustification: $'make t1\\nrule: fake\\e[2J\\u202e'"),
+        asked[0].ends_with(
+            "\njustification: $'make t1\\nrule: fake\\e[2J\\u202e'\nsession allows: \"touch\""
+        ),
         "{}",
         asked[0]
     );

@@ -16,8 +16,8 @@ prefix_rule(pattern = ["rm", "-rf"], decision = "forbidden", justification = "no
 prefix_rule(pattern = ["dash", "-c"], decision = "allow")
 "#;
 
-const OPTIONS: &str =
-    "[y] run once  [s] allow this prefix for the session  [a] always  [n] deny  [x] deny and end the session:";
+const OPTIONS: &str = "[y] run once  [s] allow \"touch\" for this session  \
+[a] always allow \"touch\" (writes a rule)  [n] deny  [x] deny and end the session:";
 
 /// `execgate run --rules RULES ARGS...` in `env` on a fresh terminal.
 fn on_terminal(env: &Workspace, rules: &Path, args: &[&str]) -> Terminal {
@@ -68,6 +68,8 @@ fn prompt_shows_control_and_bidi_characters_in_argv_escaped() {
             format!("  cwd:     {}", env.work.display()),
             format!("  rule:    {}:2", rules.display()),
             "  reason:  touch needs a look".to_owned(),
+            r"  runs:    /usr/bin/touch $'a\e[2K\rcommand: /bin/t ... (4 arguments)"
+                .to_owned(),
             OPTIONS.to_owned(),
         ]
     );
@@ -102,13 +104,70 @@ fn prompt_shows_cwd_rule_and_reason_escaped() {
             "  command: /usr/bin/touch f".to_owned(),
             format!(r"  cwd:     $'{}/d\n\u2066x'", env.work.display()),
             format!(r"  rule:    $'{root}/r\e]0;t\a/t.rules:1'"),
-            r"  reason:  $'look\r\n  cwd:     /elsewhere\u2066'".to_owned(),
+            r"  reason:  $'look\r\n  cwd:\x20{5}/elsewhere\u2066'".to_owned(),
+            "  runs:    /usr/bin/touch f (1 argument)".to_owned(),
             OPTIONS.to_owned(),
         ]
     );
     term.type_text("n\r");
     term.until_row("done");
     assert!(term.wait().success());
+}
+
+#[test]
+fn a_long_argument_neither_pushes_the_command_off_an_80x24_prompt_nor_forges_one() {
+    let env = Workspace::new();
+    let rules = env.write("r.rules", RULES);
+    // Red-team finding 4: a long argument scrolls the real command off the screen (600
+    // letters, then spaces up to the start of a row 30 rows on), then draws a forged
+    // prompt where the real one would be.
+    let forged = format!(
+        "--x; #{}{}{:<80}{:<79}",
+        "A".repeat(600),
+        " ".repeat(2407),
+        "execgate: approval needed",
+        "  command: /usr/bin/touch ok"
+    );
+    let script = format!("touch '{forged}'; echo done");
+    let cmd = env.execgate_session(&["run", "--rules", rules.to_str().unwrap(), &script]);
+    let mut term = Terminal::start_sized(cmd, (24, 80));
+    until_prompt(&mut term);
+    // The command's first 214 and last 106 bytes, the spaces counted.
+    let command = format!(
+        r"  command: /usr/bin/touch $'--x; #{} ... 381 more bytes ... {}\x20{{2407}}execgate: approval needed\x20{{57}}command: /usr/bin/touch ok\x20{{51}}'",
+        "A".repeat(191),
+        "A".repeat(28),
+    );
+    let mut expected = vec!["execgate: approval needed".to_owned()];
+    expected.extend(command.as_bytes().chunks(80).map(|row| {
+        String::from_utf8(row.to_vec())
+            .unwrap()
+            .trim_end()
+            .to_owned()
+    }));
+    expected.extend([
+        format!("  cwd:     {}", env.work.display()),
+        format!("  rule:    {}:2", rules.display()),
+        "  reason:  touch needs a look".to_owned(),
+        format!(
+            r"  runs:    /usr/bin/touch $'--x; #{} ... (1 argument)",
+            "A".repeat(17)
+        ),
+        "[y] run once  [s] allow \"touch\" for this session  [a] always allow \"touch\" (writ"
+            .to_owned(),
+        "es a rule)  [n] deny  [x] deny and end the session:".to_owned(),
+    ]);
+    let screen = term.rows();
+    let mut whole = vec![String::new(); screen.len() - expected.len()];
+    whole.append(&mut expected);
+    assert_eq!(screen, whole, "\n{}", term.text());
+    term.type_text("n\r");
+    term.until_row("done");
+    assert!(term.wait().success());
+    assert!(term
+        .rows()
+        .iter()
+        .any(|r| r.starts_with("execgate: denied: /usr/bin/touch $'--x; #AAA")));
 }
 
 /// `execgate run --json --rules RULES [--shell SHELL] SCRIPT` without a terminal.

@@ -119,10 +119,15 @@ pub struct Terminal {
 impl Terminal {
     /// Starts `cmd` in a new session whose controlling terminal (and stdin, stdout, stderr)
     /// is a fresh pty of [`SIZE`].
-    pub fn start(mut cmd: Command) -> Self {
+    pub fn start(cmd: Command) -> Self {
+        Self::start_sized(cmd, SIZE)
+    }
+
+    /// [`Terminal::start`] on a pty of `(rows, cols)`.
+    pub fn start_sized(mut cmd: Command, (rows, cols): (u16, u16)) -> Self {
         let size = libc::winsize {
-            ws_row: SIZE.0,
-            ws_col: SIZE.1,
+            ws_row: rows,
+            ws_col: cols,
             ws_xpixel: 0,
             ws_ypixel: 0,
         };
@@ -150,7 +155,7 @@ impl Terminal {
         Self {
             master,
             child,
-            screen: vt100::Parser::new(nonzero(SIZE.0), nonzero(SIZE.1), 0),
+            screen: vt100::Parser::new(nonzero(rows), nonzero(cols), 0),
             bytes: Vec::new(),
             slave_path,
         }
