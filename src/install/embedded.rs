@@ -91,6 +91,9 @@ fn choose_from(roots: &[PathBuf], writable: &[PathBuf]) -> anyhow::Result<PathBu
     for root in roots {
         let resolved = canonical_prefix(root);
         match writable.iter().find(|w| resolved.starts_with(w)) {
+            // A candidate this user cannot create or fill (a home that is not theirs, as
+            // for `nobody` with HOME=/root) gives way to the next one.
+            None if roots.len() > 1 && !creatable(&resolved) => {}
             None => return Ok(root.clone()),
             Some(w) if roots.len() == 1 => bail!(
                 "the cache folder {} is inside the writable root {}: set EXECGATE_CACHE_DIR \
@@ -110,6 +113,15 @@ fn choose_from(roots: &[PathBuf], writable: &[PathBuf]) -> anyhow::Result<PathBu
             .collect::<Vec<_>>()
             .join(", ")
     )
+}
+
+/// Whether this user may create `path` or fill it: its nearest existing folder (itself, or
+/// the closest ancestor) is writable and searchable by them.
+fn creatable(path: &Path) -> bool {
+    use nix::unistd::{access, AccessFlags};
+    path.ancestors()
+        .find(|p| p.exists())
+        .is_some_and(|p| access(p, AccessFlags::W_OK | AccessFlags::X_OK).is_ok())
 }
 
 /// `path` with its longest existing prefix resolved (symlinks followed), the rest appended.
