@@ -176,9 +176,17 @@ impl EnvPolicy {
         is_presentation_var(name, value) || self.pass.iter().any(|p| p == name)
     }
 
-    /// The environment for a request whose environment is `request`; `pwd` is the
-    /// `PWD=...` entry for the directory the process runs in, when known.
-    pub(crate) fn build<'a>(&'a self, request: &'a [Vec<u8>], pwd: Option<&'a [u8]>) -> Built<'a> {
+    /// The environment for a request whose environment is `request`; `set` are the
+    /// policy's own `NAME=value` entries (a ruling's `set_env`), which replace the
+    /// session's and the request's of the same names; `pwd` is the `PWD=...` entry for the
+    /// directory the process runs in, when known.
+    pub(crate) fn build<'a>(
+        &'a self,
+        request: &'a [Vec<u8>],
+        set: &'a [Vec<u8>],
+        pwd: Option<&'a [u8]>,
+    ) -> Built<'a> {
+        let is_set = |name: &[u8]| set.iter().any(|e| split(e).0 == name);
         let mut taken: Vec<(&[u8], &[u8])> = Vec::new();
         let mut dropped: Vec<Vec<u8>> = Vec::new();
         for entry in request {
@@ -201,14 +209,27 @@ impl EnvPolicy {
                 dropped.push(name.to_vec());
             }
         }
-        let mut entries: Vec<&[u8]> = Vec::with_capacity(self.session.len() + taken.len() + 1);
+        let mut entries: Vec<&[u8]> =
+            Vec::with_capacity(self.session.len() + taken.len() + set.len() + 1);
         for entry in &self.session {
             let (name, _) = split(entry);
-            if !taken.iter().any(|&(n, _)| n == name) {
+            if !taken.iter().any(|&(n, _)| n == name) && !is_set(name) {
                 entries.push(entry);
             }
         }
-        entries.extend(taken.iter().map(|&(_, entry)| entry));
+        entries.extend(
+            taken
+                .iter()
+                .filter(|&&(name, _)| !is_set(name))
+                .map(|&(_, entry)| entry),
+        );
+        for entry in set {
+            let (name, _) = split(entry);
+            // Never the session's plumbing or PWD, which the server sets.
+            if name != b"PWD" && !PLUMBING.iter().any(|p| p.as_bytes() == name) {
+                entries.push(entry);
+            }
+        }
         entries.extend(pwd);
         Built { entries, dropped }
     }
@@ -329,7 +350,7 @@ mod tests {
         .iter()
         .map(|e| e.to_vec())
         .collect();
-        let built = policy.build(&request, Some(b"PWD=/work/sub"));
+        let built = policy.build(&request, &[], Some(b"PWD=/work/sub"));
         assert_eq!(
             text(&built.entries),
             [
@@ -349,6 +370,32 @@ mod tests {
             .map(|d| String::from_utf8_lossy(d).into_owned())
             .collect();
         assert_eq!(dropped, ["HOME", "LANG", "GIT_DIR", "NOVALUE"]);
+    }
+
+    #[test]
+    fn the_policys_entries_replace_the_sessions_and_the_requests() {
+        let policy = EnvPolicy::new(
+            session(&[("GIT_DIR", "/session/.git"), ("HOME", "/home/me")]),
+            &["GIT_WORK_TREE".into()],
+        )
+        .unwrap();
+        let request: Vec<Vec<u8>> = vec![b"GIT_WORK_TREE=/work/evil".to_vec()];
+        let set: Vec<Vec<u8>> = vec![
+            b"GIT_DIR=/checked/.git".to_vec(),
+            b"GIT_WORK_TREE=/checked".to_vec(),
+            b"PWD=/not/this".to_vec(),
+            b"EXECGATE_SOCKET=1".to_vec(),
+        ];
+        let built = policy.build(&request, &set, Some(b"PWD=/checked/sub"));
+        assert_eq!(
+            text(&built.entries),
+            [
+                "HOME=/home/me",
+                "GIT_DIR=/checked/.git",
+                "GIT_WORK_TREE=/checked",
+                "PWD=/checked/sub",
+            ]
+        );
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub struct Ruling<N = ()> {
     pub end_session: Option<String>,
     /// The name an escalated process gets as `argv[0]`: the one the policy judged.
     pub argv0: Argv0,
+    /// `NAME=value` entries the server sets in an escalated process's environment, over
+    /// the session's and the request's (the policy's own, never the sandbox's): e.g. the
+    /// repository a guard checked, so the program cannot pick another one later.
+    pub set_env: Vec<Vec<u8>>,
 }
 
 /// Which path an escalated process gets as `argv[0]`. Multi-call programs (git, busybox)
@@ -70,6 +74,7 @@ impl<N> Ruling<N> {
             note,
             end_session: None,
             argv0: Argv0::Resolved,
+            set_env: Vec::new(),
         }
     }
 
@@ -82,6 +87,13 @@ impl<N> Ruling<N> {
     /// The same ruling, with `argv0` as the escalated process's `argv[0]`.
     pub fn with_argv0(mut self, argv0: Argv0) -> Self {
         self.argv0 = argv0;
+        self
+    }
+
+    /// The same ruling, setting `entries` (`NAME=value`) in an escalated process's
+    /// environment (see [`Ruling::set_env`]).
+    pub fn with_env(mut self, entries: Vec<Vec<u8>>) -> Self {
+        self.set_env = entries;
         self
     }
 }

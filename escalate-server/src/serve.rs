@@ -351,13 +351,16 @@ async fn converse<N: Send + 'static>(
         slot: None,
     };
     // `None` for the note: the server denied the exec itself, without a ruling.
+    let mut set_env = Vec::new();
     let (mut verdict, note, end_session) = match decision.await {
         Some(Ruling {
             verdict,
             note,
             end_session,
             argv0,
+            set_env: pinned,
         }) => {
+            set_env = pinned;
             if argv0 == Argv0::Resolved {
                 // The policy judged the resolved file only: run it by that name.
                 if let Ok(opened) = &mut opened {
@@ -423,7 +426,7 @@ async fn converse<N: Send + 'static>(
     }
     // Starting the process blocks its thread until the exec: never the acceptor's.
     OffTheAcceptor { polled: false }.await;
-    escalate(stream, server, id, &request, &cwd, opened).await
+    escalate(stream, server, id, &request, &cwd, opened, &set_env).await
 }
 
 /// A policy's decision that may wait only while it holds a slot of `budget`: the first
@@ -507,6 +510,7 @@ async fn escalate<N: Send + 'static>(
     request: &ExecRequest,
     cwd: &CwdDir,
     opened: io::Result<OpenedProgram>,
+    set_env: &[Vec<u8>],
 ) -> Result<(), StreamError> {
     let mut fds = Vec::new();
     stream.expect_client(&server.waiting_fds, CLIENT_TIMEOUT);
@@ -526,7 +530,7 @@ async fn escalate<N: Send + 'static>(
         (Ok(program), Ok(cwd)) => {
             // The directory's path now, not the request's: it may have been renamed.
             let pwd = server.spawner.pwd_entry(cwd);
-            let env = server.env.build(&request.env, pwd.as_deref());
+            let env = server.env.build(&request.env, set_env, pwd.as_deref());
             env_dropped = env.dropped;
             server
                 .spawner
