@@ -58,14 +58,14 @@ mod rules;
 pub mod terminal;
 
 pub use approver::{ApprovalRequest, Approver, BoxFuture, Choice, NoApprover, Unavailable};
-pub use guard::{AnyMayEscalate, EscalationGuard};
+pub use guard::{AnyMayEscalate, EscalationGuard, Pinned};
 pub use hooks::PermissionHooks;
 pub use mode::ApprovalMode;
 pub use network::{ConnectionOwners, NetworkPipeline, NoOwners};
 pub use note::{decision_word, Note, Source};
 pub use pipeline::{HookIdentity, Pipeline, SandboxWritable, NO_APPROVER};
 pub use remember::SessionApprovals;
-pub use repository::RepositoryGuard;
+pub use repository::{RepositoryGuard, SessionGit};
 pub use terminal::TerminalApprover;
 
 #[cfg(test)]

@@ -270,9 +270,9 @@ impl Pipeline {
     /// Escalate, unless the guard keeps the exec in the sandbox.
     fn escalate_unless_guarded(&self, exec: &ExecContext, note: Note) -> Ruling<Note> {
         match self.guard.may_escalate(exec) {
-            Ok(()) => match &exec.direct {
+            Ok(pinned) => match &exec.direct {
                 Some(caller) => deny(note, Source::Policy, direct_exec_denial(caller)),
-                None => Ruling::new(Verdict::Escalate, note),
+                None => Ruling::new(Verdict::Escalate, note).with_env(pinned),
             },
             Err(why) => downgrade(note, why),
         }
@@ -280,7 +280,8 @@ impl Pipeline {
 
     /// The approval path: the guard, session approvals, hooks, the approval mode, then the
     /// person, who are shown the command as it runs (`name` and `argv[1..]`). `prefix` is
-    /// what "session" and "always" remember (empty: nothing).
+    /// what "session" and "always" remember (empty: nothing). An escalation keeps what the
+    /// guard checked before anyone was asked: its pinned entries go with the ruling.
     async fn approve(
         &self,
         exec: &ExecContext,
@@ -289,9 +290,26 @@ impl Pipeline {
         note: Note,
     ) -> Ruling<Note> {
         // Nobody is asked about an exec that could not leave the sandbox anyway.
-        if let Err(why) = self.guard.may_escalate(exec) {
-            return downgrade(note, why);
+        let pinned = match self.guard.may_escalate(exec) {
+            Ok(pinned) => pinned,
+            Err(why) => return downgrade(note, why),
+        };
+        let ruling = self.ask_about(exec, name, prefix, note).await;
+        if ruling.verdict == Verdict::Escalate {
+            ruling.with_env(pinned)
+        } else {
+            ruling
         }
+    }
+
+    /// [`Pipeline::approve`] past the guard.
+    async fn ask_about(
+        &self,
+        exec: &ExecContext,
+        name: &Path,
+        prefix: Vec<String>,
+        note: Note,
+    ) -> Ruling<Note> {
         // Nor about one that came from outside the shell's and the shim's path: only they
         // can carry out an escalation.
         if let Some(caller) = &exec.direct {

@@ -11,8 +11,21 @@
 //! root, or is a repository the session verified ([`Verified`]: trusted, unchanged and
 //! read-only since the session started). Any program counts, not only git: a build tool
 //! or a script runs git too.
+//!
+//! git looks for its repository again when it starts, after the check (and after hooks
+//! or a person were asked, which may take minutes), so an exec let out is pinned to what
+//! was checked ([`Pinned`], set by the server): `GIT_DIR` and `GIT_WORK_TREE` name the
+//! checked git dir and work tree, or, when there was none, `GIT_DIR` names a path that
+//! cannot exist (with `GIT_CEILING_DIRECTORIES` at the working directory for programs that
+//! drop `GIT_DIR`). Those paths cannot be redirected by the sandbox: a path outside every
+//! writable root has no folder on it the sandbox can rename, and a trusted repository
+//! inside one counts only when its entry, its git dir and every folder between the root
+//! and them are mount points the sandbox cannot rename (bubblewrap). The pin also turns
+//! git's `file` transport off (`protocol.file.allow=never` through `GIT_CONFIG_COUNT`):
+//! a push or fetch to a local path would run that repository's hooks outside the sandbox,
+//! and a local repository may be one the sandbox wrote.
 
-use crate::guard::EscalationGuard;
+use crate::guard::{EscalationGuard, Pinned};
 use crate::pipeline::SandboxWritable;
 use execgate_escalate_server::ExecContext;
 use execgate_trust::git::{self, Candidate, GitOptions};
@@ -20,31 +33,99 @@ use execgate_trust::Verified;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+/// `GIT_DIR` of an escalated program when no repository was found: a path below a
+/// character device, which nobody can create, so git finds no repository and makes none.
+pub const NO_REPOSITORY: &str = "/dev/null/execgate-found-no-repository";
+
+/// The git variables of the session's own environment (captured outside the sandbox),
+/// which escalated programs get unless the guard pins them.
+#[derive(Debug, Clone, Default)]
+pub struct SessionGit {
+    /// `GIT_DIR`.
+    pub git_dir: Option<Vec<u8>>,
+    /// `GIT_CONFIG_COUNT`: the guard's config entry goes after the session's own.
+    pub config_count: Option<Vec<u8>>,
+}
+
+impl SessionGit {
+    /// The git variables of this process's environment.
+    pub fn from_process() -> Self {
+        let var = |name| std::env::var_os(name).map(|v| v.into_encoded_bytes());
+        Self {
+            git_dir: var("GIT_DIR"),
+            config_count: var("GIT_CONFIG_COUNT"),
+        }
+    }
+}
+
 /// Keeps in the sandbox every exec whose repository the sandbox could have written.
 pub struct RepositoryGuard {
     roots: Vec<PathBuf>,
     writable: SandboxWritable,
     verified: Verified,
-    session_git_dir: Option<Vec<u8>>,
+    session: SessionGit,
 }
 
 impl RepositoryGuard {
     /// A guard for a sandbox with writable roots `roots` (canonical), which can write what
     /// `writable` accepts, where the trusted repositories in `verified` count, and whose
-    /// escalated programs get `session_git_dir` as `GIT_DIR` (from the session's own
-    /// environment).
+    /// escalated programs get the session's git variables `session`.
     pub fn new(
         roots: Vec<PathBuf>,
         writable: SandboxWritable,
         verified: Verified,
-        session_git_dir: Option<Vec<u8>>,
+        session: SessionGit,
     ) -> Self {
         Self {
             roots,
             writable,
             verified,
-            session_git_dir,
+            session,
         }
+    }
+
+    /// What holds an escalated exec to the repository `used` that was checked (`None`:
+    /// none was found), from the opened working directory `cwd`; `named` when `--git-dir`
+    /// or the session's `GIT_DIR` chose it (git then takes the work tree from its config
+    /// or the working directory, so it is not pinned).
+    fn pin(&self, used: Option<&Candidate>, named: bool, cwd: Option<&Path>) -> Pinned {
+        let entry = |name: &str, value: &[u8]| {
+            let mut e = name.as_bytes().to_vec();
+            e.push(b'=');
+            e.extend_from_slice(value);
+            e
+        };
+        let mut pinned = Pinned::new();
+        match used.and_then(|c| c.git_dir.as_deref().map(|gd| (c, gd))) {
+            Some((candidate, git_dir)) => {
+                pinned.push(entry("GIT_DIR", git_dir.as_os_str().as_bytes()));
+                if !named && candidate.entry == candidate.top.join(".git") {
+                    let top = candidate.top.as_os_str().as_bytes();
+                    pinned.push(entry("GIT_WORK_TREE", top));
+                }
+            }
+            None => {
+                pinned.push(entry("GIT_DIR", NO_REPOSITORY.as_bytes()));
+                // A colon would split the list: then only GIT_DIR holds.
+                if let Some(cwd) = cwd.filter(|c| !c.as_os_str().as_bytes().contains(&b':')) {
+                    pinned.push(entry("GIT_CEILING_DIRECTORIES", cwd.as_os_str().as_bytes()));
+                }
+            }
+        }
+        let at = self
+            .session
+            .config_count
+            .as_deref()
+            .and_then(|c| std::str::from_utf8(c).ok())
+            .and_then(|c| c.parse::<usize>().ok())
+            .unwrap_or(0);
+        pinned.push(entry("GIT_CONFIG_COUNT", (at + 1).to_string().as_bytes()));
+        pinned.push(entry(
+            &format!("GIT_CONFIG_KEY_{at}"),
+            b"protocol.file.allow",
+        ));
+        pinned.push(entry(&format!("GIT_CONFIG_VALUE_{at}"), b"never"));
+        pinned
     }
 
     fn root_of(&self, path: &Path) -> Option<&Path> {
@@ -91,24 +172,63 @@ impl RepositoryGuard {
 }
 
 impl EscalationGuard for RepositoryGuard {
-    fn may_escalate(&self, exec: &ExecContext) -> Result<(), String> {
+    fn may_escalate(&self, exec: &ExecContext) -> Result<Pinned, String> {
         if self.roots.is_empty() {
             // Nothing is writable: no repository can have been planted.
-            return Ok(());
+            return Ok(Pinned::new());
         }
         let cwd = exec.cwd.path().display().to_string();
         let unknown = |e: std::io::Error| {
             format!("cannot tell which git repository {cwd} is in ({e}), so it could be one the sandbox wrote")
         };
         let dir = exec.cwd.fd().map_err(unknown)?;
-        let found = if is_git(exec) {
+        let (found, named) = if is_git(exec) {
             let options = GitOptions::parse(&exec.request.argv);
-            git::candidates_for_command(dir, &options, self.session_git_dir.as_deref())
+            let found = git::candidates_for_command(dir, &options, self.session.git_dir.as_deref())
+                .map_err(unknown)?;
+            found
+                .iter()
+                .try_for_each(|candidate| self.judge(candidate))?;
+            if let Some(given) = &options.git_dir {
+                // git opens the option's path again, over GIT_DIR: it must name what was
+                // checked then too.
+                fixed_path(given, &found)?;
+            }
+            let named = options.git_dir.is_some() || self.session.git_dir.is_some();
+            (found, named)
         } else {
-            git::candidates(dir)
-        }
-        .map_err(unknown)?;
-        found.iter().try_for_each(|candidate| self.judge(candidate))
+            let found = git::candidates(dir).map_err(unknown)?;
+            found
+                .iter()
+                .try_for_each(|candidate| self.judge(candidate))?;
+            (found, false)
+        };
+        let used = found.last().filter(|c| c.valid);
+        Ok(self.pin(used, named, exec.cwd.resolved().ok()))
+    }
+}
+
+/// Checks that the path a `--git-dir` option gives will name, when git opens it again,
+/// what the guard checked (`found`): an absolute path that exists with no link on its way
+/// (so its folders are the checked entry's, which the judgement held unchangeable).
+fn fixed_path(given: &[u8], found: &[Candidate]) -> Result<(), String> {
+    let path = Path::new(std::ffi::OsStr::from_bytes(given));
+    let trimmed: PathBuf = path.components().collect();
+    let same = path.is_absolute()
+        && !given
+            .split(|&b| b == b'/')
+            .any(|part| part == b"." || part == b"..")
+        && found.len() == 1
+        && found[0].entry == trimmed;
+    if same {
+        Ok(())
+    } else {
+        Err(format!(
+            "git's --git-dir {} is not the absolute path of an existing repository without \
+             links, so what git opens could differ from what was checked; name the git dir \
+             by its real absolute path",
+            String::from_utf8_lossy(given)
+        ))
     }
 }
 
@@ -188,7 +308,12 @@ mod tests {
         let writable: SandboxWritable = Arc::new(move |p: &Path| {
             p.starts_with(&root) && !protected.as_ref().is_some_and(|x| p.starts_with(x))
         });
-        RepositoryGuard::new(vec![s.root.clone()], writable, verified, None)
+        RepositoryGuard::new(
+            vec![s.root.clone()],
+            writable,
+            verified,
+            SessionGit::default(),
+        )
     }
 
     fn guard(s: &Setup, verified: Verified) -> RepositoryGuard {
@@ -205,20 +330,108 @@ mod tests {
         )
     }
 
+    /// The entries `NAME=value` as text.
+    fn entries(pairs: &[(&str, &str)]) -> Pinned {
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}").into_bytes())
+            .collect()
+    }
+
+    /// What an escalation in the repository with work tree `top` is pinned to.
+    fn pinned_to(top: &Path) -> Pinned {
+        let (gd, top) = (top.join(".git"), top.display().to_string());
+        entries(&[
+            ("GIT_DIR", &gd.display().to_string()),
+            ("GIT_WORK_TREE", &top),
+            ("GIT_CONFIG_COUNT", "1"),
+            ("GIT_CONFIG_KEY_0", "protocol.file.allow"),
+            ("GIT_CONFIG_VALUE_0", "never"),
+        ])
+    }
+
     #[test]
-    fn a_repository_outside_the_writable_roots_may_be_escalated_in() {
+    fn a_repository_outside_the_writable_roots_may_be_escalated_in_and_is_pinned() {
         let s = setup();
         let g = guard(&s, Verified::default());
-        let sub = s.outside.join("repo/sub");
+        let repo = s.outside.join("repo");
+        let sub = repo.join("sub");
         std::fs::create_dir(&sub).unwrap();
         assert_eq!(
             g.may_escalate(&exec("/usr/bin/git", &["git", "status"], &sub)),
-            Ok(())
+            Ok(pinned_to(&repo))
         );
+        // No repository: git must not find one later.
+        let none = entries(&[
+            ("GIT_DIR", NO_REPOSITORY),
+            ("GIT_CEILING_DIRECTORIES", &s.outside.display().to_string()),
+            ("GIT_CONFIG_COUNT", "1"),
+            ("GIT_CONFIG_KEY_0", "protocol.file.allow"),
+            ("GIT_CONFIG_VALUE_0", "never"),
+        ]);
         assert_eq!(
             g.may_escalate(&exec("/usr/bin/make", &["make"], &s.outside)),
-            Ok(())
+            Ok(none)
         );
+        // The guard's config entry goes after the session's own.
+        let g = RepositoryGuard::new(
+            vec![s.root.clone()],
+            Arc::new(|_: &Path| false),
+            Verified::default(),
+            SessionGit {
+                git_dir: None,
+                config_count: Some(b"2".to_vec()),
+            },
+        );
+        let pinned = g
+            .may_escalate(&exec("/usr/bin/git", &["git", "status"], &repo))
+            .unwrap();
+        assert_eq!(
+            pinned[2..],
+            entries(&[
+                ("GIT_CONFIG_COUNT", "3"),
+                ("GIT_CONFIG_KEY_2", "protocol.file.allow"),
+                ("GIT_CONFIG_VALUE_2", "never"),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_git_dir_option_must_name_the_checked_repository_by_its_real_path() {
+        let s = setup();
+        let g = guard(&s, Verified::default());
+        let repo = s.outside.join("repo");
+        let gd = repo.join(".git");
+        let cwd = s.root.clone();
+        let exact = format!("--git-dir={}", gd.display());
+        let pinned = g
+            .may_escalate(&exec("/usr/bin/git", &["git", &exact, "status"], &cwd))
+            .unwrap();
+        // Named by the option: git takes the work tree as it would without the pin.
+        assert_eq!(pinned[0], format!("GIT_DIR={}", gd.display()).into_bytes());
+        assert!(!pinned.iter().any(|e| e.starts_with(b"GIT_WORK_TREE=")));
+        // A link in a writable root (swappable after the check), a relative path, a path
+        // that names nothing yet: refused.
+        std::os::unix::fs::symlink(&gd, s.root.join("link")).unwrap();
+        let link = format!("{}/link", s.root.display());
+        let later = format!("{}/later.git", s.root.display());
+        for given in [link.as_str(), "../outside/repo/.git", later.as_str()] {
+            let err = g
+                .may_escalate(&exec(
+                    "/usr/bin/git",
+                    &["git", "--git-dir", given, "status"],
+                    &cwd,
+                ))
+                .unwrap_err();
+            assert_eq!(
+                err,
+                format!(
+                    "git's --git-dir {given} is not the absolute path of an existing repository \
+                     without links, so what git opens could differ from what was checked; name \
+                     the git dir by its real absolute path"
+                )
+            );
+        }
     }
 
     #[test]
@@ -249,7 +462,7 @@ mod tests {
         // Only git reads git's options.
         assert_eq!(
             g.may_escalate(&exec("/usr/bin/make", &["make", "-C", into], &cwd)),
-            Ok(())
+            Ok(pinned_to(&cwd))
         );
     }
 
@@ -282,7 +495,7 @@ mod tests {
         let verified = trusted.verify(&|p| p.starts_with(&s.root), &|_| false);
         assert_eq!(
             guard_with(&s, verified, Some(gd.clone())).may_escalate(&run),
-            Ok(())
+            Ok(pinned_to(&repo))
         );
         // Writable (Landlock), or changed since: it does not, and the reason says so.
         let verified = trusted.verify(&|p| p.starts_with(&s.root), &|p| p == gd.as_path());
@@ -316,11 +529,11 @@ mod tests {
             Vec::new(),
             Arc::new(|_: &Path| false),
             Verified::default(),
-            None,
+            SessionGit::default(),
         );
         assert_eq!(
             g.may_escalate(&exec("/usr/bin/git", &["git"], &s.root.join("repo"))),
-            Ok(())
+            Ok(Pinned::new())
         );
     }
 

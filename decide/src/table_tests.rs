@@ -42,12 +42,12 @@ impl ScriptedGuard {
 }
 
 impl EscalationGuard for ScriptedGuard {
-    fn may_escalate(&self, _exec: &ExecContext) -> Result<(), String> {
+    fn may_escalate(&self, _exec: &ExecContext) -> Result<crate::Pinned, String> {
         self.asked.fetch_add(1, Ordering::SeqCst);
         if self.refuse {
             Err(GUARD_REASON.into())
         } else {
-            Ok(())
+            Ok(crate::Pinned::new())
         }
     }
 }
@@ -240,6 +240,7 @@ fn expected(row: Row) -> Outcome {
             end_session: end.map(str::to_owned),
             // These rows have no invoked name (see `invoked_and_resolved_names`).
             argv0: Argv0::Resolved,
+            set_env: Vec::new(),
         },
         guard_asked: asked.0,
         hooks_asked: asked.1,
@@ -701,7 +702,10 @@ fn a_forbidden_rule_without_justification_names_itself() {
 #[test]
 fn the_default_guard_lets_every_exec_escalate() {
     let guard = crate::AnyMayEscalate;
-    assert_eq!(guard.may_escalate(&exec("/work/tool", &["tool"])), Ok(()));
+    assert_eq!(
+        guard.may_escalate(&exec("/work/tool", &["tool"])),
+        Ok(Vec::new())
+    );
     // And a pipeline without one escalates an allow.
     let person = ScriptedPerson::new(Ok(Choice::Once));
     let hooks = ScriptedHooks::new(Hook::Silent);

@@ -22,7 +22,7 @@ use crate::report::{ExecRecord, NetworkRecord, RunReport};
 use anyhow::Context;
 use audit::AuditLog;
 use clock::PromptClock;
-use execgate_decide::{Note, Pipeline, RepositoryGuard};
+use execgate_decide::{Note, Pipeline, RepositoryGuard, SessionGit};
 use execgate_escalate_server::{ExecEvent, Session, SessionBuilder};
 use execgate_netgate::{ConnectionRecord, ResolveOverrides};
 use execgate_sandbox::{Backend, Sandbox};
@@ -223,8 +223,12 @@ fn spawn(
     let in_root = |p: &std::path::Path| roots.iter().any(|r| p.starts_with(r));
     let verified = config.repositories.verify(&in_root, &*writable);
     // An escalated program gets the session's own environment, GIT_DIR included.
-    let session_git_dir = std::env::var_os("GIT_DIR").map(|v| v.into_encoded_bytes());
-    let guard = RepositoryGuard::new(roots, Arc::clone(&writable), verified, session_git_dir);
+    let guard = RepositoryGuard::new(
+        roots,
+        Arc::clone(&writable),
+        verified,
+        SessionGit::from_process(),
+    );
     let hooks = SessionHooks::new(config.hooks, Arc::clone(&writable));
     let pipeline = config
         .pipeline

@@ -1072,3 +1072,225 @@ fn readme_example_hook_transcript_is_what_execgate_prints() {
     install_example_hook(&env);
     readme_transcript_holds(&env, "Try hooks without an agent:");
 }
+
+// ---- the repository git uses is the one checked (red-team findings 2 and 3) -----------
+
+/// Rules that ask about `git status` (a hook answers) and allow `git push` and `printenv`.
+fn ask_status_rules(env: &Hostile) -> PathBuf {
+    env.write_outside(
+        "rules/ask-status.rules",
+        "prefix_rule(pattern = [\"git\", \"status\"], decision = \"prompt\")\n\
+         prefix_rule(pattern = [\"git\", \"push\"], decision = \"allow\")\n\
+         prefix_rule(pattern = [\"printenv\"], decision = \"allow\")\n",
+    )
+}
+
+/// Runs `script_prefix`, then a background `git status` the rules ask about; its hook
+/// (outside) says it started, waits until the script has run `plant`, and allows. So
+/// what `plant` does happens after the repository check and before the escalated git
+/// starts, every time. `args` go before the script (after `--rules` and `--hooks`); `go`
+/// is a path the script can create. `STARTED` and `GO` reach the hook through execgate's environment, so the words of its
+/// command name no path the sandbox can write.
+fn planted_while_asked(
+    env: &Hostile,
+    backend: &str,
+    shell: &str,
+    args: &[&str],
+    go: &Path,
+    script_prefix: &str,
+    plant: &str,
+) -> Report {
+    let started = env.outside.join("started");
+    let allow = r#"{"hookSpecificOutput": {"hookEventName": "PermissionRequest", "decision": {"behavior": "allow"}}}"#;
+    let hooks = env.write_outside(
+        "hooks/planted.json",
+        &serde_json::json!({"hooks": {"PermissionRequest": [{"hooks": [{
+            "type": "command",
+            "command": format!(
+                "touch \"$STARTED\"; while [ ! -e \"$GO\" ]; do sleep 0.02; done; echo '{allow}'"
+            ),
+        }]}]}})
+        .to_string(),
+    );
+    let script = format!(
+        "{script_prefix}(git status --short >/dev/null 2>&1; echo status=$?) & st=$!\n\
+         while [ ! -e {s} ] && kill -0 $st 2>/dev/null; do sleep 0.02; done\n\
+         {plant}\ntouch {g}\nwait $st\n",
+        s = started.display(),
+        g = go.display(),
+    );
+    let rules = ask_status_rules(env);
+    let mut all = vec![
+        "--rules",
+        rules.to_str().unwrap(),
+        "--hooks",
+        hooks.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    all.push(&script);
+    let mut cmd = on_backend(env, backend, shell, &all);
+    let out = cmd.env("STARTED", &started).env("GO", go).output().unwrap();
+    let name = SETUPS
+        .iter()
+        .find(|(_, flag)| *flag == shell)
+        .map_or(shell, |(name, _)| name);
+    Report::parse(&format!("{name}, {backend}"), out)
+}
+
+/// `execgate run` in `shell` on sandbox `backend` with `args`; under Landlock with a temp
+/// dir of its own (the shared /tmp may hold repositories of other tests, which Landlock
+/// cannot keep read-only, so it would refuse to start).
+fn on_backend(env: &Hostile, backend: &str, shell: &str, args: &[&str]) -> Command {
+    let mut cmd = env.command(shell, args);
+    cmd.env("EXECGATE_SANDBOX_BACKEND", backend);
+    if backend == "landlock" {
+        let tmp = env.outside.join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        cmd.env("TMPDIR", tmp);
+    }
+    cmd
+}
+
+/// The script lines that make `prep/.git`, a repository whose fsmonitor creates `marker`.
+fn prepared_repository(marker: &Path) -> String {
+    format!(
+        "git init -q prep && git -C prep config core.fsmonitor 'touch {}'\n",
+        marker.display()
+    )
+}
+
+/// Asserts that the report's one `git status` was escalated by the hook.
+fn assert_status_escalated_by_hook(report: &Report) {
+    let status = git_execs(report, "status");
+    assert_eq!(status.len(), 1, "[{}] {report}", report.setup);
+    assert_eq!(
+        (&status[0]["verdict"], &status[0]["source"]),
+        (&"escalate".into(), &"hook".into()),
+        "[{}] {report}",
+        report.setup
+    );
+}
+
+#[test]
+fn a_repository_planted_after_the_check_in_a_plain_folder_is_not_used() {
+    // Red-team finding 2: no repository when checked, one moved in while the hook is
+    // asked. The escalated git finds none (GIT_DIR names a path that cannot exist).
+    let runs = SETUPS
+        .iter()
+        .map(|&(_, shell)| ("auto", shell))
+        .chain([("landlock", "zsh"), ("landlock", "sh")]);
+    for (backend, shell) in runs {
+        let env = Hostile::new();
+        let marker = env.marker("planted-fsmonitor-ran");
+        let prefix = format!(
+            "{}{}",
+            direct_attempt(&marker),
+            prepared_repository(&marker)
+        );
+        let go = env.work.join("go");
+        let report =
+            planted_while_asked(&env, backend, shell, &[], &go, &prefix, "mv prep/.git .git");
+        report.assert_direct_write_refused();
+        assert_no_marker(&marker, &report);
+        assert_status_escalated_by_hook(&report);
+        // git found no repository: not a git repository.
+        assert_eq!(
+            report.stdout(),
+            "direct-refused\nstatus=128\n",
+            "[{}] {report}",
+            report.setup
+        );
+    }
+}
+
+#[test]
+fn a_repository_planted_after_the_check_in_a_trusted_repositorys_subfolder_is_not_used() {
+    // Red-team finding 2, second form: the workspace is a trusted repository; the script
+    // plants a repository in a subfolder while the hook is asked. The escalated git uses
+    // the trusted one, which was checked, and works there.
+    for (_, shell) in SETUPS {
+        let env = Hostile::new();
+        let (root, proj) = boxed(&env, "proj");
+        git(&env, &proj, &["init", "-q"]);
+        let (code, _, stderr) = trust(&env, &[proj.to_str().unwrap()]);
+        assert_eq!(code, 0, "execgate trust: {stderr}");
+        let marker = env.marker("planted-fsmonitor-ran");
+        let prefix = format!(
+            "{}cd proj; mkdir sub; cd sub\n{}",
+            direct_attempt(&marker),
+            prepared_repository(&marker)
+        );
+        let args = ["--cwd", root.to_str().unwrap()];
+        let go = root.join("go");
+        let report = planted_while_asked(
+            &env,
+            "auto",
+            shell,
+            &args,
+            &go,
+            &prefix,
+            "mv prep/.git .git",
+        );
+        report.assert_direct_write_refused();
+        assert_no_marker(&marker, &report);
+        assert_status_escalated_by_hook(&report);
+        assert_eq!(
+            report.stdout(),
+            "direct-refused\nstatus=0\n",
+            "[{}] {report}",
+            report.setup
+        );
+    }
+}
+
+#[test]
+fn a_push_to_a_local_repository_the_sandbox_wrote_runs_none_of_its_hooks() {
+    // Red-team finding 3: a push to a path (or file:// URL) in a writable root starts
+    // receive-pack there, outside the sandbox, and its hooks run. Escalated git has the
+    // file transport turned off. The escalated environment names the checked repository.
+    let runs = SETUPS
+        .iter()
+        .map(|&(_, shell)| ("auto", shell))
+        .chain([("landlock", "zsh")]);
+    for (backend, shell) in runs {
+        let env = Hostile::new();
+        let repo = outside_repo(&env);
+        let marker = env.marker("pre-receive-ran");
+        let w = env.work.display();
+        let script = format!(
+            "{}git init -q --bare origin\n\
+             printf '#!/bin/sh\\ntouch {m}\\n' > origin/hooks/pre-receive\n\
+             chmod +x origin/hooks/pre-receive\n\
+             cd {r}\n\
+             git push -q {w}/origin HEAD:refs/heads/a 2>/dev/null; echo push=$?\n\
+             git push -q file://{w}/origin HEAD:refs/heads/b 2>/dev/null; echo push=$?\n\
+             printenv GIT_DIR GIT_WORK_TREE GIT_CONFIG_KEY_0 GIT_CONFIG_VALUE_0\n",
+            direct_attempt(&marker),
+            m = marker.display(),
+            r = repo.display(),
+        );
+        let rules = ask_status_rules(&env);
+        let args = ["--rules", rules.to_str().unwrap(), &script];
+        let out = on_backend(&env, backend, shell, &args).output().unwrap();
+        let report = Report::parse(shell, out);
+        let setup = format!("{shell}, {backend}");
+        report.assert_direct_write_refused();
+        assert_no_marker(&marker, &report);
+        let pushes = git_execs(&report, "push");
+        assert_eq!(pushes.len(), 2, "[{setup}] {report}");
+        assert!(
+            pushes.iter().all(|e| e["verdict"] == "escalate"),
+            "[{setup}] {report}"
+        );
+        assert_eq!(
+            report.stdout(),
+            format!(
+                "direct-refused\npush=128\npush=128\n{}/.git\n{}\nprotocol.file.allow\nnever\n",
+                repo.display(),
+                repo.display()
+            ),
+            "[{setup}] {report}"
+        );
+        report.assert_escalated("/usr/bin/printenv");
+    }
+}
