@@ -28,9 +28,20 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
+        // Outside /tmp and the temporary directory: with the checkout under /tmp (a
+        // writable root in some tests), the checkout's .git above the workspace would be
+        // a protected path inside it, which Landlock refuses.
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let temp = std::env::temp_dir();
+        let under_temp = target.starts_with("/tmp") || target.starts_with(&temp);
+        let base = if under_temp {
+            Path::new("/var/tmp")
+        } else {
+            target
+        };
         let dir = tempfile::Builder::new()
             .prefix("sandbox-test-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .tempdir_in(base)
             .unwrap();
         let ws = dir.path().join("ws");
         let outside = dir.path().join("outside");
