@@ -321,6 +321,8 @@ fn codex_tui_with_the_readme_registration_asks_the_person_once_in_our_words() {
         .args(["--no-daemon", "do the task"]);
     let mut tui = Terminal::start(cmd);
     tui.until_row("execgate: approval needed");
+    // The dialog is drawn in pieces: read it once its last choice is on the screen.
+    tui.until_row("3. Deny");
     let asked = tui.text();
     assert!(!asked.contains("Allow the execgate MCP server"), "{asked}");
     for line in [
